@@ -1,0 +1,416 @@
+"""matrix.toml: load, validate and select the cells.
+
+A cell is a frozen value. Selection works as cibuildwheel's build selector does: whitespace-separated
+fnmatch patterns with brace expansion, matched against each cell's id and aliases.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import InvalidVersion, Version
+
+from .errors import ConfigError, UnknownCellError, did_you_mean
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.10 only
+    import tomli as tomllib
+
+SCHEMA = 1
+CHANNELS = ("stable", "nightly")
+STATUSES = ("pass", "fail")
+_CUDA_RE = re.compile(r"^cu(\d{2})(\d)$")
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+
+# Fields a cell may set, and whether they feed the lock (a cell that `extends` another shares its lock
+# when none of the lock fields differ).
+_LOCK_FIELDS = ("python", "platform", "requirements", "pins", "requires", "overrides", "addons", "index")
+_CELL_FIELDS = {
+    "id", "extends", "summary", "channel", "cuda", "aliases", "doc_option", "patches", "preload",
+    "expect", "expect_sm", *_LOCK_FIELDS,
+}
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    default_url: str
+    env: str
+
+    @property
+    def url(self) -> str:
+        """The URL in force: the environment variable named in matrix.toml wins."""
+        return os.environ.get(self.env) or self.default_url
+
+
+@dataclass(frozen=True)
+class Expectation:
+    status: str
+    reason: str | None = None
+
+    def describe(self) -> str:
+        return self.status if self.reason is None else f"{self.status} ({self.reason})"
+
+
+@dataclass(frozen=True)
+class Cell:
+    id: str
+    summary: str
+    channel: str
+    cuda: str
+    python: str
+    platform: str
+    requirements: tuple[str, ...]
+    pins: Mapping[str, str]
+    requires: tuple[str, ...] = ()
+    overrides: tuple[str, ...] = ()
+    addons: tuple[str, ...] = ()
+    preload: tuple[str, ...] = ()
+    index: Index | None = None
+    patches: bool = True
+    aliases: tuple[str, ...] = ()
+    doc_option: int | None = None
+    expect: Expectation = Expectation("pass")
+    expect_sm: Mapping[int, Expectation] = field(default_factory=dict)
+    lock_id: str = ""
+
+    @property
+    def whisperx_version(self) -> Version:
+        return Version(self.pins["whisperx"])
+
+    def expected(self, sm: int | None) -> Expectation:
+        """The outcome required of this cell when judged for compute capability ``sm`` (e.g. 120)."""
+        if sm is not None and sm in self.expect_sm:
+            return self.expect_sm[sm]
+        return self.expect
+
+    def lock_inputs(self) -> dict[str, Any]:
+        """What goes into this cell's lock, as plain data (hashed into the lock's header)."""
+        return {
+            "python": self.python,
+            "platform": self.platform,
+            "requirements": list(self.requirements),
+            "pins": dict(sorted(self.pins.items())),
+            "requires": list(self.requires),
+            "overrides": list(self.overrides),
+            "addons": list(self.addons),
+            "index": self.index.url if self.index else None,
+        }
+
+    def requirement_lines(self) -> list[str]:
+        """The cell's own requirement lines: exact pins, extra requirements and add-ons."""
+        return [f"{name}=={ver}" for name, ver in sorted(self.pins.items())] + list(self.requires) + list(
+            self.addons
+        )
+
+
+@dataclass(frozen=True)
+class Matrix:
+    path: Path
+    cells: tuple[Cell, ...]
+    indexes: Mapping[str, Index]
+    target_sm: int
+
+    @property
+    def root(self) -> Path:
+        return self.path.parent
+
+    def ids(self) -> list[str]:
+        return [c.id for c in self.cells]
+
+    def get(self, cell_id: str) -> Cell:
+        for cell in self.cells:
+            if cell_id == cell.id or cell_id in cell.aliases:
+                return cell
+        raise UnknownCellError(
+            f"unknown cell {cell_id!r}{did_you_mean(cell_id, self._names())}",
+            hint=f"known cells: {', '.join(self.ids())}",
+        )
+
+    def _names(self) -> list[str]:
+        return [n for c in self.cells for n in (c.id, *c.aliases)]
+
+    def select(self, selectors: Iterable[str] | str | None) -> list[Cell]:
+        """Cells matching any selector, in matrix order. None or empty selects every cell."""
+        if isinstance(selectors, str):
+            selectors = [selectors]
+        patterns = [p for s in (selectors or ()) for p in s.split()]
+        if not patterns:
+            return list(self.cells)
+        selector = Selector(tuple(patterns))
+        chosen = [c for c in self.cells if selector(c)]
+        unmatched = [p for p in patterns if not any(Selector((p,))(c) for c in self.cells)]
+        if unmatched:
+            bad = unmatched[0]
+            raise UnknownCellError(
+                f"selector {bad!r} matches no cell{did_you_mean(bad, self._names())}",
+                hint=f"known cells: {', '.join(self.ids())} (globs like 'stable-*' or '*-cu130' work)",
+            )
+        return chosen
+
+
+def expand_braces(pattern: str) -> list[str]:
+    """``stable-cu{128,130}`` -> ``['stable-cu128', 'stable-cu130']`` (nested braces too)."""
+    match = re.search(r"\{([^{}]*)\}", pattern)
+    if not match:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    return [x for option in match.group(1).split(",") for x in expand_braces(head + option + tail)]
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Callable: does a cell match any of the fnmatch patterns (after brace expansion)?"""
+
+    patterns: tuple[str, ...]
+
+    def __call__(self, cell: Cell) -> bool:
+        names = (cell.id, *cell.aliases)
+        return any(
+            fnmatch.fnmatchcase(name, pat)
+            for raw in self.patterns
+            for pat in expand_braces(raw)
+            for name in names
+        )
+
+
+# --- loading -------------------------------------------------------------------------------------------
+
+
+class _Locator:
+    """Finds the line of a cell's field in the TOML text, so errors can name file, line and field."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def where(self, cell_id: str | None, key: str | None = None) -> str:
+        start = 0
+        if cell_id is not None:
+            id_re = re.compile(rf"^\s*id\s*=\s*[\"']{re.escape(cell_id)}[\"']")
+            for i, line in enumerate(self.lines):
+                if id_re.match(line):
+                    start = i
+                    break
+            # A cell's table begins at the nearest [[cells]] above its id line.
+            for i in range(start, -1, -1):
+                if self.lines[i].strip() == "[[cells]]":
+                    start = i
+                    break
+        if key is not None:
+            key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
+            for i in range(start, len(self.lines)):
+                if i > start and self.lines[i].strip().startswith("[") and cell_id is not None:
+                    break
+                if key_re.match(self.lines[i]):
+                    return f"{self.path.name}:{i + 1}"
+        return f"{self.path.name}:{start + 1}"
+
+
+def find_matrix(start: Path | None = None) -> Path:
+    """matrix.toml from $WXM_MATRIX, else the nearest one at or above ``start`` (default: cwd)."""
+    env = os.environ.get("WXM_MATRIX")
+    if env:
+        return Path(env)
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "matrix.toml").is_file():
+            return folder / "matrix.toml"
+    raise ConfigError(
+        f"no matrix.toml in {here} or above", hint="run from the project's checkout, or set WXM_MATRIX"
+    )
+
+
+def load(path: Path | None = None) -> Matrix:
+    path = path or find_matrix()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", hint="check the path (or WXM_MATRIX)") from exc
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path.name}: not valid TOML: {exc}", hint="fix the syntax at that line") from exc
+    return parse(data, path=path, text=text)
+
+
+def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
+    loc = _Locator(path, text)
+
+    def fail(msg: str, cell_id: str | None = None, key: str | None = None) -> ConfigError:
+        return ConfigError(f"{loc.where(cell_id, key)}: {msg}", hint=f"edit {path.name} (see its header)")
+
+    if data.get("schema") != SCHEMA:
+        raise fail(f"'schema' must be {SCHEMA}, got {data.get('schema')!r}", key="schema")
+    defaults = data.get("defaults", {})
+    indexes = {
+        name: Index(name=name, default_url=_str(tbl, "url", fail), env=_str(tbl, "env", fail))
+        for name, tbl in data.get("indexes", {}).items()
+    }
+    raw_cells = data.get("cells")
+    if not isinstance(raw_cells, list) or not raw_cells:
+        raise fail("no [[cells]] defined", key="cells")
+
+    by_id: dict[str, dict[str, Any]] = {}
+    for raw in raw_cells:
+        cell_id = raw.get("id")
+        if not isinstance(cell_id, str) or not _ID_RE.match(cell_id):
+            raise fail(f"cell id {cell_id!r} must be lowercase letters, digits, '.' and '-'", cell_id, "id")
+        if cell_id in by_id:
+            raise fail(f"duplicate cell id {cell_id!r}", cell_id, "id")
+        unknown = set(raw) - _CELL_FIELDS
+        if unknown:
+            key = sorted(unknown)[0]
+            raise fail(f"unknown field {key!r} in cell {cell_id!r}{did_you_mean(key, _CELL_FIELDS)}", cell_id, key)
+        by_id[cell_id] = raw
+
+    cells: list[Cell] = []
+    built: dict[str, Cell] = {}
+    for cell_id, raw in by_id.items():
+        merged, lock_id = _resolve_extends(cell_id, by_id, fail)
+        cell = _make_cell(cell_id, merged, defaults, indexes, fail)
+        if lock_id != cell_id:
+            parent = built.get(lock_id) or _make_cell(lock_id, _resolve_extends(lock_id, by_id, fail)[0], defaults, indexes, fail)
+            if parent.lock_inputs() != cell.lock_inputs():
+                lock_id = cell_id
+        cell = replace(cell, lock_id=lock_id)
+        built[cell_id] = cell
+        cells.append(cell)
+
+    names: dict[str, str] = {}
+    for cell in cells:
+        for name in (cell.id, *cell.aliases):
+            if name in names:
+                raise fail(f"name {name!r} is used by both {names[name]!r} and {cell.id!r}", cell.id, "aliases")
+            names[name] = cell.id
+    target_sm = defaults.get("target_sm", 120)
+    if not isinstance(target_sm, int):
+        raise fail("'target_sm' must be an integer like 120", key="target_sm")
+    return Matrix(path=path, cells=tuple(cells), indexes=indexes, target_sm=target_sm)
+
+
+def _resolve_extends(cell_id: str, by_id: Mapping[str, dict[str, Any]], fail: Any) -> tuple[dict[str, Any], str]:
+    """The cell's table merged over its ancestors', and the root ancestor (whose lock it may share)."""
+    chain = [cell_id]
+    raw = by_id[cell_id]
+    while "extends" in raw:
+        parent = raw["extends"]
+        if parent not in by_id:
+            raise fail(f"cell {chain[-1]!r} extends unknown cell {parent!r}{did_you_mean(str(parent), by_id)}", chain[-1], "extends")
+        if parent in chain:
+            raise fail(f"cells extend each other in a loop: {' -> '.join(chain + [parent])}", cell_id, "extends")
+        chain.append(parent)
+        raw = by_id[parent]
+    merged: dict[str, Any] = {}
+    for name in reversed(chain):
+        merged.update({k: v for k, v in by_id[name].items() if k not in ("id", "extends")})
+    return merged, chain[-1] if len(chain) > 1 else cell_id
+
+
+def _str(tbl: Mapping[str, Any], key: str, fail: Any, cell_id: str | None = None, **_: Any) -> str:
+    value = tbl.get(key)
+    if not isinstance(value, str) or not value:
+        raise fail(f"{key!r} must be a non-empty string", cell_id, key)
+    return value
+
+
+def _str_list(tbl: Mapping[str, Any], key: str, fail: Any, cell_id: str) -> tuple[str, ...]:
+    value = tbl.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise fail(f"{key!r} must be a list of strings", cell_id, key)
+    return tuple(value)
+
+
+def _requirements(lines: tuple[str, ...], key: str, fail: Any, cell_id: str) -> tuple[str, ...]:
+    for line in lines:
+        try:
+            Requirement(line)
+        except InvalidRequirement as exc:
+            raise fail(f"{key}: {line!r} is not a valid requirement ({exc})", cell_id, key) from None
+    return lines
+
+
+def _expectation(value: Any, fail: Any, cell_id: str, key: str) -> Expectation:
+    if not isinstance(value, Mapping):
+        raise fail(f"{key!r} must be a table like {{ status = \"pass\" }}", cell_id, key)
+    status = value.get("status")
+    if status not in STATUSES:
+        raise fail(f"{key}.status must be one of {', '.join(STATUSES)}, got {status!r}", cell_id, key)
+    reason = value.get("reason")
+    if status == "fail" and not (isinstance(reason, str) and ":" in reason):
+        raise fail(f"{key}: an expected failure needs a reason like 'missing-soname:libcublas.so.12'", cell_id, key)
+    if status == "pass" and reason is not None:
+        raise fail(f"{key}: an expected pass takes no reason", cell_id, key)
+    return Expectation(status=status, reason=reason)
+
+
+def _make_cell(cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], indexes: Mapping[str, Index], fail: Any) -> Cell:
+    channel = raw.get("channel")
+    if channel not in CHANNELS:
+        raise fail(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}", cell_id, "channel")
+    cuda = _str(raw, "cuda", fail, cell_id)
+    if not _CUDA_RE.match(cuda):
+        raise fail(f"cuda must look like 'cu128', got {cuda!r}", cell_id, "cuda")
+    pins = raw.get("pins", {})
+    if not isinstance(pins, Mapping) or "whisperx" not in pins:
+        raise fail("pins must be a table that pins at least whisperx", cell_id, "pins")
+    for name, ver in pins.items():
+        try:
+            Version(str(ver))
+        except InvalidVersion:
+            raise fail(f"pins.{name}: {ver!r} is not a version", cell_id, "pins") from None
+    index = None
+    if "index" in raw:
+        name = raw["index"]
+        if name not in indexes:
+            raise fail(f"index {name!r} is not defined under [indexes]{did_you_mean(str(name), indexes)}", cell_id, "index")
+        index = indexes[name]
+    if channel == "nightly" and index is None:
+        raise fail("a nightly cell needs an index (PyPI carries no torch nightlies)", cell_id, "channel")
+    python = str(raw.get("python", defaults.get("python", "3.11")))
+    requirements = raw.get("requirements", defaults.get("requirements", []))
+    expect = _expectation(raw.get("expect", {"status": "pass"}), fail, cell_id, "expect")
+    expect_sm_raw = raw.get("expect_sm", {})
+    if not isinstance(expect_sm_raw, Mapping):
+        raise fail("expect_sm must be a table keyed by compute capability", cell_id, "expect_sm")
+    expect_sm: dict[int, Expectation] = {}
+    for sm, value in expect_sm_raw.items():
+        if not str(sm).isdigit():
+            raise fail(f"expect_sm key {sm!r} must be a compute capability like 120", cell_id, "expect_sm")
+        expect_sm[int(sm)] = _expectation(value, fail, cell_id, "expect_sm")
+    patches = raw.get("patches", True)
+    if not isinstance(patches, bool):
+        raise fail("patches must be true or false", cell_id, "patches")
+    doc_option = raw.get("doc_option")
+    if doc_option is not None and doc_option not in (1, 2, 3):
+        raise fail("doc_option must be 1, 2 or 3", cell_id, "doc_option")
+    return Cell(
+        id=cell_id,
+        summary=str(raw.get("summary", "")),
+        channel=channel,
+        cuda=cuda,
+        python=python,
+        platform=str(raw.get("platform", defaults.get("platform", "x86_64-manylinux_2_28"))),
+        requirements=tuple(requirements),
+        pins={str(k): str(v) for k, v in pins.items()},
+        requires=_requirements(_str_list(raw, "requires", fail, cell_id), "requires", fail, cell_id),
+        overrides=_requirements(_str_list(raw, "overrides", fail, cell_id), "overrides", fail, cell_id),
+        addons=_requirements(_str_list(raw, "addons", fail, cell_id), "addons", fail, cell_id),
+        preload=_str_list(raw, "preload", fail, cell_id),
+        index=index,
+        patches=patches,
+        aliases=_str_list(raw, "aliases", fail, cell_id),
+        doc_option=doc_option,
+        expect=expect,
+        expect_sm=expect_sm,
+        lock_id=cell_id,
+    )
