@@ -69,9 +69,13 @@ class ToolMissingError(FatalError):
 
 
 class SelfTestError(FatalError):
-    """A built cell failed its own self-test (imports or transcription)."""
+    """A built cell failed its own self-test (imports or transcription). ``record`` holds its data."""
 
     exit_code = 9
+
+    def __init__(self, message: str, *, hint: str | None = None, record: dict | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.record = record or {}
 
 
 class NotBuiltError(FatalError):

@@ -1,0 +1,302 @@
+"""Build a cell's venv from its lock: atomically, hash-checked, patched, stamped, self-tested.
+
+Layout under envs/ (see paths.envs_dir):
+    envs/<cell>                       symlink to the build in force (replaced atomically)
+    envs/.builds/<cell>-<key>/        one finished build; <key> hashes the stamp (lock, patches, preload)
+    envs/.builds/.tmp-<cell>-<pid>-*  a build in progress; a killed one is swept up by the next build
+
+The symlink is only ever swapped with rename(2), so a killed or failed build leaves the previous
+good env in place and usable. A build that fails its self-test is kept for inspection, never linked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import lock as locks
+from . import paths, tools
+from .errors import BuildError, NotBuiltError, SelfTestError
+from .matrix import Cell, Matrix
+
+STAMP = "whisperx-matrix-stamp.json"
+SELFTEST = "whisperx-matrix-selftest.json"
+BUILD_FORMAT = 1
+PRELOAD_MODULE = "whisperx_matrix_preload"
+SELFTEST_MAX_WER = 0.35
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass
+class BuildResult:
+    cell: str
+    env: Path
+    state: str  # "built", "up-to-date", "relinked"
+    seconds: dict[str, float] = field(default_factory=dict)
+    patches: str = ""
+    selftest: dict[str, Any] | None = None
+
+    def usage(self) -> str:
+        py = self.env / "bin" / "python"
+        return (f"env {self.cell}: {self.env}\n"
+                f"  python:   {py}\n"
+                f"  activate: source {self.env / 'bin' / 'activate'}\n"
+                f"  no LD_LIBRARY_PATH or ~/.bashrc edit needed")
+
+
+def env_link(matrix: Matrix, cell: Cell) -> Path:
+    return paths.envs_dir(matrix.root) / cell.id
+
+
+def built_env(matrix: Matrix, cell: Cell) -> Path:
+    """The env in force for a cell, or NotBuiltError with the command that builds it."""
+    link = env_link(matrix, cell)
+    if not (link / STAMP).is_file():
+        raise NotBuiltError(f"cell {cell.id} is not built (no {link})", hint=f"build it: nox -s env-{cell.id}")
+    return link
+
+
+def _series(matrix: Matrix) -> Any:
+    from . import patches
+
+    return patches.load_series(matrix.root / "patches")
+
+
+def expected_stamp(matrix: Matrix, cell: Cell, *, use_patches: bool) -> dict[str, Any]:
+    """What a build of this cell must record to count as current. Cheap: reads the lock and the patches."""
+    lock_path = locks.ensure_fresh(matrix, cell)
+    return {
+        "format": BUILD_FORMAT,
+        "cell": cell.id,
+        "python": cell.python,
+        "lock": f"{lock_path.name} {locks.sha256_bytes(lock_path.read_bytes())}",
+        "patches": _series(matrix).fingerprint() if use_patches else None,
+        "preload": list(cell.preload),
+    }
+
+
+def _key(stamp: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(stamp, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _sweep(builds: Path, cell: Cell, keep: set[Path]) -> None:
+    """Remove this cell's killed temp builds and superseded builds (never the linked one)."""
+    if not builds.is_dir():
+        return
+    for entry in builds.iterdir():
+        name = entry.name
+        if name.startswith(f".tmp-{cell.id}-"):
+            pid = name[len(f".tmp-{cell.id}-"):].split("-", 1)[0]
+            if pid.isdigit() and not _pid_alive(int(pid)):
+                shutil.rmtree(entry, ignore_errors=True)
+        elif name.startswith(f"{cell.id}-") and len(name) == len(cell.id) + 13 and entry not in keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _relink(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` with one rename(2): readers see the old env or the new, never neither."""
+    tmp = link.with_name(f".{link.name}.link-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(target, link.parent), tmp)
+    if link.exists() and not link.is_symlink():
+        tmp.unlink()
+        raise BuildError(f"{link} is a real folder, not a link to a build", hint=f"move it away, then rebuild")
+    os.replace(tmp, link)
+
+
+def _preload_files(site: Path, cell: Cell) -> None:
+    """A .pth that loads the cell's `preload` libraries at interpreter start, so the env needs no
+    LD_LIBRARY_PATH: a later dlopen of the same soname (ctranslate2's libcublas.so.12) finds it loaded."""
+    missing = [rel for rel in cell.preload if not (site / rel).exists()]
+    if missing:
+        raise BuildError(f"cell {cell.id}: preload {missing[0]} is not in the env", hint="fix `preload` in matrix.toml (paths are relative to site-packages)")
+    (site / f"{PRELOAD_MODULE}.py").write_text(
+        '"""Written by whisperx-matrix: loads libraries this env needs, so nobody sets LD_LIBRARY_PATH."""\n'
+        "import ctypes, os\n"
+        "LOADED, ERRORS = [], {}\n"
+        f"for _rel in {list(cell.preload)!r}:\n"
+        "    _path = os.path.join(os.path.dirname(os.path.abspath(__file__)), _rel)\n"
+        "    try:\n"
+        "        ctypes.CDLL(_path, mode=ctypes.RTLD_GLOBAL)\n"
+        "        LOADED.append(_path)\n"
+        "    except OSError as _exc:  # reported by the audit and the cell tests, never fatal at start-up\n"
+        "        ERRORS[_path] = str(_exc)\n",
+        encoding="utf-8",
+    )
+    (site / f"{PRELOAD_MODULE}.pth").write_text(f"import {PRELOAD_MODULE}\n", encoding="utf-8")
+
+
+def selftest_script() -> Path:
+    return Path(__file__).parent / "cellside" / "selftest.py"
+
+
+def clean_env() -> dict[str, str]:
+    """The environment a cell runs with: no LD_LIBRARY_PATH (a cell built right needs none), offline hubs."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME")}
+    env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYANNOTE_METRICS_ENABLED="false")
+    return env
+
+
+def run_selftest(env_dir: Path) -> dict[str, Any]:
+    """Imports + a CPU transcription of known speech, in the cell's own python, LD_LIBRARY_PATH unset."""
+    from . import speech
+
+    tools.require("ffmpeg")
+    sample = speech.selftest_speech()
+    out = env_dir / SELFTEST
+    ref = env_dir / "whisperx-matrix-selftest-reference.txt"
+    ref.write_text(sample.text, encoding="utf-8")
+    t0 = time.perf_counter()
+    proc = tools.run([str(env_dir / "bin" / "python"), "-I", str(selftest_script()), str(sample.wav), str(ref), str(out)],
+                     env=clean_env(), timeout=900)
+    data = _read_json(out) or {"transcription": {"ok": False, "error": f"self-test crashed: {proc.last_error_line()}"}}
+    data["seconds"] = round(time.perf_counter() - t0, 2)
+    data["audio_seconds"] = round(sample.seconds, 2)
+    data["passed"], data["failure"] = _judge_selftest(data)
+    out.write_text(json.dumps(data, indent=2), encoding="utf-8")
+    return data
+
+
+def _judge_selftest(data: dict[str, Any]) -> tuple[bool, str | None]:
+    for mod, rec in data.get("imports", {}).items():
+        if not rec.get("ok"):
+            return False, f"import {mod} failed: {rec.get('error')} ({rec.get('where')})"
+    tr = data.get("transcription") or {}
+    if not tr.get("ok"):
+        return False, f"transcription failed: {tr.get('error')} ({tr.get('where', '')})"
+    if tr.get("wer", 1.0) > SELFTEST_MAX_WER:
+        return False, f"transcript is wrong: WER {tr['wer']:.0%} > {SELFTEST_MAX_WER:.0%}: {tr.get('text', '')[:120]!r}"
+    return True, None
+
+
+def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selftest: bool = True,
+          offline: bool = False, wheelhouse: Path | None = None, force: bool = False,
+          progress: Progress = _quiet) -> BuildResult:
+    """Build (or reuse) the cell's env. Raises BuildError/SelfTestError; the old env always survives."""
+    use_patches = cell.patches if use_patches is None else use_patches
+    t_start = time.perf_counter()
+    stamp = expected_stamp(matrix, cell, use_patches=use_patches)
+    key = _key(stamp)
+    envs = paths.envs_dir(matrix.root)
+    builds = envs / ".builds"
+    link = envs / cell.id
+    final = builds / f"{cell.id}-{key}"
+
+    current = _read_json(link / STAMP) if link.is_symlink() else None
+    if current is not None and current.get("key") == key and link.resolve() == final.resolve() and not force:
+        st = _read_json(final / SELFTEST)
+        return BuildResult(cell.id, link, "up-to-date", {"check": round(time.perf_counter() - t_start, 3)},
+                           selftest=st)
+
+    finished = _read_json(final / STAMP)
+    if finished is not None and finished.get("key") == key and not force:
+        # Built before with the same inputs: reuse it. A recorded self-test failure is deterministic for
+        # the same lock and patches, so it is reported again rather than rebuilt (--force rebuilds).
+        st = _read_json(final / SELFTEST)
+        if st is not None and not st.get("passed") and selftest:
+            raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
+                                hint=f"recorded in {final / SELFTEST}; the env in force is unchanged (--force rebuilds)",
+                                record=st)
+        if not selftest or st is not None:
+            _relink(link, final)
+            _sweep(builds, cell, keep={final})
+            return BuildResult(cell.id, link, "relinked", {"check": round(time.perf_counter() - t_start, 3)}, selftest=st)
+    if final.exists():
+        shutil.rmtree(final)
+
+    builds.mkdir(parents=True, exist_ok=True)
+    _sweep(builds, cell, keep={link.resolve()} if link.is_symlink() else set())
+    tmp = builds / f".tmp-{cell.id}-{os.getpid()}-{int(time.time())}"
+    seconds: dict[str, float] = {"check": round(time.perf_counter() - t_start, 3)}
+    try:
+        t0 = time.perf_counter()
+        progress(f"{cell.id}: creating venv (python {cell.python})")
+        proc = tools.run([tools.uv_bin(), "venv", "--quiet", "--relocatable", "--python", cell.python, str(tmp)],
+                         env=tools.uv_env())
+        if not proc.ok:
+            raise BuildError(f"cell {cell.id}: uv venv failed: {proc.last_error_line()}",
+                             hint=f"install Python {cell.python} (uv will not download one here)")
+        seconds["venv"] = round(time.perf_counter() - t0, 3)
+
+        t0 = time.perf_counter()
+        progress(f"{cell.id}: installing {stamp['lock'].split()[0]} (hashes required)")
+        sync = [tools.uv_bin(), "pip", "sync", "--quiet", "--require-hashes", "--python", str(tmp / "bin" / "python"),
+                str(locks.lock_path(matrix, cell))]
+        if wheelhouse is not None:
+            sync += ["--no-index", "--find-links", str(wheelhouse)]
+        if offline:
+            sync.append("--offline")
+        if cell.index is not None and wheelhouse is None:
+            sync += ["--index", cell.index.url]
+        proc = tools.run(sync, env=tools.uv_env())
+        if not proc.ok:
+            what = "package index unreachable" if proc.is_network_failure() else "install failed"
+            raise BuildError(f"cell {cell.id}: {what}: {proc.last_error_line()}",
+                             hint="the previous env (if any) is untouched; check the network, the disk, or the wheelhouse")
+        seconds["install"] = round(time.perf_counter() - t0, 3)
+
+        t0 = time.perf_counter()
+        site = paths.site_packages(tmp)
+        if cell.preload:
+            _preload_files(site, cell)
+        patch_summary = ""
+        if use_patches:
+            from . import patches
+
+            result = patches.apply_series(_series(matrix), site, cell.pins["whisperx"])
+            patch_summary = result.summary
+            progress(f"{cell.id}: patches: {patch_summary}")
+        seconds["patch"] = round(time.perf_counter() - t0, 3)
+
+        record = dict(stamp, key=key, built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), patch_summary=patch_summary,
+                      uv=tools.run([tools.uv_bin(), "--version"]).stdout.strip())
+        (tmp / STAMP).write_text(json.dumps(record, indent=2), encoding="utf-8")
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    seconds["build_total"] = round(time.perf_counter() - t_start, 3)
+
+    st = None
+    if selftest:
+        progress(f"{cell.id}: self-test (imports, CPU transcription of known speech)")
+        t0 = time.perf_counter()
+        st = run_selftest(final)
+        seconds["selftest"] = round(time.perf_counter() - t0, 3)
+        if not st["passed"]:
+            raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
+                                hint=f"the build is kept for inspection at {final}; the env in force is unchanged",
+                                record=st)
+    _relink(link, final)
+    _sweep(builds, cell, keep={final})
+    return BuildResult(cell.id, link, "built", seconds, patches=patch_summary, selftest=st)

@@ -1,0 +1,106 @@
+"""The foundation's commands: list, lock, build. Each parses its arguments and calls a stage module."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import build as builds
+from . import lock as locks
+from . import matrix as matrices
+from .errors import LockError
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _add_selectors(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    p.add_argument("selectors", nargs="+" if required else "*", metavar="CELL",
+                   help="cell ids, aliases or globs (e.g. 'stable-*', '*-cu130', 'stable-cu{128,130}')")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    m = matrices.load()
+    cells = m.select(args.selectors)
+    if args.json:
+        print(json.dumps([{"id": c.id, "channel": c.channel, "cuda": c.cuda, "aliases": list(c.aliases),
+                           "lock": c.lock_id, "expect": c.expected(args.sm).__dict__} for c in cells]))
+        return 0
+    for c in cells:
+        alias = f" (alias {', '.join(c.aliases)})" if c.aliases else ""
+        print(f"{c.id:<28} {c.channel:<8} {c.cuda:<6} expect {c.expected(args.sm).describe():<40}{alias}")
+        if args.verbose:
+            print(f"    {c.summary}")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    m = matrices.load()
+    cells = m.select(args.selectors)
+    if args.check:
+        results = locks.check(m, cells)
+        for r in results:
+            print(r.line())
+        stale = [r for r in results if r.problem]
+        if stale:
+            raise LockError(f"{len(stale)} lock(s) out of date: {', '.join(r.lock_id for r in stale)}",
+                            hint=f"regenerate: {locks.REGENERATE}")
+        return 0
+    results = locks.lock_all(m, cells, upgrade=args.upgrade, progress=_say)
+    for r in results:
+        print(r.line())
+    failed = [r for r in results if r.state == "failed"]
+    if failed:
+        raise LockError(f"could not lock {', '.join(r.lock_id for r in failed)}", hint="see the lines above")
+    return 0
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    m = matrices.load()
+    cells = m.select(args.selectors)
+    wheelhouse = Path(args.wheelhouse).resolve() if args.wheelhouse else None
+    for cell in cells:
+        result = builds.build(m, cell, use_patches=False if args.no_patches else None, selftest=not args.no_selftest,
+                              offline=args.offline, wheelhouse=wheelhouse, force=args.force, progress=_say)
+        if result.state == "up-to-date":
+            print(f"{cell.id}: up to date (lock and patches unchanged), nothing to do "
+                  f"[{result.seconds['check']:.2f} s]")
+        else:
+            times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+            print(f"{cell.id}: {result.state} [{times}]")
+            if result.patches:
+                print(f"  patches: {result.patches}")
+        st = result.selftest
+        if st and st.get("passed"):
+            tr = st["transcription"]
+            print(f"  self-test: imports ok; transcribed {st['audio_seconds']:.0f} s of speech on the CPU, "
+                  f"WER {tr['wer']:.0%}: {tr['text'][:70]!r}...")
+        print(result.usage())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("list", help="list the cells (a dry run of the selection)")
+    _add_selectors(p)
+    p.add_argument("--json", action="store_true", help="one JSON list (for CI fan-out)")
+    p.add_argument("--sm", type=int, default=120, help="target compute capability for expectations (default 120)")
+    p.add_argument("-v", "--verbose", action="store_true")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("lock", help="write hashed locks constraints/<cell>.txt (or --check them)")
+    _add_selectors(p)
+    p.add_argument("--check", action="store_true", help="exit non-zero naming each stale lock and what changed")
+    p.add_argument("--upgrade", action="store_true", help="re-resolve even if the inputs are unchanged")
+    p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("build", help="build cell venvs from their locks (atomic, hash-checked, self-tested)")
+    _add_selectors(p, required=True)
+    p.add_argument("--no-patches", action="store_true", help="build without the WhisperX patch series")
+    p.add_argument("--no-selftest", action="store_true", help="skip the import and transcription self-test")
+    p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    p.add_argument("--offline", action="store_true", help="no network at all (uv cache or --wheelhouse only)")
+    p.add_argument("--wheelhouse", metavar="DIR", help="install from this folder of wheels instead of the index")
+    p.set_defaults(func=cmd_build)

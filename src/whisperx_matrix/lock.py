@@ -1,0 +1,253 @@
+"""Hashed locks: ``uv pip compile --generate-hashes`` -> constraints/<cell>.txt, with the hash of its inputs.
+
+The header records what went in (per-file hashes, pins, overrides, python, platform, index), so
+``--check`` can say *what* changed, not only that something did.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import tools
+from .errors import LockError, NetworkError
+from .matrix import Cell, Matrix
+
+LOCK_FORMAT = 1
+REGENERATE = "nox -s lock"
+_INPUTS_PREFIX = "# inputs: "
+_HASH_PREFIX = "# input-hash: "
+
+
+def lock_path(matrix: Matrix, cell: Cell) -> Path:
+    return matrix.root / "constraints" / f"{cell.lock_id}.txt"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def lock_inputs(matrix: Matrix, cell: Cell) -> dict[str, Any]:
+    """Everything that decides the resolution, as plain data; requirement files by content hash."""
+    data = cell.lock_inputs()
+    files = {}
+    for name in cell.requirements:
+        path = matrix.root / name
+        try:
+            files[name] = sha256_bytes(path.read_bytes())
+        except OSError as exc:
+            raise LockError(f"cell {cell.id}: cannot read {name}: {exc.strerror}", hint="check [defaults].requirements in matrix.toml") from None
+    data["requirements"] = files
+    data["format"] = LOCK_FORMAT
+    return data
+
+
+def input_hash(inputs: dict[str, Any]) -> str:
+    return sha256_bytes(json.dumps(inputs, sort_keys=True, separators=(",", ":")).encode())
+
+
+@dataclass(frozen=True)
+class LockHeader:
+    cell: str
+    input_hash: str
+    inputs: dict[str, Any]
+
+
+def read_header(path: Path) -> LockHeader | None:
+    """The header of an existing lock, or None if the file is missing or was not written by us."""
+    try:
+        with path.open(encoding="utf-8") as fh:
+            head = [next(fh, "") for _ in range(12)]
+    except OSError:
+        return None
+    cell = digest = None
+    inputs: dict[str, Any] | None = None
+    for line in head:
+        if line.startswith("# cell: "):
+            cell = line[len("# cell: "):].strip()
+        elif line.startswith(_HASH_PREFIX):
+            digest = line[len(_HASH_PREFIX):].strip()
+        elif line.startswith(_INPUTS_PREFIX):
+            try:
+                inputs = json.loads(line[len(_INPUTS_PREFIX):])
+            except json.JSONDecodeError:
+                return None
+    if cell is None or digest is None or inputs is None:
+        return None
+    return LockHeader(cell=cell, input_hash=digest, inputs=inputs)
+
+
+def diff_inputs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Human-readable differences between two input records: ``pins.torch: 2.8.0 -> 2.8.1``."""
+    changes: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if a == b:
+            continue
+        if isinstance(a, dict) and isinstance(b, dict):
+            for sub in sorted(set(a) | set(b)):
+                if a.get(sub) != b.get(sub):
+                    if key == "requirements":
+                        what = "added" if sub not in a else "removed" if sub not in b else "changed"
+                        changes.append(f"{sub} {what}")
+                    else:
+                        changes.append(f"{key}.{sub}: {a.get(sub, '(none)')} -> {b.get(sub, '(none)')}")
+        else:
+            changes.append(f"{key}: {a!r} -> {b!r}")
+    return changes
+
+
+@dataclass(frozen=True)
+class LockStatus:
+    """One lock's state. ``state``: fresh, stale, missing, unreachable, written, failed."""
+
+    lock_id: str
+    cells: tuple[str, ...]
+    state: str
+    detail: str = ""
+
+    @property
+    def problem(self) -> bool:
+        return self.state in ("stale", "missing", "failed")
+
+    def line(self) -> str:
+        who = self.lock_id if self.cells == (self.lock_id,) else f"{self.lock_id} (for {', '.join(self.cells)})"
+        return f"{self.state:<12} {who}" + (f": {self.detail}" if self.detail else "")
+
+
+def lock_groups(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
+    """Cells grouped by the lock they share (a cell that `extends` another may reuse its lock)."""
+    groups: dict[str, list[Cell]] = {}
+    for cell in cells:
+        groups.setdefault(cell.lock_id, []).append(cell)
+    return groups
+
+
+def index_reachable(url: str, timeout: float = 8.0) -> str | None:
+    """None if the index answers, else a one-line reason."""
+    req = urllib.request.Request(url.rstrip("/") + "/", method="GET")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        # The index answered, so the host is reachable; a 404 on the root is still an answer.
+        return None if exc.code < 500 else f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return str(reason) or type(exc).__name__
+
+
+def check(matrix: Matrix, cells: Iterable[Cell]) -> list[LockStatus]:
+    """Compare every selected lock's header with its current inputs. Needs no network, except to tell
+    an unlocked nightly cell ('unreachable') from a forgotten one ('missing')."""
+    results = []
+    for lock_id, group in lock_groups(cells).items():
+        cell = group[0]
+        ids = tuple(c.id for c in group)
+        path = lock_path(matrix, cell)
+        inputs = lock_inputs(matrix, cell)
+        header = read_header(path)
+        if header is None:
+            if path.exists():
+                results.append(LockStatus(lock_id, ids, "stale", f"{path.name} has no whisperx-matrix header; regenerate it"))
+            elif cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
+                results.append(LockStatus(lock_id, ids, "unreachable", f"index {cell.index.url} ({why}); not testable here"))
+            else:
+                results.append(LockStatus(lock_id, ids, "missing", f"no {path.relative_to(matrix.root)}"))
+        elif header.input_hash != input_hash(inputs):
+            results.append(LockStatus(lock_id, ids, "stale", "; ".join(diff_inputs(header.inputs, inputs)) or "inputs changed"))
+        else:
+            results.append(LockStatus(lock_id, ids, "fresh"))
+    return results
+
+
+def ensure_fresh(matrix: Matrix, cell: Cell) -> Path:
+    """The cell's lock path, or LockError saying why it cannot be used (missing, stale, unreachable)."""
+    status = check(matrix, [cell])[0]
+    path = lock_path(matrix, cell)
+    if status.state == "fresh":
+        return path
+    if status.state == "unreachable":
+        raise NetworkError(
+            f"cell {cell.id} has no lock and its index is unreachable: {status.detail}",
+            hint=f"run where the PyTorch index is reachable, or point {cell.index.env if cell.index else 'the index'} at a mirror",
+        )
+    raise LockError(f"lock for {cell.id} is {status.state}: {status.detail}", hint=f"regenerate it: {REGENERATE} -- {cell.id}")
+
+
+def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False) -> LockStatus:
+    """Resolve one cell with uv and write its lock atomically. Outcomes are data, never exceptions,
+    except for a missing uv."""
+    group_ids = (cell.id,)
+    path = lock_path(matrix, cell)
+    inputs = lock_inputs(matrix, cell)
+    digest = input_hash(inputs)
+    header = read_header(path)
+    if header is not None and header.input_hash == digest and not upgrade:
+        return LockStatus(cell.lock_id, group_ids, "fresh", "inputs unchanged")
+    if cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
+        return LockStatus(cell.lock_id, group_ids, "unreachable", f"PyTorch index {cell.index.url} ({why})")
+
+    with tempfile.TemporaryDirectory(prefix="wxm-lock-") as tmp:
+        work = Path(tmp)
+        # uv annotates each pin with the file that asked for it; compiling in a scratch folder with
+        # short names keeps machine paths out of the committed lock.
+        args = [tools.uv_bin(), "pip", "compile", "--quiet", "--no-header", "--generate-hashes",
+                "--python-version", cell.python, "--python-platform", cell.platform, "-o", "out.txt"]
+        for name in cell.requirements:
+            shutil.copyfile(matrix.root / name, work / Path(name).name)
+            args.append(Path(name).name)
+        (work / "cell.in").write_text(f"# pins of cell {cell.id} (matrix.toml)\n" + "\n".join(cell.requirement_lines()) + "\n")
+        args.append("cell.in")
+        if cell.overrides:
+            (work / "overrides.txt").write_text("\n".join(cell.overrides) + "\n")
+            args += ["--override", "overrides.txt"]
+        if cell.index is not None:
+            args += ["--index", cell.index.url, "--prerelease", "allow"]
+        proc = tools.run(args, cwd=work, env=tools.uv_env())
+        if not proc.ok:
+            if proc.is_network_failure():
+                return LockStatus(cell.lock_id, group_ids, "failed", f"package index unreachable: {proc.last_error_line()}")
+            return LockStatus(cell.lock_id, group_ids, "failed", f"uv could not resolve: {proc.last_error_line()}")
+        body = (work / "out.txt").read_text(encoding="utf-8")
+    header_lines = [
+        "# Generated by whisperx-matrix from matrix.toml; do not edit.",
+        f"#    {REGENERATE}",
+        f"# cell: {cell.lock_id}",
+        f"# python: {cell.python}  platform: {cell.platform}",
+        f"{_HASH_PREFIX}{digest}",
+        _INPUTS_PREFIX + json.dumps(inputs, sort_keys=True, separators=(",", ":")),
+    ]
+    atomic_write(path, "\n".join(header_lines) + "\n" + body)
+    return LockStatus(cell.lock_id, group_ids, "written", f"{sum(1 for ln in body.splitlines() if '==' in ln and not ln.startswith('#'))} packages")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder and rename, so a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False, encoding="utf-8") as fh:
+        fh.write(text)
+        tmp = Path(fh.name)
+    tmp.replace(path)
+
+
+def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, progress: Any = None) -> list[LockStatus]:
+    """Lock every selected cell; an unreachable index or a failed resolution does not stop the others."""
+    results = []
+    groups = lock_groups(cells)
+    for n, (lock_id, group) in enumerate(groups.items(), 1):
+        if progress:
+            progress(f"[{n}/{len(groups)}] locking {lock_id}")
+        root = matrix.get(lock_id) if lock_id != group[0].id else group[0]
+        status = compile_lock(matrix, root, upgrade=upgrade)
+        results.append(LockStatus(status.lock_id, tuple(c.id for c in group), status.state, status.detail))
+    return results

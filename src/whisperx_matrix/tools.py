@@ -1,0 +1,97 @@
+"""External programs: uv, ffmpeg, espeak-ng. Found once, with a clear way out when absent."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from .errors import ToolMissingError
+
+# Substrings of uv's stderr that mean the index could not be reached (as opposed to a resolution error).
+_NETWORK_MARKERS = (
+    "dns error",
+    "failed to lookup address",
+    "connection refused",
+    "could not connect",
+    "error sending request",
+    "tcp connect error",
+    "operation timed out",
+    "network is unreachable",
+    "failed to fetch",
+    "client error (connect)",
+)
+
+_SYSTEM_HINTS = {
+    "ffmpeg": "install FFmpeg (Debian/Ubuntu: apt-get install ffmpeg): WhisperX decodes audio with the ffmpeg "
+    "binary and torchcodec needs its shared libraries",
+    "espeak-ng": "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng): it speaks the test audio",
+}
+
+
+@functools.cache
+def uv_bin() -> str:
+    """The uv executable: the one on PATH, else the one the `uv` Python package ships."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    try:
+        from uv import find_uv_bin  # type: ignore[import-not-found]
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        raise ToolMissingError(
+            "uv is not installed", hint="pip install uv (nox sessions install it for you: nox -s env-cu128)"
+        ) from None
+
+
+def require(program: str) -> str:
+    found = shutil.which(program)
+    if not found:
+        raise ToolMissingError(f"{program} not found on PATH", hint=_SYSTEM_HINTS.get(program, f"install {program}"))
+    return found
+
+
+@dataclass(frozen=True)
+class Completed:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def last_error_line(self) -> str:
+        """The most telling line of stderr (uv puts the cause last), for one-line messages."""
+        lines = [ln.strip() for ln in self.stderr.splitlines() if ln.strip()]
+        for line in reversed(lines):
+            if "error" in line.lower() or "×" in line or line.startswith("╰"):
+                return line.lstrip("╰─▶ ").strip()
+        return lines[-1] if lines else f"exit code {self.returncode}"
+
+    def is_network_failure(self) -> bool:
+        text = self.stderr.lower()
+        return any(marker in text for marker in _NETWORK_MARKERS)
+
+
+def run(args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
+        timeout: float | None = None) -> Completed:
+    """Run a program, capture its output, never raise on a non-zero exit."""
+    proc = subprocess.run(
+        list(args), cwd=cwd, env=dict(env) if env is not None else None, capture_output=True, text=True,
+        timeout=timeout, check=False,
+    )
+    return Completed(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+
+
+def uv_env() -> dict[str, str]:
+    """The environment uv runs with: never download a Python (these machines can't), no colour codes."""
+    env = dict(os.environ)
+    env.setdefault("UV_PYTHON_DOWNLOADS", "never")
+    env["NO_COLOR"] = "1"
+    return env
