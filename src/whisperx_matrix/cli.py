@@ -13,6 +13,7 @@ from .errors import FatalError
 # Each module defines register(subparsers) and sets `func` on its parser(s).
 COMMAND_MODULES = (
     "whisperx_matrix.commands",
+    "whisperx_matrix.patches",
 )
 
 
