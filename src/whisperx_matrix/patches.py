@@ -971,7 +971,7 @@ def check_series(series: Series, versions: Iterable[str]) -> list[CheckRow]:
                 extract_wheel(wheel_for(version), tree, [f.path for f in patch.files])
                 try:
                     notes = stage([patch], tree, Path(tmp) / "staging")[patch.id]
-                    cells.append("applies" + (f" ({len(notes)} offset)" if notes else ""))
+                    cells.append("applies" + (f" ({len(notes)} hunk(s) offset)" if notes else ""))
                 except PatchError as exc:
                     cells.append(f"FAILS: {exc}")
         rows.append(CheckRow(version, tuple(cells)))
