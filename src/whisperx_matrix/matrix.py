@@ -164,7 +164,8 @@ def expand_braces(pattern: str) -> list[str]:
     if not match:
         return [pattern]
     head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [x for option in match.group(1).split(",") for x in expand_braces(head + option + tail)]
+    # Innermost braces first; dict.fromkeys drops the repeats that nesting produces, keeping order.
+    return list(dict.fromkeys(x for option in match.group(1).split(",") for x in expand_braces(head + option + tail)))
 
 
 @dataclass(frozen=True)

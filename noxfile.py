@@ -1,0 +1,88 @@
+#!/usr/bin/env -S uv run --script
+# /// script
+# dependencies = ["nox>=2024.10.9"]
+# ///
+"""Sessions of whisperx-matrix. Thin: each parses nothing and calls the package under src/.
+
+Session names come from matrix.toml: `nox -s env-<cell>` for every cell and alias.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+nox.needs_version = ">=2024.10.9"
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.error_on_missing_interpreters = True
+nox.options.sessions = ["tests"]
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT / "src"))
+from whisperx_matrix import matrix as _matrix  # noqa: E402  (cells are data: session names come from it)
+
+MATRIX = _matrix.load(ROOT / "matrix.toml")
+
+
+def _cli(session: nox.Session, *args: str) -> None:
+    """Run the package's CLI with nox's own Python: no venv to build, so a no-op build stays instant."""
+    if shutil.which("uv") is None and importlib.util.find_spec("uv") is None:
+        session.log("uv not found: installing it into nox's Python (pip install uv)")
+        session.run(sys.executable, "-m", "pip", "install", "--quiet", "uv", external=True)
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
+    session.run(sys.executable, "-m", "whisperx_matrix", *args, env=env, external=True)
+
+
+def _tool_venv(session: nox.Session, *extras: str) -> None:
+    """A venv with the package and the named extras, for sessions that plot or run pytest."""
+    session.install("-e", f".[{','.join(extras)}]" if extras else ".")
+
+
+@nox.session(venv_backend="none", default=False)
+def cells(session: nox.Session) -> None:
+    """List the cells and their expected outcomes (`-- --json` for CI fan-out)."""
+    _cli(session, "list", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False, tags=["lock"])
+def lock(session: nox.Session) -> None:
+    """Write the hashed locks in constraints/ (`-- --check` exits non-zero on a stale one)."""
+    _cli(session, "lock", *session.posargs)
+
+
+def _env_session(cell: _matrix.Cell) -> None:
+    def env(session: nox.Session) -> None:
+        _cli(session, "build", cell.id, *session.posargs)
+
+    env.__doc__ = f"Build the {cell.id} venv from its lock: {cell.summary}."
+    for name in (cell.id, *cell.aliases):
+        nox.session(env, name=f"env-{name}", venv_backend="none", default=False, tags=["env", cell.channel])
+
+
+for _cell in MATRIX.cells:
+    _env_session(_cell)
+
+
+@nox.session(venv_backend="none", default=False)
+def patches(session: nox.Session) -> None:
+    """The WhisperX patch series: `-- check` tries it on every release in range; apply/revert/status CELL."""
+    _cli(session, "patches", *(session.posargs or ["check"]))
+
+
+@nox.session(default=False, reuse_venv=True)
+def audit(session: nox.Session) -> None:
+    """Audit a built cell without a GPU: kernel archs in its fatbins and its shared-library closure."""
+    _tool_venv(session)
+    session.run("python", "-m", "whisperx_matrix", "audit", *session.posargs)
+
+
+@nox.session(reuse_venv=True)
+def tests(session: nox.Session) -> None:
+    """The test suite: unit tests, then real cell builds and the documented outcome end to end."""
+    _tool_venv(session, "test")
+    session.run("pytest", *session.posargs)

@@ -1,0 +1,163 @@
+"""Cell builds: real uv venvs from a real hashed lock (six), atomic replacement, no-op re-runs, and
+failures injected into a real build leaving the previous env usable."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import SIX_LOCK_BODY, write_lock
+
+from whisperx_matrix import build, matrix, tools
+from whisperx_matrix.errors import BuildError, LockError, NotBuiltError
+
+pytestmark = pytest.mark.network  # uv fetches six 1.16.0 (once; then from its cache)
+
+
+def _build(project: Path, **kw: object) -> build.BuildResult:
+    m = matrix.load(project / "matrix.toml")
+    return build.build(m, m.get("tiny"), selftest=False, **kw)  # type: ignore[arg-type]
+
+
+def _python_sees_six(env: Path) -> str:
+    out = subprocess.run([str(env / "bin" / "python"), "-c", "import six, sys; print(six.__version__, sys.prefix)"],
+                         capture_output=True, text=True, check=True, env=build.clean_env())
+    return out.stdout.strip()
+
+
+def test_build_links_a_stamped_env_and_rerun_is_a_no_op(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    first = _build(tiny_project)
+    assert first.state == "built"
+    env = tiny_project / "envs" / "tiny"
+    assert env.is_symlink() and _python_sees_six(env).startswith("1.16.0")
+    stamp = json.loads((env / build.STAMP).read_text())
+    assert stamp["lock"].startswith("tiny.txt sha256:") and stamp["patches"] is None
+    assert "source" in first.usage() and str(env / "bin" / "python") in first.usage()
+
+    again = _build(tiny_project)
+    assert again.state == "up-to-date"
+    assert again.seconds["check"] < 1.0
+
+
+def test_changed_lock_builds_a_new_env_and_sweeps_the_old(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    _build(tiny_project)
+    old_target = (tiny_project / "envs" / "tiny").resolve()
+    write_lock(tiny_project, body=SIX_LOCK_BODY + "# a comment changes the lock's hash\n")
+    assert _build(tiny_project).state == "built"
+    new_target = (tiny_project / "envs" / "tiny").resolve()
+    assert new_target != old_target and not old_target.exists()
+
+
+def test_failed_install_keeps_the_previous_env(tiny_project: Path) -> None:
+    """A real uv failure (a wrong hash in the lock) in the middle of a build."""
+    write_lock(tiny_project)
+    _build(tiny_project)
+    env = tiny_project / "envs" / "tiny"
+    before = env.resolve()
+    wrong = SIX_LOCK_BODY.replace("1e61c374", "0000c374").replace("8abb2f1d", "00002f1d")  # no hash matches
+    write_lock(tiny_project, body=wrong)
+    with pytest.raises(BuildError, match="install failed") as err:
+        _build(tiny_project)
+    assert "previous env" in (err.value.hint or "")
+    assert env.resolve() == before and _python_sees_six(env).startswith("1.16.0")
+    assert not [p for p in (tiny_project / "envs" / ".builds").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_interrupted_build_keeps_the_previous_env(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C arrives while uv installs: the temp build goes, the old link stays."""
+    write_lock(tiny_project)
+    _build(tiny_project)
+    env = tiny_project / "envs" / "tiny"
+    before = env.resolve()
+    write_lock(tiny_project, body=SIX_LOCK_BODY + "# changed\n")
+    real_run = tools.run
+
+    def interrupted(args, **kw):  # type: ignore[no-untyped-def]
+        if "sync" in args:
+            real_run(args, **kw)  # the install really happens into the temp folder...
+            raise KeyboardInterrupt  # ...and then the user presses Ctrl-C
+        return real_run(args, **kw)
+
+    monkeypatch.setattr(tools, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _build(tiny_project)
+    assert env.resolve() == before and _python_sees_six(env).startswith("1.16.0")
+    assert not [p for p in (tiny_project / "envs" / ".builds").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_killed_build_leftovers_are_swept_and_old_env_survives(tiny_project: Path) -> None:
+    """SIGKILL gives no chance to clean up: a real build process is killed mid-install."""
+    write_lock(tiny_project)
+    _build(tiny_project)
+    env = tiny_project / "envs" / "tiny"
+    before = env.resolve()
+    write_lock(tiny_project, body=SIX_LOCK_BODY + "# changed\n")
+    script = (
+        "import os, signal, sys\n"
+        "from whisperx_matrix import build, matrix, tools\n"
+        "real = tools.run\n"
+        "def run(args, **kw):\n"
+        "    if 'sync' in args:\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "    return real(args, **kw)\n"
+        "tools.run = run\n"
+        f"m = matrix.load(__import__('pathlib').Path({str(tiny_project / 'matrix.toml')!r}))\n"
+        "build.build(m, m.get('tiny'), selftest=False)\n"
+    )
+    proc = subprocess.run([os.sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(build.__file__).parents[1])})
+    assert proc.returncode == -9
+    builds = tiny_project / "envs" / ".builds"
+    assert [p for p in builds.iterdir() if p.name.startswith(".tmp-tiny-")]  # the kill left a temp build
+    assert env.resolve() == before and _python_sees_six(env).startswith("1.16.0")
+    assert _build(tiny_project).state == "built"
+    assert not [p for p in builds.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_stale_lock_refuses_to_build(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    (tiny_project / "requirements.txt").write_text("six\nattrs\n")
+    with pytest.raises(LockError, match="stale: requirements.txt changed"):
+        _build(tiny_project)
+
+
+def test_offline_build_from_the_uv_cache(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    _build(tiny_project)
+    write_lock(tiny_project, body=SIX_LOCK_BODY + "# changed\n")
+    assert _build(tiny_project, offline=True).state == "built"
+
+
+def test_not_built_cell_names_the_command(tiny_project: Path) -> None:
+    m = matrix.load(tiny_project / "matrix.toml")
+    with pytest.raises(NotBuiltError, match="not built") as err:
+        build.built_env(m, m.get("tiny"))
+    assert err.value.hint == "build it: nox -s env-tiny"
+
+
+def test_preload_pth_loads_libraries_at_start(tiny_project: Path) -> None:
+    """The env loads its own `preload` libraries (a real .so, libz from the system) through a .pth file."""
+    import ctypes.util
+
+    libz = ctypes.util.find_library("z")
+    assert libz, "zlib is on every Linux machine"
+    write_lock(tiny_project)
+    _build(tiny_project)
+    site = next((tiny_project / "envs" / "tiny").glob("lib/python3*/site-packages"))
+    real = next(Path(p) for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib")
+                if (Path(p) / libz).exists()) / libz
+    (site / "fakelib").mkdir()
+    os.symlink(real, site / "fakelib" / libz)
+    cell = matrix.Cell(id="tiny", summary="", channel="stable", cuda="cu128", python="3", platform="",
+                       requirements=(), pins={"whisperx": "3.8.6"}, preload=(f"fakelib/{libz}",))
+    build._preload_files(site, cell)
+    out = subprocess.run([str(tiny_project / "envs" / "tiny" / "bin" / "python"), "-c",
+                          "import whisperx_matrix_preload as p; print(len(p.LOADED), p.ERRORS)"],
+                         capture_output=True, text=True, check=True, env=build.clean_env())
+    assert out.stdout.strip() == "1 {}"
+    with pytest.raises(BuildError, match="preload nope.so is not in the env"):
+        build._preload_files(site, matrix.Cell(**{**cell.__dict__, "preload": ("nope.so",)}))

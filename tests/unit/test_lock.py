@@ -1,0 +1,116 @@
+"""Locks: header round trip, staleness naming what changed, unreachable indexes, real uv compiles."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import write_lock
+
+from whisperx_matrix import lock, matrix
+from whisperx_matrix.errors import LockError, NetworkError
+
+
+def test_diff_inputs_names_each_change() -> None:
+    old = {"pins": {"torch": "2.8.0", "whisperx": "3.8.6"}, "requirements": {"a.txt": "sha256:1"}, "python": "3.11"}
+    new = {"pins": {"torch": "2.8.1", "whisperx": "3.8.6"}, "requirements": {"a.txt": "sha256:2", "b.txt": "x"},
+           "python": "3.12"}
+    assert lock.diff_inputs(old, new) == [
+        "pins.torch: 2.8.0 -> 2.8.1",
+        "python: '3.11' -> '3.12'",
+        "a.txt changed",
+        "b.txt added",
+    ]
+
+
+def test_fresh_lock_passes_check(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    m = matrix.load(tiny_project / "matrix.toml")
+    assert [s.state for s in lock.check(m, [m.get("tiny")])] == ["fresh"]
+    assert lock.ensure_fresh(m, m.get("tiny")).name == "tiny.txt"
+
+
+def test_edited_requirements_make_the_lock_stale_and_say_so(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    (tiny_project / "requirements.txt").write_text("six\nattrs\n")
+    m = matrix.load(tiny_project / "matrix.toml")
+    [status] = lock.check(m, [m.get("tiny")])
+    assert status.state == "stale" and status.detail == "requirements.txt changed"
+    with pytest.raises(LockError, match="lock for tiny is stale: requirements.txt changed") as err:
+        lock.ensure_fresh(m, m.get("tiny"))
+    assert "nox -s lock" in (err.value.hint or "")
+
+
+def test_changed_pin_is_named_with_old_and_new_value(tiny_project: Path) -> None:
+    write_lock(tiny_project)
+    toml = tiny_project / "matrix.toml"
+    toml.write_text(toml.read_text().replace('whisperx = "3.8.6" }\npatches', 'whisperx = "3.8.5" }\npatches', 1))
+    m = matrix.load(toml)
+    [status] = lock.check(m, [m.get("tiny")])
+    assert status.detail == "pins.whisperx: 3.8.6 -> 3.8.5"
+
+
+def test_hand_edited_lock_without_header_is_stale(tiny_project: Path) -> None:
+    (tiny_project / "constraints" / "tiny.txt").write_text("six==1.16.0\n")
+    m = matrix.load(tiny_project / "matrix.toml")
+    assert lock.check(m, [m.get("tiny")])[0].state == "stale"
+
+
+def test_missing_lock_is_reported(tiny_project: Path) -> None:
+    m = matrix.load(tiny_project / "matrix.toml")
+    [status] = lock.check(m, [m.get("tiny")])
+    assert status.state == "missing" and status.problem
+
+
+def test_unreachable_nightly_index_is_not_a_stale_lock(tiny_project: Path) -> None:
+    """A real unreachable index (a closed local port), not a mock: 'unreachable', not a failure."""
+    m = matrix.load(tiny_project / "matrix.toml")
+    [status] = lock.check(m, [m.get("tiny-nightly")])
+    assert status.state == "unreachable" and not status.problem
+    assert "http://127.0.0.1:9/unreachable-nightly" in status.detail
+    with pytest.raises(NetworkError, match="index is unreachable"):
+        lock.ensure_fresh(m, m.get("tiny-nightly"))
+
+
+def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
+    target = tmp_path / "x" / "lock.txt"
+    lock.atomic_write(target, "one\n")
+    lock.atomic_write(target, "two\n")
+    assert target.read_text() == "two\n"
+    assert [p.name for p in target.parent.iterdir()] == ["lock.txt"]
+
+
+@pytest.mark.network
+def test_real_compile_writes_hashed_lock_and_skips_unreachable(tiny_project: Path) -> None:
+    """uv really resolves whisperx 3.8.6 + six for Linux x86_64; the nightly cell's index is a closed port."""
+    m = matrix.load(tiny_project / "matrix.toml")
+    results = {r.lock_id: r for r in lock.lock_all(m, m.cells)}
+    assert results["tiny"].state == "written", results["tiny"].detail
+    assert results["tiny-nightly"].state == "unreachable"
+    text = (tiny_project / "constraints" / "tiny.txt").read_text()
+    assert "\nwhisperx==3.8.6 \\\n    --hash=sha256:" in text
+    assert "\ntorch==2.8.0 \\\n" in text  # whisperx 3.8.6 pins torch~=2.8.0
+    assert "# via -r requirements.txt" in text and str(tiny_project) not in text  # no machine paths
+    assert lock.check(m, [m.get("tiny")])[0].state == "fresh"
+    # A second run with unchanged inputs does not re-resolve.
+    assert lock.compile_lock(m, m.get("tiny")).state == "fresh"
+
+
+@pytest.mark.network
+def test_unresolvable_pins_fail_that_cell_only(tiny_project: Path) -> None:
+    toml = tiny_project / "matrix.toml"
+    toml.write_text(toml.read_text().replace('pins = { whisperx = "3.8.6" }\npatches', 'pins = { whisperx = "3.8.6", torch = "2.5.1" }\npatches', 1))
+    m = matrix.load(toml)
+    [status] = lock.lock_all(m, [m.get("tiny")])
+    assert status.state == "failed" and "uv could not resolve" in status.detail
+    assert not (tiny_project / "constraints" / "tiny.txt").exists()
+
+
+def test_default_index_down_is_named_as_such(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The package index made unreachable for real (a closed local port and an empty uv cache)."""
+    monkeypatch.setenv("UV_DEFAULT_INDEX", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_CACHE_DIR", str(tiny_project / "uv-cache"))
+    m = matrix.load(tiny_project / "matrix.toml")
+    [status] = lock.lock_all(m, [m.get("tiny")])
+    assert status.state == "failed"
+    assert status.detail.startswith("package index unreachable"), status.detail

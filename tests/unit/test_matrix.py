@@ -1,0 +1,209 @@
+"""matrix.toml: parsing, validation with file:line:field errors, selection truth tables, invariants."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from whisperx_matrix import matrix as m
+from whisperx_matrix.errors import ConfigError, UnknownCellError
+
+ROOT = Path(__file__).resolve().parents[2]
+MATRIX = m.load(ROOT / "matrix.toml")
+
+MINIMAL = """\
+schema = 1
+[defaults]
+python = "3.11"
+requirements = ["req.txt"]
+
+[indexes.nightly]
+url = "https://example.invalid/nightly"
+env = "WXM_TEST_NIGHTLY"
+
+[[cells]]
+id = "stable-cu128"
+channel = "stable"
+cuda = "cu128"
+aliases = ["cu128"]
+pins = { whisperx = "3.8.6", torch = "2.8.0" }
+
+[[cells]]
+id = "stable-cu128-unpatched"
+extends = "stable-cu128"
+aliases = []
+patches = false
+expect = { status = "fail", reason = "TypeError:use_auth_token" }
+
+[[cells]]
+id = "stable-cu130"
+channel = "stable"
+cuda = "cu130"
+pins = { whisperx = "3.8.6" }
+overrides = ["torch==2.11.0"]
+expect = { status = "fail", reason = "missing-soname:libcublas.so.12" }
+expect_sm = { 90 = { status = "pass" } }
+
+[[cells]]
+id = "nightly-cu130"
+channel = "nightly"
+cuda = "cu130"
+index = "nightly"
+pins = { whisperx = "3.8.6" }
+"""
+
+
+def load_text(tmp_path: Path, text: str) -> m.Matrix:
+    path = tmp_path / "matrix.toml"
+    path.write_text(text)
+    return m.load(path)
+
+
+@pytest.fixture
+def small(tmp_path: Path) -> m.Matrix:
+    return load_text(tmp_path, MINIMAL)
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ("stable-*", ["stable-cu128", "stable-cu128-unpatched", "stable-cu130"]),
+        ("*-cu130", ["stable-cu130", "nightly-cu130"]),
+        ("stable-cu{128,130}", ["stable-cu128", "stable-cu130"]),
+        ("cu128", ["stable-cu128"]),  # aliases select their cell
+        ("nightly-* stable-cu130", ["stable-cu130", "nightly-cu130"]),  # matrix order, not argument order
+        ("*", ["stable-cu128", "stable-cu128-unpatched", "stable-cu130", "nightly-cu130"]),
+    ],
+)
+def test_selection_truth_table(small: m.Matrix, selector: str, expected: list[str]) -> None:
+    assert [c.id for c in small.select(selector)] == expected
+
+
+def test_empty_selection_means_every_cell(small: m.Matrix) -> None:
+    assert [c.id for c in small.select([])] == small.ids()
+
+
+def test_brace_expansion_nests() -> None:
+    assert m.expand_braces("a{1,2{x,y}}") == ["a1", "a2x", "a2y"]
+    assert m.expand_braces("plain") == ["plain"]
+
+
+def test_unknown_cell_lists_known_ones_and_suggests(small: m.Matrix) -> None:
+    with pytest.raises(UnknownCellError) as err:
+        small.get("stable-cu129")
+    assert "did you mean stable-cu128" in str(err.value)
+    assert "stable-cu130" in (err.value.hint or "")
+
+
+def test_selector_matching_nothing_is_an_error(small: m.Matrix) -> None:
+    with pytest.raises(UnknownCellError, match="'rocm-\\*' matches no cell"):
+        small.select("stable-* rocm-*")
+
+
+def test_extends_inherits_and_shares_the_lock(small: m.Matrix) -> None:
+    child = small.get("stable-cu128-unpatched")
+    assert child.pins == small.get("stable-cu128").pins
+    assert child.patches is False and child.lock_id == "stable-cu128"
+    assert child.expected(None).reason == "TypeError:use_auth_token"
+
+
+def test_extends_with_different_lock_inputs_gets_its_own_lock(tmp_path: Path) -> None:
+    text = MINIMAL.replace('patches = false', 'patches = false\naddons = ["nvidia-cublas-cu12==12.8.4.1"]')
+    assert load_text(tmp_path, text).get("stable-cu128-unpatched").lock_id == "stable-cu128-unpatched"
+
+
+def test_expectation_per_target_sm(small: m.Matrix) -> None:
+    cell = small.get("stable-cu130")
+    assert cell.expected(120).status == "fail"
+    assert cell.expected(90).status == "pass"
+
+
+def test_index_url_can_be_overridden_by_environment(small: m.Matrix, monkeypatch: pytest.MonkeyPatch) -> None:
+    cell = small.get("nightly-cu130")
+    assert cell.index is not None and cell.index.url == "https://example.invalid/nightly"
+    monkeypatch.setenv("WXM_TEST_NIGHTLY", "http://127.0.0.1:9/mirror")
+    assert cell.index.url == "http://127.0.0.1:9/mirror"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('cuda = "cu130"', 'cuda = "cuda13"', "cuda must look like 'cu128'"),
+        ('channel = "nightly"', 'channel = "beta"', "channel must be one of stable, nightly"),
+        ('overrides = ["torch==2.11.0"]', 'overrides = ["torch=>2.11"]', "not a valid requirement"),
+        ('expect = { status = "fail", reason = "missing-soname:libcublas.so.12" }', 'expect = { status = "fail" }',
+         "an expected failure needs a reason"),
+        ('extends = "stable-cu128"', 'extends = "stable-cu127"', "extends unknown cell 'stable-cu127'"),
+        ('index = "nightly"', 'index = "nighty"', "did you mean nightly"),
+        ('pins = { whisperx = "3.8.6", torch = "2.8.0" }', 'pins = { torch = "2.8.0" }', "pins at least whisperx"),
+        ('aliases = ["cu128"]', 'aliases = ["cu128"]\nflavour = "x"', "unknown field 'flavour'"),
+    ],
+)
+def test_malformed_matrix_names_file_line_and_field(tmp_path: Path, old: str, new: str, message: str) -> None:
+    assert old in MINIMAL
+    text = MINIMAL.replace(old, new, 1)
+    field = new.splitlines()[-1]
+    line = text.splitlines().index(field) + 1 if "unknown cell" not in message else text.splitlines().index(new) + 1
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    assert message in str(err.value)
+    assert str(err.value).startswith(f"matrix.toml:{line}:"), str(err.value)
+    assert err.value.hint
+
+
+def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"not valid TOML: .*line 3"):
+        load_text(tmp_path, "schema = 1\n[defaults]\npython = \n")
+
+
+def test_duplicate_ids_rejected(tmp_path: Path) -> None:
+    text = MINIMAL + '\n[[cells]]\nid = "stable-cu130"\nchannel = "stable"\ncuda = "cu130"\npins = { whisperx = "3.8.6" }\n'
+    with pytest.raises(ConfigError, match="duplicate cell id 'stable-cu130'"):
+        load_text(tmp_path, text)
+
+
+def test_extends_loop_rejected(tmp_path: Path) -> None:
+    text = MINIMAL.replace('id = "stable-cu128"\n', 'id = "stable-cu128"\nextends = "stable-cu128-unpatched"\n')
+    with pytest.raises(ConfigError, match="loop"):
+        load_text(tmp_path, text)
+
+
+# --- invariants over the real catalogue -----------------------------------------------------------------
+
+
+def test_real_matrix_has_the_cells_the_design_requires() -> None:
+    required = {"option1-stable-cu124", "stable-cu126", "stable-cu128", "doc-recipe-cu128", "stable-cu130",
+                "stable-cu130-cublas12", "nightly-cu128", "nightly-cu130"}
+    assert required <= set(MATRIX.ids())
+    assert MATRIX.get("cu128").id == "stable-cu128" and MATRIX.get("cu130").id == "stable-cu130"
+
+
+def test_real_matrix_expectations_match_the_document() -> None:
+    assert MATRIX.get("option1-stable-cu124").expected(120).reason == "arch-unsupported:sm_120"
+    assert MATRIX.get("stable-cu130").expected(120).reason == "missing-soname:libcublas.so.12"
+    assert MATRIX.get("doc-recipe-cu128-unpatched").expected(120).reason == "TypeError:use_auth_token"
+    assert MATRIX.get("stable-cu128").expected(120).status == "pass"
+    assert MATRIX.get("stable-cu130-cublas12").expected(120).status == "pass"
+
+
+def test_real_matrix_pins_the_whole_torch_family_per_cell() -> None:
+    """A partial pin lets torchcodec/pyannote drift to a release built for another torch line (FACTS.md)."""
+    for cell in MATRIX.cells:
+        named = set(cell.pins) | {r.split("=")[0].split(">")[0].split("<")[0] for r in cell.overrides}
+        if cell.channel == "stable":
+            assert {"torch", "torchaudio"} <= named, cell.id
+            if cell.whisperx_version.release >= (3, 7, 4):
+                assert "torchcodec" in named and ("pyannote-audio" in named), cell.id
+
+
+def test_every_stable_lock_exists() -> None:
+    for cell in MATRIX.cells:
+        if cell.channel == "stable":
+            assert (ROOT / "constraints" / f"{cell.lock_id}.txt").is_file(), cell.id
+
+
+def test_nightly_cells_carry_no_registry_host_in_code() -> None:
+    """Nightly URLs live in matrix.toml only, each overridable by its env variable."""
+    for cell in MATRIX.select("nightly-*"):
+        assert cell.index is not None and cell.index.env.startswith("WXM_INDEX_")
