@@ -1,0 +1,253 @@
+"""The arch audit of a tree: per library and per distribution, can its GPU code run on a target GPU?
+
+A library is judged module by module (one fatbin container per compiled translation unit): it is runnable
+when every container has an image the target can load (compatible SASS, or PTX the driver can JIT).
+Containers that carry code for one GPU family only (only "a" code, or only SASS of one major version) are
+left out of that count when the library has other containers, because such a library picks the module
+for the GPU it finds (cuBLASLt's Hopper-only GEMMs). If it has nothing else, all containers count. A library where some containers are
+covered and some are not is "partial" (still judged runnable; the count of uncovered modules is evidence):
+kernels in those modules would fail with "no kernel image is available" unless the library dispatches
+around them.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import elf
+from .fatbin import Arch, FileFatbins, scan
+from .progress import Progress
+from .records import UNOWNED, Owners
+
+RUNNABLE, PARTIAL, NOT_RUNNABLE, NO_GPU_CODE = "runnable", "partial", "not-runnable", "no-gpu-code"
+
+
+@dataclass(frozen=True)
+class LibraryArch:
+    path: str  # relative to the audited root
+    package: str  # "torch 2.8.0", or "(no distribution)"
+    status: str  # runnable | partial | not-runnable | no-gpu-code
+    runnable: bool
+    sass: tuple[str, ...]  # distinct SASS archs, e.g. ("sm_80", "sm_90", "sm_90a")
+    ptx: tuple[str, ...]  # distinct PTX archs with ISA version, e.g. ("compute_86 (PTX 8.7)",)
+    containers: int
+    uncovered: int  # containers (not arch-specific-only) with no image for the target
+    via: str  # how the target runs it: "sass", "ptx-jit" (part needs the driver's JIT), or ""
+    compressed: bool
+    reason: str | None  # "arch-unsupported:sm_120" when not runnable
+
+
+@dataclass(frozen=True)
+class PackageArch:
+    package: str
+    status: str
+    runnable: bool
+    libraries: tuple[str, ...]  # the package's libraries that carry GPU code
+    sass: tuple[str, ...]
+    ptx: tuple[str, ...]
+    via: str
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ArchAudit:
+    root: str
+    target: str  # "sm_120"
+    runnable: bool  # every package with GPU code can run on the target
+    reason: str | None
+    packages: tuple[PackageArch, ...]
+    libraries: tuple[LibraryArch, ...]
+    warnings: tuple[str, ...]
+    files: int
+    seconds: float
+    torch_arch_list: tuple[str, ...] | None = None  # torch.cuda.get_arch_list() in the cell's python
+    notes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _arch_key(tag: str) -> tuple[int, str]:
+    arch = Arch.parse(tag.split()[0])
+    return (arch.cc, arch.variant)
+
+
+def judge_library(found: FileFatbins, target: Arch, *, rel: str, package: str) -> LibraryArch:
+    entries = found.entries
+    sass = sorted({e.tag for e in entries if e.kind == "sass"}, key=_arch_key)
+    ptx = sorted(
+        {f"{e.tag} (PTX {e.ptx_version})" if e.kind == "ptx" else e.tag for e in entries if e.kind != "sass"},
+        key=_arch_key,
+    )
+    compressed = any(e.compressed for e in entries)
+    if not found.containers or not entries:
+        return LibraryArch(rel, package, NO_GPU_CODE, True, (), (), 0, 0, "", False, None)
+    # Per-family modules are picked by their library at run time; judge the portable modules, or all of
+    # them when the library has nothing else (an extension built for one GPU only).
+    with_code = [c for c in found.containers if c.entries]
+    relevant = [c for c in with_code if not c.one_family] or with_code
+    uncovered = [c for c in relevant if not c.runs_on(target)]
+    jit = any(
+        c.runs_on(target) and not any(e.kind == "sass" and e.runs_on(target) for e in c.entries) for c in relevant
+    )
+    if not uncovered:
+        status, reason = RUNNABLE, None
+    elif len(uncovered) < len(relevant):
+        # Some modules only: per-GPU dispatch inside the library (cuBLAS) looks like this too, so it is
+        # flagged, not failed; the count is in the evidence.
+        status, reason = PARTIAL, None
+    else:
+        status, reason = NOT_RUNNABLE, f"arch-unsupported:{target.sm()}"
+    via = "" if status == NOT_RUNNABLE else "ptx-jit" if jit else "sass"
+    return LibraryArch(
+        path=rel,
+        package=package,
+        status=status,
+        runnable=status != NOT_RUNNABLE,
+        sass=tuple(sass),
+        ptx=tuple(ptx),
+        containers=len(found.containers),
+        uncovered=len(uncovered),
+        via=via,
+        compressed=compressed,
+        reason=reason,
+    )
+
+
+def _package_status(libs: list[LibraryArch]) -> str:
+    statuses = {lib.status for lib in libs}
+    for status in (NOT_RUNNABLE, PARTIAL, RUNNABLE):
+        if status in statuses:
+            return status
+    return NO_GPU_CODE
+
+
+def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArch]:
+    by_pkg: dict[str, list[LibraryArch]] = {}
+    for lib in libs:
+        by_pkg.setdefault(lib.package, []).append(lib)
+    out = []
+    for pkg in sorted(by_pkg):
+        members = by_pkg[pkg]
+        gpu = [m for m in members if m.status != NO_GPU_CODE]
+        status = _package_status(members)
+        via = "ptx-jit" if any(m.via == "ptx-jit" for m in gpu) else "sass" if gpu and status != NOT_RUNNABLE else ""
+        out.append(
+            PackageArch(
+                package=pkg,
+                status=status,
+                runnable=status != NOT_RUNNABLE,
+                libraries=tuple(m.path for m in gpu),
+                sass=tuple(sorted({s for m in gpu for s in m.sass}, key=_arch_key)),
+                ptx=tuple(sorted({s for m in gpu for s in m.ptx}, key=_arch_key)),
+                via=via,
+                reason=None if status != NOT_RUNNABLE else f"arch-unsupported:{target.sm()}",
+            )
+        )
+    return out
+
+
+def audit_arch(
+    root: Path,
+    sm: int | str | Arch = 120,
+    *,
+    files: Iterable[Path] | None = None,
+    python: Path | None = None,
+    progress: bool | None = None,
+    embedded: bool = True,
+) -> ArchAudit:
+    """Audit every ELF file under ``root`` (a site-packages folder, or any tree) for GPU ``sm``.
+
+    ``python``: the cell's interpreter; when given, torch's own arch list is read from it and compared.
+    """
+    start = time.perf_counter()
+    root = Path(root)
+    target = sm if isinstance(sm, Arch) else Arch.parse(sm)
+    paths = sorted(files) if files is not None else list(elf.iter_files(root))
+    owners = Owners(root)
+    libs: list[LibraryArch] = []
+    warnings: list[str] = []
+    with Progress(len(paths), f"arch audit {target.sm()}", enabled=progress) as bar:
+        for path in paths:
+            found = scan(path, embedded=embedded)
+            warnings.extend(found.warnings)
+            if found.is_elf:
+                rel = _rel(path, root)
+                libs.append(judge_library(found, target, rel=rel, package=owners.name(path)))
+            bar.update(1, path.name)
+    packages = judge_packages(libs, target)
+    bad = [p for p in packages if not p.runnable]
+    notes: list[str] = []
+    torch_list = torch_arch_list(python) if python else None
+    if torch_list is not None:
+        notes.extend(compare_torch(torch_list, libs))
+    return ArchAudit(
+        root=str(root),
+        target=target.sm(),
+        runnable=not bad,
+        reason=bad[0].reason if bad else None,
+        packages=tuple(packages),
+        libraries=tuple(libs),
+        warnings=tuple(warnings),
+        files=len(paths),
+        seconds=round(time.perf_counter() - start, 3),
+        torch_arch_list=tuple(torch_list) if torch_list is not None else None,
+        notes=tuple(notes),
+    )
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return str(path.relative_to(root))
+    except ValueError:
+        return str(path)
+
+
+_TORCH_ARCHS = "import json, torch; print(json.dumps(torch.cuda.get_arch_list()))"
+
+
+def torch_arch_list(python: Path, timeout: float = 120) -> list[str] | None:
+    """``torch.cuda.get_arch_list()`` (built from ``torch._C._cuda_getArchFlags()``) in the cell's python.
+
+    None when torch does not import there (a CPU build answers []).
+    """
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", _TORCH_ARCHS], capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        return [str(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]
+    except (ValueError, IndexError):
+        return None
+
+
+def compare_torch(arch_list: list[str], libs: Iterable[LibraryArch]) -> list[str]:
+    """Differences between torch's declared arch list and what libtorch_cuda.so really carries."""
+    cuda = [lib for lib in libs if lib.path.endswith("libtorch_cuda.so")]
+    if not cuda:
+        return []
+    lib = cuda[0]
+    declared = set(arch_list)
+    carried = set(lib.sass) | {p.split()[0] for p in lib.ptx}
+    # torch lists only the archs it was asked to build (TORCH_CUDA_ARCH_LIST); "a" variants come from
+    # individual kernels (FlashAttention, CUTLASS) and are expected extras.
+    missing = sorted(declared - carried)
+    extra = sorted(a for a in carried - declared if not a.endswith("a"))
+    notes = [f"torch.cuda.get_arch_list(): {' '.join(arch_list)}"]
+    if missing:
+        notes.append(f"declared by torch but absent from {lib.path}: {' '.join(missing)}")
+    if extra:
+        notes.append(f"in {lib.path} but not declared by torch: {' '.join(extra)}")
+    return notes
