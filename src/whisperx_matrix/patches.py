@@ -30,7 +30,7 @@ import sys
 import tempfile
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -1059,16 +1059,17 @@ def _cmd_env(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     series = _series(args)
     versions = list(args.versions or release_versions())
-    try:
-        from . import matrix as matrix_mod
+    if not args.versions:
+        # The releases the matrix pins are checked too, yanked or not (pip index hides yanked ones: 3.7.3).
+        try:
+            from . import matrix as matrix_mod
 
-        # Releases the matrix pins are checked too, yanked or not (pip index hides yanked ones, e.g. 3.7.3).
-        versions += [c.pins["whisperx"] for c in matrix_mod.load().cells] if not args.versions else []
-    except ConfigError:
-        pass
+            versions += [c.pins["whisperx"] for c in matrix_mod.load().cells]
+        except ConfigError:
+            pass
     rows = check_series(series, versions)
     print(format_table(series, rows))
-    for patch in series.patches:
-        ok = [r.version for r, c in ((r, r.cells[series.patches.index(patch)]) for r in rows) if c.startswith("applies")]
-        print(f"{patch.id}: applies to {len(ok)} release(s) in {patch.applies_to}: {', '.join(sorted(ok, key=Version)) or 'none'}")
+    for i, patch in enumerate(series.patches):
+        ok = sorted((r.version for r in rows if r.cells[i].startswith("applies")), key=Version)
+        print(f"{patch.id}: applies to {len(ok)} release(s) in {patch.applies_to}: {', '.join(ok) or 'none'}")
     return 1 if any(r.failed for r in rows) else 0

@@ -400,3 +400,19 @@ def test_series_applies_in_range_and_matches_upstream(
         ours = _token_lines(read(rel)) - _token_lines(original[rel])
         theirs = _token_lines((upstream / "whisperx" / rel).read_text())
         assert ours and ours <= theirs, rel
+
+
+@pytest.mark.network
+def test_cli_check_prints_the_table(
+    wheels: dict[str, Path], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WXM_MATRIX", str(PROJECT / "matrix.toml"))
+    parser = argparse.ArgumentParser()
+    wxp.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["patches", "check", "--versions", "3.8.6", "3.7.6", "3.4.2"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"^3\.8\.6 +\| not needed \(fixed in 3\.8\.0\)$", out, re.M)
+    assert re.search(r"^3\.7\.6 +\| applies$", out, re.M)
+    assert re.search(r"^3\.4\.2 +\| n/a$", out, re.M)
+    assert f"{P0001}: applies to 1 release(s)" in out
