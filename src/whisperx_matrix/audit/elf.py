@@ -96,8 +96,8 @@ class Dynamic:
     needed: tuple[str, ...]
     rpath: tuple[str, ...]
     runpath: tuple[str, ...]
-    machine: str
-    elfclass: int
+    machine: int  # e_machine (62: x86-64)
+    elfclass: int  # EI_CLASS: 1 (32-bit), 2 (64-bit)
     nodeflib: bool = False  # DF_1_NODEFLIB: skip ld.so.cache and the default dirs
 
 
@@ -132,12 +132,17 @@ def dynamic(path: Path | str) -> Dynamic:
                 needed=tuple(needed),
                 rpath=tuple(rpath),
                 runpath=tuple(runpath),
-                machine=str(elf["e_machine"]),
-                elfclass=elf.elfclass,
+                machine=int.from_bytes(_raw_header(fh)[18:20], "little" if elf.little_endian else "big"),
+                elfclass=1 if elf.elfclass == 32 else 2,
                 nodeflib=nodeflib,
             )
     except (_PyElfError, struct.error, ValueError) as exc:
         raise NotElfError(str(exc) or "unreadable ELF") from exc
+
+
+def _raw_header(fh: object) -> bytes:
+    fh.seek(0)  # type: ignore[attr-defined]
+    return fh.read(20)  # type: ignore[attr-defined]
 
 
 # lib<name>.so.<N>[.<M>...] as a dlopen argument would spell it; the version part is what makes a soname
