@@ -14,6 +14,7 @@ from .errors import FatalError
 COMMAND_MODULES = (
     "whisperx_matrix.commands",
     "whisperx_matrix.patches",
+    "whisperx_matrix.audit",
 )
 
 

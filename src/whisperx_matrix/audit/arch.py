@@ -88,11 +88,12 @@ def judge_library(found: FileFatbins, target: Arch, *, rel: str, package: str) -
         key=_arch_key,
     )
     compressed = any(e.compressed for e in entries)
-    if not found.containers or not entries:
-        return LibraryArch(rel, package, NO_GPU_CODE, True, (), (), 0, 0, "", False, None)
+    if not any(c.loadable for c in found.containers):
+        # Nothing a module load can use (none at all, or LTO IR only): no GPU code to judge.
+        return LibraryArch(rel, package, NO_GPU_CODE, True, tuple(sass), tuple(ptx), len(found.containers), 0, "", compressed, None)
     # Per-family modules are picked by their library at run time; judge the portable modules, or all of
     # them when the library has nothing else (an extension built for one GPU only).
-    with_code = [c for c in found.containers if c.entries]
+    with_code = [c for c in found.containers if c.loadable]
     relevant = [c for c in with_code if not c.one_family] or with_code
     uncovered = [c for c in relevant if not c.runs_on(target)]
     jit = any(

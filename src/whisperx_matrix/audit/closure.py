@@ -362,6 +362,15 @@ class Process:
         self._exists: dict[str, bool] = {}
         self._pending: deque[_Node] = deque()
 
+    def fork(self) -> Process:
+        """A copy that shares the loaded objects (for "this process, then one more dlopen")."""
+        twin = Process(self.env, objects=self.objects, tree=self.tree)
+        twin.nodes = list(self.nodes)
+        twin._by_name = dict(self._by_name)
+        twin._by_file = dict(self._by_file)
+        twin._exists = self._exists  # a cache of os.path.isfile, valid for both
+        return twin
+
     # -- loading
 
     def load(self, path: str | Path, *, how: str = "entry", caller: _Node | None = None) -> _Node | None:
@@ -475,10 +484,14 @@ class Process:
     def _record_missing(self, name: str, caller: _Node, how: str) -> None:
         if is_driver(name):
             return
-        chain = tuple(n.path for n in caller.chain())
+        nodes = caller.chain()
+        chain = tuple(n.path for n in nodes)
         present = tuple(sorted(p for p in self.tree.get(name, ())))
         miss = Missing(name, caller.path, chain, how, provider(name), present)
-        target = self.optional_missing if how == "dlopen?" else self.missing
+        # Under a library that is itself only a guess from strings (cuFile's RDMA plug-in), a miss is
+        # optional too: the real program copes when that dlopen fails.
+        optional = how == "dlopen?" or any(n.how == "dlopen?" for n in nodes)
+        target = self.optional_missing if optional else self.missing
         if not any(m.soname == name and m.wanted_by == caller.path for m in target):
             target.append(miss)
 
@@ -530,9 +543,17 @@ def _known_for(basename: str) -> list[KnownDlopen]:
 
 # --- the audit -----------------------------------------------------------------------------------------
 
-# Entry modules of a WhisperX process, in the order WhisperX imports them (torch first, then
-# faster-whisper's ctranslate2). Globs relative to site-packages.
-DEFAULT_ENTRIES = ("torch/_C.*.so", "ctranslate2/_ext.*.so")
+# What a WhisperX process loads, in order (globs relative to site-packages). ``import torch`` first loads
+# torch/lib/libtorch_global_deps.so with RTLD_GLOBAL and then, when cudart comes from the cu12 wheel layout,
+# preloads nvrtc and nvJitLink from their wheels (torch/__init__.py, _load_global_deps; pytorch issues
+# 138460 and 145580), then torch._C. WhisperX imports faster-whisper, hence ctranslate2's extension, after.
+DEFAULT_ENTRIES = (
+    "torch/lib/libtorch_global_deps.so",
+    "nvidia/cuda_nvrtc/lib/libnvrtc.so.*[0-9]",
+    "nvidia/nvjitlink/lib/libnvJitLink.so.*[0-9]",
+    "torch/_C.*.so",
+    "ctranslate2/_ext.*.so",
+)
 
 
 def read_preload(site: Path) -> list[Path]:
@@ -554,7 +575,10 @@ def read_preload(site: Path) -> list[Path]:
 def default_entries(site: Path) -> list[Path]:
     found: list[Path] = []
     for pattern in DEFAULT_ENTRIES:
-        found.extend(sorted(Path(site).glob(pattern)))
+        hits = sorted(Path(site).glob(pattern))
+        if pattern.startswith("nvidia/") and not (Path(site) / "torch").is_dir():
+            continue  # torch's own preloads, only when torch is there to do them
+        found.extend(hits[:1] if pattern.startswith("nvidia/") else hits)
     return found
 
 
@@ -563,6 +587,21 @@ class ObjectClosure:
     path: str
     package: str
     missing: tuple[str, ...]  # DT_NEEDED sonames (direct or transitive) the loader would not find
+    # Missing names that the same distribution ships: its Python code loads them by path first
+    # (torchaudio's libtorchaudio.so, torchcodec's core libraries), or an RPATH up the real load chain finds
+    # them (scipy.libs); not a defect by themselves.
+    loaded_first: tuple[str, ...] = ()
+
+
+def _object_closure(
+    path: Path, missing: Sequence[Missing], root: Path, owners: Owners, tree: Mapping[str, list[str]]
+) -> ObjectClosure:
+    dist = owners.owner(path)
+    mine, other = set(), set()
+    for m in missing:
+        ships = [p for p in tree.get(m.soname, ()) if dist is not None and owners.owner(root / p) == dist]
+        (mine if ships else other).add(m.soname)
+    return ObjectClosure(_rel(path, root), owners.name(path), tuple(sorted(other)), tuple(sorted(mine)))
 
 
 @dataclass(frozen=True)
@@ -693,17 +732,22 @@ def audit_closure(
     owners = Owners(root)
     tree = _index_tree(root, files)
 
-    # Every object on its own, as if dlopen'ed by Python: which DT_NEEDED would it not find?
+    # Every object on its own, dlopen'ed by a Python that has already imported the entry modules (torch's
+    # extensions need libtorch loaded first): which DT_NEEDED would it not find?
     per_object: list[ObjectClosure] = []
+    started = Process(base, objects=objects, tree=tree)
+    for pre in preload:
+        started.load(pre, how="preload")
+    for entry in entries:
+        started.load(entry, how="entry")
     with Progress(len(files), "closure audit", enabled=progress) as bar:
         for path in files:
-            proc = Process(base, objects=objects, tree=tree)
-            for pre in preload:
-                proc.load(pre, how="preload")
+            proc = started.fork()
             node = proc.load(path, how="entry")
             if node is not None and proc.missing:
-                names = tuple(sorted({m.soname for m in proc.missing}))
-                per_object.append(ObjectClosure(_rel(path, root), owners.name(path), names))
+                found = _object_closure(path, proc.missing, root, owners, tree)
+                if found.missing:
+                    per_object.append(found)
             bar.update(1, path.name)
 
     image = simulate(root, entries, env=base, preload=preload, objects=objects, owners=owners, tree=tree)

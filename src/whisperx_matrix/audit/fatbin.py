@@ -4,7 +4,7 @@ Layout (read from nvcc 13.0 output and the wheels of torch 2.5-2.11, cuBLAS 12/1
 endian). A fatbin is a 16-byte container header followed by entries:
 
     container: u32 magic 0xBA55ED50 | u16 version (1) | u16 header size (16) | u64 size of the entries
-    entry:     u16 kind (1 PTX, 2 ELF/SASS, 4 LTO IR) | u16 version (0x0101) | u32 header size (>= 64)
+    entry:     u16 kind (1 PTX, 2 ELF/SASS, 8 LTO IR) | u16 version (0x0101) | u32 header size (>= 64)
                | u64 payload size | u32 compressed size | u32 - | u16 minor | u16 major | u32 arch (e.g. 120)
                | u32 name offset | u32 name size | u64 flags | u64 - | u64 uncompressed size
 
@@ -16,7 +16,8 @@ small reads.
 
 Where they live: the ``.nv_fatbin`` section (one container per translation unit), ``__nv_relfatbin`` in
 objects built with relocatable device code, and fatbins embedded as data in other sections (cuBLASLt keeps
-most kernels in ``.cask_resource``; CUPTI keeps some in ``.rodata``; cuobjdump does not see those).
+most kernels in ``.cask_resource``, cuFFT in ``.ldata``, CUPTI some in ``.rodata``; cuobjdump sees none of
+those).
 """
 
 from __future__ import annotations
@@ -37,7 +38,9 @@ KNOWN_CONTAINER_VERSIONS = (1,)
 KNOWN_ENTRY_VERSIONS = (0x0101,)
 ENTRY_HEADER_MIN = 64
 
-KIND_PTX, KIND_ELF, KIND_LTO = 1, 2, 4
+# Kind 8 is LTO IR (nvcc -gencode code=lto_90 writes it; cuFFT ships thousands for its LTO callbacks):
+# it runs only after nvJitLink links it at run time, so it never counts as loadable code.
+KIND_PTX, KIND_ELF, KIND_LTO = 1, 2, 8
 _KIND_NAMES = {KIND_PTX: "ptx", KIND_ELF: "sass", KIND_LTO: "lto"}
 FLAG_COMPRESSED_LZ4 = 0x2000
 FLAG_COMPRESSED = 0x8000
@@ -46,9 +49,10 @@ FLAG_FAMILY_SPECIFIC = 0x200000  # "f": sm_100f, compute_120f
 
 # Sections holding fatbins by construction; other sections are searched for the container prefix.
 FATBIN_SECTIONS = (".nv_fatbin", "__nv_relfatbin")
-# Data sections where fatbins were found embedded (cuBLASLt's .cask_resource, CUPTI's .rodata). Searching
+# Data sections where fatbins were found embedded (cuBLASLt's .cask_resource, cuFFT's .ldata, CUPTI's
+# .rodata). Searching
 # every section would read whole executables' code for nothing.
-EMBEDDED_SECTIONS = (".rodata", ".cask_resource", ".nvFatBinSegment", ".data.rel.ro", ".data", ".lrodata")
+EMBEDDED_SECTIONS = (".rodata", ".lrodata", ".ldata", ".cask_resource", ".data.rel.ro", ".data")
 
 
 @dataclass(frozen=True, order=True)
@@ -154,6 +158,11 @@ class Container:
         # A module carrying only "a" code (e.g. Hopper-only GEMMs) is gated by its library at run time;
         # it says nothing about whether the library runs elsewhere.
         return bool(self.entries) and all(e.arch.variant == "a" for e in self.entries)
+
+    @property
+    def loadable(self) -> bool:
+        """Carries SASS or PTX, which a plain module load can use (LTO IR cannot)."""
+        return any(e.kind in ("sass", "ptx") for e in self.entries)
 
     @property
     def one_family(self) -> bool:
@@ -309,6 +318,6 @@ def scan(path: Path | str, *, embedded: bool = True) -> FileFatbins:
                     continue
                 if sec.name in FATBIN_SECTIONS:
                     state.fatbin_section(sec)
-                elif embedded and sec.name in EMBEDDED_SECTIONS and sec.name != ".nvFatBinSegment":
+                elif embedded and sec.name in EMBEDDED_SECTIONS:
                     state.data_section(sec)
             return FileFatbins(path, containers=tuple(state.containers), warnings=tuple(state.warnings))

@@ -1,0 +1,86 @@
+"""Readable tables of the audits, for people (the JSON is for the verdict stage)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .arch import NO_GPU_CODE, ArchAudit
+from .closure import ClosureAudit, ProcessImage
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+
+
+def _archs(tags: Sequence[str], limit: int = 14) -> str:
+    if not tags:
+        return "-"
+    shown = " ".join(t.replace(" (PTX ", "/").rstrip(")") for t in tags[:limit])
+    return shown + (f" (+{len(tags) - limit})" if len(tags) > limit else "")
+
+
+def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
+    out = [f"Arch audit for {audit.target}: {audit.root} ({audit.files} ELF files, {audit.seconds:.2f} s)"]
+    gpu = [p for p in audit.packages if p.status != NO_GPU_CODE]
+    if not gpu:
+        out.append("  no GPU code in any library")
+    else:
+        rows = [[p.package, p.status, p.via or "-", _archs(p.sass), _archs(p.ptx)] for p in gpu]
+        out += ["  " + r for r in _table(rows, ["PACKAGE", "STATUS", "VIA", "SASS", "PTX (arch/ISA)"])]
+    libs = [lib for lib in audit.libraries if all_libraries or lib.status not in (NO_GPU_CODE, "runnable")]
+    if libs:
+        out.append("")
+        rows = [
+            [lib.path, lib.status, f"{lib.containers - lib.uncovered}/{lib.containers}", _archs(lib.sass, 8), _archs(lib.ptx, 4)]
+            for lib in libs
+        ]
+        out += ["  " + r for r in _table(rows, ["LIBRARY", "STATUS", "MODULES OK", "SASS", "PTX"])]
+    for note in audit.notes:
+        out.append(f"  note: {note}")
+    for warning in audit.warnings:
+        out.append(f"  warning: {warning}")
+    out.append(f"  => {'runnable' if audit.runnable else 'NOT runnable'} on {audit.target}" + (f" ({audit.reason})" if audit.reason else ""))
+    return "\n".join(out)
+
+
+def _process(image: ProcessImage, label: str) -> list[str]:
+    out = [f"  {label}: entries {', '.join(image.entries) or '(none)'}"]
+    if image.preload:
+        out.append(f"    preloaded: {', '.join(image.preload)}")
+    cell_libs = [item for item in image.loaded if not item.path.startswith("/")]
+    out.append(f"    loaded: {len(image.loaded)} objects, {len(cell_libs)} from the cell")
+    for m in image.missing:
+        out.append(f"    MISSING ({m.how}) {m.describe()}")
+    if image.optional_missing:
+        names = sorted({m.soname for m in image.optional_missing})
+        out.append(f"    optional (named in strings, not found): {' '.join(names)}")
+    if image.mixed_cuda:
+        parts = "; ".join(f"cu{k}: {' '.join(v)}" for k, v in image.cuda_majors.items())
+        out.append(f"    cu12 and cu13 CUDA libraries in one process: {parts}")
+    if image.via_ld_library_path:
+        out.append(f"    found only through LD_LIBRARY_PATH: {' '.join(image.via_ld_library_path)}")
+    return out
+
+
+def format_closure(audit: ClosureAudit, *, all_objects: bool = False) -> str:
+    out = [f"Closure audit: {audit.root} ({audit.objects_checked} ELF files, {audit.seconds:.2f} s)"]
+    out += _process(audit.process, "process with LD_LIBRARY_PATH unset")
+    if audit.process_with_env is not None:
+        out += _process(audit.process_with_env, f"process with LD_LIBRARY_PATH={':'.join(audit.process_with_env.ld_library_path)}")
+        out.append(
+            "  the cell "
+            + ("DEPENDS on LD_LIBRARY_PATH" if audit.depends_on_ld_library_path else "does not depend on LD_LIBRARY_PATH")
+        )
+    objs = audit.objects if all_objects else audit.objects[:20]
+    if audit.objects:
+        out.append(f"  {len(audit.objects)} files with a DT_NEEDED the loader would not find (each loaded alone):")
+        for obj in objs:
+            out.append(f"    {obj.path} [{obj.package}]: {' '.join(obj.missing)}")
+        if len(objs) < len(audit.objects):
+            out.append(f"    ... {len(audit.objects) - len(objs)} more (--all)")
+    for warning in audit.warnings:
+        out.append(f"  warning: {warning}")
+    out.append("  => " + ("all required libraries resolve" if audit.runnable else f"NOT runnable ({audit.reason})"))
+    return "\n".join(out)
