@@ -27,7 +27,9 @@ from typing import Any
 from ..errors import ConfigError, NotBuiltError
 from . import elf
 from .arch import ArchAudit, LibraryArch, PackageArch, audit_arch, judge_library
-from .closure import ClosureAudit, Missing, ProcessImage, SearchEnv, audit_closure, read_preload
+from .closure import (
+    ClosureAudit, Missing, ProcessImage, SearchEnv, audit_closure, default_entries, read_preload, simulate,
+)
 from .fatbin import Arch, ptx_jits_on, sass_runs_on, scan
 from .report import format_arch, format_closure
 
@@ -120,15 +122,30 @@ def audit_site(
     files = list(elf.iter_files(site))
     arch = closure = None
     reasons: list[str] = []
-    if kind in ("arch", "all"):
-        arch = audit_arch(site, target, files=files, python=python if torch_archs else None, progress=progress)
-        if arch.reason:
-            reasons.append(arch.reason)
+    image = None
     if kind in ("closure", "all"):
         closure = audit_closure(
             site, entries=entries, preload=preload, ld_library_path=ld_library_path, python=python, files=files,
             progress=progress,
         )
+        image = closure.process
+    if kind in ("arch", "all"):
+        if image is None:
+            # The arch verdict is about what the process loads; the process model alone costs well under
+            # a second (no per-file closure).
+            image = simulate(
+                site,
+                entries if entries is not None else default_entries(site),
+                env=SearchEnv.system(None, python=python),
+                preload=preload if preload is not None else read_preload(site),
+            )
+        used = {item.path for item in image.loaded} if image.entries else None
+        arch = audit_arch(
+            site, target, files=files, python=python if torch_archs else None, progress=progress, used=used
+        )
+        if arch.reason:
+            reasons.append(arch.reason)
+    if closure is not None:
         reasons.extend(f"missing-soname:{name}" for name in closure.missing)
     return AuditReport(
         target=label or str(site),

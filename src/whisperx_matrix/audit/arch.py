@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
-from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from collections.abc import Collection, Iterable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from . import elf
@@ -40,6 +40,7 @@ class LibraryArch:
     via: str  # how the target runs it: "sass", "ptx-jit" (part needs the driver's JIT), or ""
     compressed: bool
     reason: str | None  # "arch-unsupported:sm_120" when not runnable
+    in_process: bool | None = None  # loaded by the simulated WhisperX process (None: not known)
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,14 @@ class PackageArch:
     ptx: tuple[str, ...]
     via: str
     reason: str | None
+    in_process: bool | None = None  # some of its GPU libraries are loaded by the simulated process
 
 
 @dataclass(frozen=True)
 class ArchAudit:
     root: str
     target: str  # "sm_120"
-    runnable: bool  # every package with GPU code can run on the target
+    runnable: bool  # every package with GPU code (that the process loads, when known) can run on the target
     reason: str | None
     packages: tuple[PackageArch, ...]
     libraries: tuple[LibraryArch, ...]
@@ -139,6 +141,11 @@ def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArc
     for pkg in sorted(by_pkg):
         members = by_pkg[pkg]
         gpu = [m for m in members if m.status != NO_GPU_CODE]
+        known = any(m.in_process is not None for m in members)
+        used = [m for m in gpu if m.in_process]
+        if used:
+            # Judge a package by what the process loads (cuFFT's libcufftw, never loaded, has sm_52 only).
+            members = gpu = used
         status = _package_status(members)
         via = "ptx-jit" if any(m.via == "ptx-jit" for m in gpu) else "sass" if gpu and status != NOT_RUNNABLE else ""
         out.append(
@@ -151,6 +158,7 @@ def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArc
                 ptx=tuple(sorted({s for m in gpu for s in m.ptx}, key=_arch_key)),
                 via=via,
                 reason=None if status != NOT_RUNNABLE else f"arch-unsupported:{target.sm()}",
+                in_process=bool(used) if known else None,
             )
         )
     return out
@@ -164,10 +172,13 @@ def audit_arch(
     python: Path | None = None,
     progress: bool | None = None,
     embedded: bool = True,
+    used: Collection[str] | None = None,
 ) -> ArchAudit:
     """Audit every ELF file under ``root`` (a site-packages folder, or any tree) for GPU ``sm``.
 
     ``python``: the cell's interpreter; when given, torch's own arch list is read from it and compared.
+    ``used``: paths (relative to ``root``) of the libraries the simulated process loads; when given, only
+    packages with GPU code in that process decide ``runnable`` (every library is still listed).
     """
     start = time.perf_counter()
     root = Path(root)
@@ -182,10 +193,13 @@ def audit_arch(
             warnings.extend(found.warnings)
             if found.is_elf:
                 rel = _rel(path, root)
-                libs.append(judge_library(found, target, rel=rel, package=owners.name(path)))
+                lib = judge_library(found, target, rel=rel, package=owners.name(path))
+                if used is not None:
+                    lib = replace(lib, in_process=rel in used)
+                libs.append(lib)
             bar.update(1, path.name)
     packages = judge_packages(libs, target)
-    bad = [p for p in packages if not p.runnable]
+    bad = [p for p in packages if not p.runnable and p.in_process is not False]
     notes: list[str] = []
     torch_list = torch_arch_list(python) if python else None
     if torch_list is not None:

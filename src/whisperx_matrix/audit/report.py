@@ -27,8 +27,11 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
     if not gpu:
         out.append("  no GPU code in any library")
     else:
-        rows = [[p.package, p.status, p.via or "-", _archs(p.sass), _archs(p.ptx)] for p in gpu]
-        out += ["  " + r for r in _table(rows, ["PACKAGE", "STATUS", "VIA", "SASS", "PTX (arch/ISA)"])]
+        rows = [
+            [p.package, p.status, p.via or "-", {True: "yes", False: "no", None: "?"}[p.in_process], _archs(p.sass), _archs(p.ptx)]
+            for p in gpu
+        ]
+        out += ["  " + r for r in _table(rows, ["PACKAGE", "STATUS", "VIA", "LOADED", "SASS", "PTX (arch/ISA)"])]
     libs = [lib for lib in audit.libraries if all_libraries or lib.status not in (NO_GPU_CODE, "runnable")]
     if libs:
         out.append("")
