@@ -655,6 +655,8 @@ def simulate(
     """Load ``preload`` (RTLD_GLOBAL), then each entry module, then their dlopen'ed libraries."""
     root = Path(root)
     owners = owners or Owners(root)
+    if tree is None:
+        tree = _index_tree(root, list(elf.iter_files(root)))
     proc = Process(env, objects=objects, tree=tree)
     for path in preload:
         if proc.load(path, how="preload") is None:
