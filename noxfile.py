@@ -86,3 +86,9 @@ def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real cell builds and the documented outcome end to end."""
     _tool_venv(session, "test")
     session.run("pytest", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def doctor(session: nox.Session) -> None:
+    """Read this machine's GPU and driver and name the cell to use (`-- --sm 120 --driver 575.51.03`)."""
+    _cli(session, "doctor", *session.posargs)

@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "whisperx_matrix.commands",
     "whisperx_matrix.patches",
     "whisperx_matrix.audit",
+    "whisperx_matrix.doctor",
     "whisperx_matrix.report",
 )
 

@@ -1,0 +1,597 @@
+"""doctor: read this machine's NVIDIA GPUs and driver, and name the cell of matrix.toml to use here.
+
+Three steps, as torch's collect_env does: collect (NVML through ``pynvml``, else ``nvidia-smi``; every probe
+takes an injected loader or runner and returns None on failure, never raises), judge (per cell: the driver
+against the CUDA build, the cell's kernels against the compute capability, matrix.toml's expectation, the
+channel), present (text or JSON). With no GPU, ``--sm`` and ``--driver`` stand in for the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from packaging.version import InvalidVersion, Version
+
+from . import lock as locks
+from . import paths, tools
+from .matrix import Cell, Matrix
+
+# --- driver requirements -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CudaDriver:
+    """Linux x86_64 driver minimums for one CUDA minor release."""
+
+    cuda: str  # "12.8"
+    toolkit_driver: str  # the driver of the toolkit's GA release: everything works
+    minor_compat_driver: str  # CUDA minor-version compatibility: runs, with limits (no JIT of newer PTX)
+
+
+# NVIDIA CUDA Toolkit Release Notes, table "CUDA Toolkit and Corresponding Driver Versions" (Linux x86_64,
+# "Toolkit Driver Version", the GA row of each release):
+#   12.4 GA >= 550.54.14, 12.6 GA >= 560.28.03, 12.8 GA >= 570.26, 12.9 GA >= 575.51.03, 13.0 GA >= 580.65.06.
+# Same release notes, "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility",
+# and the CUDA Compatibility guide, "Minor Version Compatibility": CUDA 12.x >= 525.60.13 (R525), CUDA 13.x
+# >= 580. Under minor-version compatibility an app runs with a limited feature set: the older driver cannot
+# JIT PTX written by the newer toolkit ("unsupported toolchain"), so PTX-only kernels may fail.
+CUDA_DRIVERS: dict[str, CudaDriver] = {
+    "cu124": CudaDriver("12.4", "550.54.14", "525.60.13"),
+    "cu126": CudaDriver("12.6", "560.28.03", "525.60.13"),
+    "cu128": CudaDriver("12.8", "570.26", "525.60.13"),
+    "cu129": CudaDriver("12.9", "575.51.03", "525.60.13"),
+    "cu130": CudaDriver("13.0", "580.65.06", "580"),
+}
+
+# The first driver branch that knows a GPU family, by compute capability major. Blackwell consumer GPUs
+# (GeForce RTX 50, sm_120) and data-centre Blackwell (B200, sm_100) are supported from the R570 branch
+# (NVIDIA driver release notes, R570 "new GPUs"); the document's "565+" is wrong: 565 does not list them.
+GPU_DRIVER_BRANCH: dict[int, tuple[int, str]] = {
+    10: (570, "Blackwell (sm_100) needs the 570 driver series or later"),
+    12: (570, "Blackwell consumer GPUs (sm_120, RTX 50) need the 570 driver series or later (not 565)"),
+}
+
+# Compute capabilities of GPUs we name in reports (NVIDIA's CUDA GPUs list). Used only when the driver cannot
+# report compute_cap (nvidia-smi before R510); any GPU not listed is judged by what the driver reports.
+KNOWN_GPUS: dict[str, int] = {
+    "Tesla V100": 70,
+    "Tesla T4": 75,
+    "GeForce GTX 1080": 61,
+    "GeForce GTX 1080 Ti": 61,
+    "GeForce RTX 2080 Ti": 75,
+    "GeForce RTX 3090": 86,
+    "GeForce RTX 4090": 89,
+    "A100": 80,
+    "H100": 90,
+    "H200": 90,
+    "B200": 100,
+    "GeForce RTX 5070": 120,
+    "GeForce RTX 5080": 120,
+    "GeForce RTX 5090": 120,
+}
+
+# --- kernels per torch build ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Kernels:
+    """The GPU code a cell's torch carries: SASS archs and PTX archs, and where we know it from."""
+
+    sass: tuple[str, ...]
+    ptx: tuple[str, ...]
+    source: str  # "audit of envs/<cell>" or "table (torch 2.8.0+cu128)"
+
+
+# torch._C._cuda_getArchFlags() of the PyPI wheels, measured in our built cells (the audit of their
+# libtorch_cuda.so agrees; it carries no PTX: the compute_90 PTX in 2.5.1 belongs to the bundled cuSPARSELt).
+TORCH_ARCHS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    ("2.5.1", "cu124"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
+    ("2.7.1", "cu126"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
+    ("2.8.0", "cu128"): (("sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
+    ("2.11.0", "cu130"): (("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
+}
+
+# --- collection ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    sm: int | None  # 120 for compute capability 12.0; None if unknown
+
+
+@dataclass(frozen=True)
+class Machine:
+    """What the probes found (or what the command line said, with no GPU)."""
+
+    gpus: tuple[Gpu, ...]
+    driver: str | None
+    cuda: str | None  # the highest CUDA version the driver supports, "12.8"
+    source: str  # "nvml", "nvidia-smi", "command line", "none"
+    notes: tuple[str, ...] = ()
+
+
+Loader = Callable[[], ModuleType]
+Runner = Callable[[Sequence[str]], "tools.Completed | None"]
+
+
+def _load_pynvml() -> ModuleType:
+    import pynvml  # nvidia-ml-py
+
+    return pynvml
+
+
+def run_quietly(args: Sequence[str]) -> tools.Completed | None:
+    """tools.run that answers None when the program is missing or hangs (a wedged driver can)."""
+    try:
+        return tools.run(args, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _cuda_from_int(value: int) -> str:
+    """nvmlSystemGetCudaDriverVersion: 12080 -> "12.8"."""
+    return f"{value // 1000}.{value % 1000 // 10}"
+
+
+def _sm(major: int, minor: int) -> int:
+    return major * 10 + minor
+
+
+def nvml_error(exc: BaseException) -> str:
+    """A one-line name for an NVML failure, with what to do for the common ones."""
+    kind = type(exc).__name__
+    text = str(exc) or kind
+    if kind == "NVMLError_LibRmVersionMismatch" or "version mismatch" in text.lower():
+        return (f"NVML failed: {text} ({kind}): the loaded kernel module and the user-space driver differ, "
+                "usual after a driver upgrade without a reboot; reboot (or reload the nvidia modules)")
+    if kind == "NVMLError_LibraryNotFound":
+        return f"NVML failed: {text} ({kind}): libnvidia-ml.so.1 is not installed (no NVIDIA driver?)"
+    if kind == "NVMLError_DriverNotLoaded":
+        return f"NVML failed: {text} ({kind}): the nvidia kernel module is not loaded"
+    return f"NVML failed: {text} ({kind})"
+
+
+def probe_nvml(loader: Loader = _load_pynvml) -> tuple[Machine | None, str | None]:
+    """GPUs through NVML. (None, why) on any failure: no pynvml, no library, a driver mismatch."""
+    try:
+        nv = loader()
+    except ImportError as exc:
+        return None, f"NVML not used: pynvml is not importable ({exc}); pip install nvidia-ml-py"
+    try:
+        nv.nvmlInit()
+    except Exception as exc:  # pynvml raises NVMLError subclasses; a broken install may raise others
+        return None, nvml_error(exc)
+    try:
+        driver = _text(nv.nvmlSystemGetDriverVersion())
+        try:
+            cuda = _cuda_from_int(int(nv.nvmlSystemGetCudaDriverVersion()))
+        except Exception:
+            cuda = None
+        gpus = []
+        for i in range(int(nv.nvmlDeviceGetCount())):
+            handle = nv.nvmlDeviceGetHandleByIndex(i)
+            name = _text(nv.nvmlDeviceGetName(handle))
+            try:
+                major, minor = nv.nvmlDeviceGetCudaComputeCapability(handle)
+                sm: int | None = _sm(int(major), int(minor))
+            except Exception:
+                sm = None
+            gpus.append(Gpu(i, name, sm))
+        return Machine(tuple(gpus), driver, cuda, "nvml"), None
+    except Exception as exc:
+        return None, nvml_error(exc)
+    finally:
+        try:
+            nv.nvmlShutdown()
+        except Exception:
+            pass
+
+
+SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
+_SMI_CUDA = re.compile(r"CUDA Version:\s*([0-9]+\.[0-9]+)")
+
+
+def parse_smi_query(text: str) -> list[tuple[str, int | None, str]]:
+    """Lines ``NVIDIA GeForce RTX 5070, 12.0, 570.133.07`` -> (name, 120, driver)."""
+    rows = []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.rsplit(",", 2)]
+        if len(parts) != 3 or not parts[2] or not parts[2][0].isdigit():
+            continue
+        name, cap, driver = parts
+        sm = None
+        if re.fullmatch(r"\d+\.\d+", cap):
+            major, minor = cap.split(".")
+            sm = _sm(int(major), int(minor))
+        rows.append((name, sm, driver))
+    return rows
+
+
+def parse_smi_cuda(text: str) -> str | None:
+    """The ``CUDA Version: 12.8`` of nvidia-smi's header: the highest CUDA the driver supports."""
+    match = _SMI_CUDA.search(text)
+    return match.group(1) if match else None
+
+
+def probe_smi(runner: Runner = run_quietly) -> tuple[Machine | None, str | None]:
+    """GPUs through ``nvidia-smi``. (None, why) when it is missing or fails."""
+    proc = runner(SMI_QUERY)
+    if proc is None:
+        return None, "nvidia-smi not found"
+    if not proc.ok:
+        out = (proc.stdout + proc.stderr).strip().splitlines()
+        return None, f"nvidia-smi failed: {out[0] if out else f'exit code {proc.returncode}'}"
+    rows = parse_smi_query(proc.stdout)
+    if not rows:
+        return None, "nvidia-smi lists no GPU"
+    header = runner(("nvidia-smi",))
+    cuda = parse_smi_cuda(header.stdout) if header is not None and header.ok else None
+    gpus = tuple(Gpu(i, name, sm if sm is not None else known_sm(name)) for i, (name, sm, _) in enumerate(rows))
+    return Machine(gpus, rows[0][2], cuda, "nvidia-smi"), None
+
+
+def known_sm(name: str) -> int | None:
+    """Compute capability from the GPU's name (longest matching entry of KNOWN_GPUS)."""
+    hits = [k for k in KNOWN_GPUS if k.lower() in name.lower()]
+    return KNOWN_GPUS[max(hits, key=len)] if hits else None
+
+
+def collect(loader: Loader = _load_pynvml, runner: Runner = run_quietly) -> Machine:
+    """NVML first; nvidia-smi where NVML is missing or failing. Never raises."""
+    machine, why_nvml = probe_nvml(loader)
+    if machine is not None and machine.gpus:
+        return machine
+    notes = [why_nvml] if why_nvml else ["NVML lists no GPU"]
+    machine, why_smi = probe_smi(runner)
+    if machine is not None:
+        return Machine(machine.gpus, machine.driver, machine.cuda, machine.source, tuple(notes) + ("used nvidia-smi",))
+    return Machine((), None, None, "none", tuple(notes) + ((why_smi,) if why_smi else ()))
+
+
+def record(dest: Path, loader: Loader = _load_pynvml, runner: Runner = run_quietly) -> list[Path]:
+    """Write what the probes see, raw, as test data: ``<dest>-nvml.json``, ``<dest>-smi-query.txt``,
+    ``<dest>-smi.txt`` (the replay in tests/unit/test_doctor.py reads these names)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    written = []
+    nvml: dict[str, Any]
+    try:
+        nv = loader()
+        nv.nvmlInit()
+        try:
+            devices = []
+            for i in range(int(nv.nvmlDeviceGetCount())):
+                h = nv.nvmlDeviceGetHandleByIndex(i)
+                devices.append({"name": _text(nv.nvmlDeviceGetName(h)),
+                                "compute_capability": list(nv.nvmlDeviceGetCudaComputeCapability(h))})
+            nvml = {"driver_version": _text(nv.nvmlSystemGetDriverVersion()),
+                    "cuda_driver_version": int(nv.nvmlSystemGetCudaDriverVersion()), "devices": devices}
+        finally:
+            nv.nvmlShutdown()
+    except Exception as exc:
+        nvml = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+    for suffix, content in (("-nvml.json", json.dumps(nvml, indent=2) + "\n"),
+                            ("-smi-query.txt", _stdout(runner(SMI_QUERY))),
+                            ("-smi.txt", _stdout(runner(("nvidia-smi",))))):
+        path = dest.with_name(dest.name + suffix)
+        path.write_text(content, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _stdout(proc: tools.Completed | None) -> str:
+    if proc is None:
+        return "# nvidia-smi not found\n"
+    return proc.stdout if proc.ok else f"# nvidia-smi exit {proc.returncode}\n{proc.stdout}{proc.stderr}"
+
+
+# --- judgement -----------------------------------------------------------------------------------------
+
+OK, LIMITED, OUT = "ok", "limited", "out"
+
+
+def _version(text: str | None) -> Version | None:
+    try:
+        return Version(text) if text else None
+    except InvalidVersion:
+        return None
+
+
+def driver_fit(cuda: str, driver: str | None) -> tuple[str, str]:
+    """("full" | "minor-compat" | "too-old" | "unknown", why) for a cell's CUDA build on this driver."""
+    req = CUDA_DRIVERS.get(cuda)
+    have = _version(driver)
+    if req is None:
+        return "unknown", f"no driver table entry for {cuda}"
+    if have is None:
+        return "unknown", f"driver unknown (CUDA {req.cuda} needs >= {req.toolkit_driver}; give --driver)"
+    if have >= Version(req.toolkit_driver):
+        return "full", f"driver {driver} >= {req.toolkit_driver} (CUDA {req.cuda} GA)"
+    if have >= Version(req.minor_compat_driver):
+        return "minor-compat", (f"driver {driver} < {req.toolkit_driver} (CUDA {req.cuda} GA): runs through CUDA "
+                                f"minor-version compatibility (>= {req.minor_compat_driver}), with limits")
+    return "too-old", (f"driver {driver} is too old for CUDA {req.cuda}: needs >= {req.toolkit_driver} "
+                       f"(or >= {req.minor_compat_driver} with minor-version compatibility)")
+
+
+def gpu_driver_problem(sm: int | None, driver: str | None) -> str | None:
+    """A reason no cell can run: the driver branch predates the GPU family (565 on an RTX 5070)."""
+    have = _version(driver)
+    if sm is None or have is None or sm // 10 not in GPU_DRIVER_BRANCH:
+        return None
+    branch, why = GPU_DRIVER_BRANCH[sm // 10]
+    if have.release[0] < branch:
+        return f"driver {driver} predates sm_{sm}: {why}"
+    return None
+
+
+def _parse_arch(tag: str) -> Any:
+    from .audit.fatbin import Arch
+
+    return Arch.parse(tag.split()[0])
+
+
+def kernel_fit(kernels: Kernels | None, sm: int | None) -> tuple[str, str]:
+    """("sass" | "ptx" | "none" | "unknown", why): can the cell's torch run on compute capability ``sm``?
+    The compatibility rule is the audit's (CUDA C++ Programming Guide, binary/PTX compatibility)."""
+    from .audit.fatbin import ptx_jits_on, sass_runs_on
+
+    if kernels is None:
+        return "unknown", "its torch's arch list is unknown (build the cell: the audit reads it)"
+    if sm is None:
+        return "unknown", f"compute capability unknown; torch carries {' '.join(kernels.sass)} ({kernels.source})"
+    target = _parse_arch(str(sm))
+    sass = [a for a in kernels.sass if sass_runs_on(_parse_arch(a), target)]
+    if sass:
+        # Name a plain arch where there is one: "a" variants run only on exactly that compute capability.
+        shown = next((a for a in reversed(sass) if not a.endswith(("a", "f"))), sass[-1])
+        return "sass", f"kernels for sm_{sm}: {shown} SASS ({kernels.source})"
+    ptx = [a for a in kernels.ptx if ptx_jits_on(_parse_arch(a), target)]
+    if ptx:
+        return "ptx", f"no sm_{sm} SASS, only {ptx[-1]} PTX to JIT at first use ({kernels.source})"
+    have = " ".join(kernels.sass) or "none"
+    return "none", f"no kernels for sm_{sm}: torch carries {have} ({kernels.source})"
+
+
+def locked_versions(matrix: Matrix, cell: Cell) -> dict[str, str]:
+    """``name -> version`` from the cell's lock, or {} when it has none."""
+    try:
+        text = locks.lock_path(matrix, cell).read_text(encoding="utf-8")
+    except OSError:
+        return {}
+    found = {}
+    for line in text.splitlines():
+        m = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", line)
+        if m:
+            found[m.group(1).lower()] = m.group(2)
+    return found
+
+
+def torch_version(matrix: Matrix, cell: Cell) -> str | None:
+    """The cell's torch: its lock, else its pin, else an exact override."""
+    locked = locked_versions(matrix, cell).get("torch")
+    if locked:
+        return locked.split("+")[0]
+    if "torch" in cell.pins:
+        return cell.pins["torch"]
+    for line in cell.overrides:
+        m = re.match(r"^torch\s*==\s*([^\s;]+)$", line)
+        if m:
+            return m.group(1)
+    return None
+
+
+def audit_kernels(matrix: Matrix, cell: Cell, sm: int) -> Kernels | None:
+    """The SASS/PTX of the built cell's libtorch_cuda.so, read by the audit package (no GPU needed)."""
+    env = paths.envs_dir(matrix.root) / cell.id
+    try:
+        from .audit.arch import audit_arch
+
+        site = paths.site_packages(env)
+        lib = site / "torch" / "lib" / "libtorch_cuda.so"
+        if not lib.is_file():
+            return None
+        result = audit_arch(site, sm, files=[lib], progress=False)
+    except Exception:  # no audit package, no env, an unreadable file: fall back to the table
+        return None
+    libs = [x for x in result.libraries if x.path.endswith("libtorch_cuda.so")]
+    if not libs:
+        return None
+    return Kernels(tuple(libs[0].sass), tuple(p.split()[0] for p in libs[0].ptx), f"audit of envs/{cell.id}")
+
+
+def cell_kernels(matrix: Matrix, cell: Cell, sm: int | None, *, use_audit: bool = True) -> Kernels | None:
+    if use_audit and sm is not None and (paths.envs_dir(matrix.root) / cell.id).exists():
+        found = audit_kernels(matrix, cell, sm)
+        if found is not None:
+            return found
+    version = torch_version(matrix, cell)
+    entry = TORCH_ARCHS.get((version or "", cell.cuda))
+    if entry is None:
+        return None
+    tried = use_audit and sm is not None and (paths.envs_dir(matrix.root) / cell.id).exists()
+    note = "; the audit could not read the built env" if tried else ""
+    return Kernels(entry[0], entry[1], f"table (torch {version}+{cell.cuda}){note}")
+
+
+@dataclass(frozen=True)
+class CellFit:
+    cell: str
+    verdict: str  # ok | limited | out
+    driver: str  # full | minor-compat | too-old | unknown
+    kernels: str  # sass | ptx | none | unknown
+    reasons: tuple[str, ...]  # why out or limited (first is the main one)
+    details: tuple[str, ...]  # what was checked
+    rank: tuple[int, ...] = field(default=(), compare=False)
+
+
+@dataclass(frozen=True)
+class Report:
+    machine: Machine
+    sm: int | None
+    driver: str | None
+    cuda: str | None
+    gpu_problem: str | None
+    cells: tuple[CellFit, ...]
+    recommended: str | None
+    why: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for c in data["cells"]:
+            c.pop("rank", None)
+        return data
+
+
+def _workarounds(cell: Cell) -> int:
+    """Each kind of fix a cell carries (overrides, add-ons, preloads) makes it a worse default."""
+    return int(bool(cell.overrides)) + int(bool(cell.addons)) + int(bool(cell.preload))
+
+
+def _cuda_number(cuda: str) -> int:
+    return int(cuda[2:])
+
+
+def judge_cell(matrix: Matrix, cell: Cell, sm: int | None, driver: str | None, gpu_problem: str | None, *,
+               use_audit: bool = True, order: int = 0) -> CellFit:
+    reasons: list[str] = []
+    details: list[str] = []
+    limited: list[str] = []
+    has_lock = locks.lock_path(matrix, cell).is_file()
+    if cell.channel == "nightly" and not has_lock:
+        where = cell.index.url if cell.index else "the PyTorch nightly index"
+        reasons.append(f"nightly unreachable: needs {where}, which could not be locked from here")
+    if gpu_problem:
+        reasons.append(f"driver {driver} predates sm_{sm} (see above)")
+    dfit, dwhy = driver_fit(cell.cuda, driver)
+    details.append(dwhy)
+    if dfit == "too-old":
+        reasons.append(dwhy)
+    elif dfit == "minor-compat":
+        limited.append(dwhy)
+    kernels = cell_kernels(matrix, cell, sm, use_audit=use_audit)
+    kfit, kwhy = kernel_fit(kernels, sm)
+    details.append(kwhy)
+    if kfit == "none":
+        reasons.append(kwhy)
+    elif kfit == "ptx":
+        limited.append(kwhy)
+    elif kfit == "unknown" and sm is not None and cell.channel != "nightly":
+        limited.append(kwhy)
+    expect = cell.expected(sm)
+    if expect.status == "fail":
+        reasons.append(f"expected to fail per matrix.toml: {expect.reason}")
+    if not has_lock and cell.channel != "nightly":
+        details.append(f"not locked yet: nox -s lock -- {cell.id}")
+    verdict = OUT if reasons else LIMITED if limited else OK
+    rank = (dfit != "full", kfit != "sass", _workarounds(cell), -_cuda_number(cell.cuda), order)
+    return CellFit(cell.id, verdict, dfit, kfit, tuple(reasons or limited), tuple(details), rank)
+
+
+def diagnose(matrix: Matrix, machine: Machine, *, sm: int | None = None, driver: str | None = None,
+             use_audit: bool = True) -> Report:
+    """Judge every cell for this machine; ``sm``/``driver`` override what was probed (or stand in for it)."""
+    probed_sm = next((g.sm for g in machine.gpus if g.sm is not None), None)
+    sm = sm if sm is not None else probed_sm
+    driver = driver or machine.driver
+    cuda = machine.cuda
+    gpu_problem = gpu_driver_problem(sm, driver)
+    fits = [judge_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i)
+            for i, c in enumerate(matrix.cells)]
+    usable = sorted((f for f in fits if f.verdict != OUT), key=lambda f: f.rank)
+    if sm is None and driver is None:
+        return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), None,
+                      "no GPU found and none described: give --sm (e.g. 120) and --driver (e.g. 575.51.03)")
+    if not usable:
+        why = gpu_problem or "no cell of matrix.toml can run here (see the reasons per cell)"
+        if gpu_problem:
+            why += f"; upgrade the driver to the {GPU_DRIVER_BRANCH[(sm or 0) // 10][0]} series or later"
+        return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), None, why)
+    best = usable[0]
+    why = "; ".join(d for d in best.details if not d.startswith("not locked"))
+    if best.verdict == LIMITED:
+        why += f" (limited: {best.reasons[0]})"
+    others = [f.cell for f in usable[1:]]
+    if others:
+        why += f"; also usable: {', '.join(others)}"
+    return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), best.cell, why)
+
+
+# --- presentation --------------------------------------------------------------------------------------
+
+
+def _or_unknown(value: Any) -> str:
+    return "could not collect" if value is None else str(value)
+
+
+def format_report(report: Report) -> str:
+    m = report.machine
+    lines = []
+    if m.gpus:
+        for g in m.gpus:
+            known = known_sm(g.name)
+            tag = "" if known is not None else " (not in doctor's GPU table: judged by its compute capability)"
+            sm = f"sm_{g.sm}" if g.sm is not None else "compute capability could not be collected"
+            lines.append(f"GPU {g.index}: {g.name}, {sm}{tag}")
+        lines.append(f"driver {_or_unknown(m.driver)}, supports CUDA up to {_or_unknown(m.cuda)} [via {m.source}]")
+    else:
+        lines.append("no NVIDIA GPU found")
+    for note in m.notes:
+        lines.append(f"  note: {note}")
+    if report.sm is not None or report.driver is not None:
+        sm = f"sm_{report.sm}" if report.sm is not None else "sm unknown"
+        lines.append(f"judging for {sm}, driver {_or_unknown(report.driver)}")
+    if report.gpu_problem:
+        lines.append(f"  problem: {report.gpu_problem}")
+    lines.append("")
+    width = max(len(c.cell) for c in report.cells)
+    for c in report.cells:
+        mark = {"ok": "ok     ", "limited": "limited", "out": "out    "}[c.verdict]
+        lines.append(f"  {c.cell:<{width}}  {mark}  {c.reasons[0] if c.reasons else c.details[-1]}")
+        for extra in c.reasons[1:]:
+            lines.append(f"  {'':<{width}}           also: {extra}")
+    lines.append("")
+    if report.recommended:
+        lines.append(f"recommended: {report.recommended}  (nox -s env-{report.recommended})")
+        lines.append(f"  why: {report.why}")
+    else:
+        lines.append(f"recommended: none: {report.why}")
+    return "\n".join(lines)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    if args.record:
+        for path in record(Path(args.record)):
+            print(f"wrote {path}")
+        return 0
+    from . import matrix as matrices
+
+    machine = collect()
+    report = diagnose(matrices.load(), machine, sm=args.sm, driver=args.driver, use_audit=not args.no_audit)
+    print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("doctor", help="read this machine's GPU and driver, and name the cell to use here")
+    p.add_argument("--sm", type=int, help="judge for this compute capability (e.g. 120) instead of the GPU's")
+    p.add_argument("--driver", help="judge for this driver version (e.g. 575.51.03) instead of the installed one")
+    p.add_argument("--json", action="store_true", help="the report as JSON")
+    p.add_argument("--no-audit", action="store_true", help="use the built-in arch table even for built cells")
+    p.add_argument("--record", metavar="PREFIX",
+                   help="write raw NVML and nvidia-smi output to PREFIX-nvml.json, PREFIX-smi-query.txt, "
+                        "PREFIX-smi.txt (test data) and exit")
+    p.set_defaults(func=cmd_doctor)

@@ -1,0 +1,266 @@
+"""doctor: probes, the driver and kernel rules, and the recommendation, on recorded GPU outputs.
+
+Only NVML (a fake pynvml module built from ``*-nvml.json``) and nvidia-smi (a runner replaying
+``*-smi-query.txt`` / ``*-smi.txt``) are mocked; the matrix, its locks and the judgement are the real ones.
+The cases are in tests/data/doctor/README.md. Cell venvs are hidden (WXM_ENVS points at an empty folder),
+so kernels come from the doctor's table and the results do not depend on what is built on this machine.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from whisperx_matrix import cli, doctor, matrix, tools
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "doctor"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FakeNVMLError(Exception):
+    pass
+
+
+def fake_pynvml(path: Path) -> types.ModuleType:
+    """A pynvml stand-in replaying a recorded ``*-nvml.json`` (mock of NVML only)."""
+    data = json.loads(path.read_text())
+    mod = types.ModuleType("pynvml")
+    if "error" in data:
+        err = data["error"]
+        if err["type"] in ("ModuleNotFoundError", "ImportError"):
+            raise ImportError(err["message"])
+        cls = type(err["type"], (FakeNVMLError,), {})
+
+        def init() -> None:
+            raise cls(err["message"])
+
+        mod.nvmlInit = init  # type: ignore[attr-defined]
+        mod.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+        return mod
+    devices = data["devices"]
+    mod.nvmlInit = lambda: None  # type: ignore[attr-defined]
+    mod.nvmlShutdown = lambda: None  # type: ignore[attr-defined]
+    mod.nvmlSystemGetDriverVersion = lambda: data["driver_version"]  # type: ignore[attr-defined]
+    mod.nvmlSystemGetCudaDriverVersion = lambda: data["cuda_driver_version"]  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetCount = lambda: len(devices)  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetHandleByIndex = lambda i: i  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetName = lambda h: devices[h]["name"].encode()  # older pynvml returns bytes  # type: ignore[attr-defined]
+    mod.nvmlDeviceGetCudaComputeCapability = lambda h: tuple(devices[h]["compute_capability"])  # type: ignore[attr-defined]
+    return mod
+
+
+def loader_for(case: str):  # type: ignore[no-untyped-def]
+    def load() -> types.ModuleType:
+        return fake_pynvml(DATA / f"{case}-nvml.json")
+
+    return load
+
+
+def runner_for(case: str):  # type: ignore[no-untyped-def]
+    """Replays nvidia-smi (mock of nvidia-smi only): the query and the plain header."""
+
+    def run(args: Sequence[str]) -> tools.Completed | None:
+        path = DATA / (f"{case}-smi-query.txt" if len(args) > 1 else f"{case}-smi.txt")
+        if not path.exists():
+            return None
+        text = path.read_text()
+        first, _, rest = text.partition("\n")
+        if first.startswith("# nvidia-smi not found"):
+            return None
+        if first.startswith("# nvidia-smi exit "):
+            return tools.Completed(tuple(args), int(first.split()[-1]), rest, "")
+        return tools.Completed(tuple(args), 0, text, "")
+
+    return run
+
+
+@pytest.fixture
+def real_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> matrix.Matrix:
+    monkeypatch.setenv("WXM_ENVS", str(tmp_path / "no-envs"))
+    return matrix.load(ROOT / "matrix.toml")
+
+
+def diagnose(case: str, m: matrix.Matrix, **kw: object) -> doctor.Report:
+    machine = doctor.collect(loader=loader_for(case), runner=runner_for(case))
+    return doctor.diagnose(m, machine, **kw)  # type: ignore[arg-type]
+
+
+def fits(report: doctor.Report) -> dict[str, doctor.CellFit]:
+    return {f.cell: f for f in report.cells}
+
+
+# --- the driver table: NVIDIA's numbers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("cuda", "toolkit", "minor"),
+    [("cu124", "550.54.14", "525.60.13"), ("cu126", "560.28.03", "525.60.13"), ("cu128", "570.26", "525.60.13"),
+     ("cu129", "575.51.03", "525.60.13"), ("cu130", "580.65.06", "580")],
+)
+def test_driver_table_entries(cuda: str, toolkit: str, minor: str) -> None:
+    entry = doctor.CUDA_DRIVERS[cuda]
+    assert (entry.toolkit_driver, entry.minor_compat_driver) == (toolkit, minor)
+
+
+@pytest.mark.parametrize(
+    ("cuda", "driver", "fit"),
+    [("cu128", "570.26", "full"), ("cu128", "570.133.07", "full"), ("cu128", "565.57.01", "minor-compat"),
+     ("cu128", "525.60.13", "minor-compat"), ("cu128", "520.61.05", "too-old"), ("cu130", "575.51.03", "too-old"),
+     ("cu130", "580.65.06", "full"), ("cu124", "550.54.14", "full"), ("cu126", "560.28.02", "minor-compat"),
+     ("cu128", None, "unknown"), ("cu999", "580.1", "unknown")],
+)
+def test_driver_fit_truth_table(cuda: str, driver: str | None, fit: str) -> None:
+    assert doctor.driver_fit(cuda, driver)[0] == fit
+
+
+def test_blackwell_consumer_needs_the_570_series_not_565() -> None:
+    assert "570" in (doctor.gpu_driver_problem(120, "565.57.01") or "")
+    assert doctor.gpu_driver_problem(120, "570.86.10") is None
+    assert doctor.gpu_driver_problem(90, "535.183.01") is None  # Hopper: no such rule
+
+
+def test_kernel_fit_uses_the_audit_rule() -> None:
+    k = doctor.Kernels(("sm_75", "sm_80", "sm_120"), (), "table")
+    assert doctor.kernel_fit(k, 121)[0] == "sass"  # sm_120 SASS runs on 12.1 (same major, higher minor)
+    assert doctor.kernel_fit(k, 61)[0] == "none"
+    assert doctor.kernel_fit(doctor.Kernels(("sm_80",), ("compute_90",), "t"), 120)[0] == "ptx"
+    assert doctor.kernel_fit(None, 120)[0] == "unknown"
+
+
+def test_smi_parsers() -> None:
+    rows = doctor.parse_smi_query("NVIDIA GeForce RTX 5070, 12.0, 570.133.07\nNVIDIA H100 80GB HBM3, 9.0, 580.95.05\n")
+    assert rows == [("NVIDIA GeForce RTX 5070", 120, "570.133.07"), ("NVIDIA H100 80GB HBM3", 90, "580.95.05")]
+    assert doctor.parse_smi_query("Failed to initialize NVML: Driver/library version mismatch") == []
+    assert doctor.parse_smi_cuda((DATA / "rtx5070-570-smi.txt").read_text()) == "12.8"
+    # an old driver that cannot report compute_cap: the name table answers
+    assert doctor.parse_smi_query("Tesla T4, [N/A], 470.82.01") == [("Tesla T4", None, "470.82.01")]
+    assert doctor.known_sm("Tesla T4") == 75
+
+
+# --- recorded cases ------------------------------------------------------------------------------------
+
+
+def test_rtx5070_driver_570_recommends_stable_cu128(real_matrix: matrix.Matrix) -> None:
+    report = diagnose("rtx5070-570", real_matrix)
+    assert report.machine.source == "nvml" and report.machine.cuda == "12.8"
+    assert report.sm == 120 and report.gpu_problem is None
+    assert report.recommended == "stable-cu128"
+    f = fits(report)
+    assert f["stable-cu128"].verdict == "ok" and f["stable-cu128"].kernels == "sass"
+    assert f["option1-stable-cu124"].verdict == "out" and "no kernels for sm_120" in f["option1-stable-cu124"].reasons[0]
+    assert any("arch-unsupported:sm_120" in r for r in f["option1-stable-cu124"].reasons)
+    assert f["stable-cu126"].verdict == "out" and f["stable-cu126"].kernels == "none"
+    assert "too old for CUDA 13.0" in f["stable-cu130-cublas12"].reasons[0]
+    assert "TypeError:use_auth_token" in f["doc-recipe-cu128-unpatched"].reasons[0]
+    assert "nightly unreachable" in f["nightly-cu128"].reasons[0]
+
+
+def test_rtx5070_driver_565_is_rejected(real_matrix: matrix.Matrix) -> None:
+    report = diagnose("rtx5070-565", real_matrix)
+    assert report.recommended is None
+    assert report.gpu_problem and "570" in report.gpu_problem
+    assert all(f.verdict == "out" for f in report.cells)
+    assert "570 series or later" in report.why
+
+
+def test_gtx1080_gets_a_cell_that_still_carries_pascal_kernels(real_matrix: matrix.Matrix) -> None:
+    report = diagnose("gtx1080-535", real_matrix)
+    f = fits(report)
+    assert report.sm == 61
+    assert f["stable-cu128"].verdict == "out" and f["stable-cu128"].kernels == "none"  # torch 2.8 starts at sm_70
+    assert f["stable-cu126"].driver == "minor-compat" and f["stable-cu126"].verdict == "limited"
+    assert report.recommended == "stable-cu126"
+    assert "minor-version compatibility" in report.why
+
+
+def test_rtx3090_on_550_prefers_the_cell_its_driver_fully_supports(real_matrix: matrix.Matrix) -> None:
+    report = diagnose("rtx3090-550", real_matrix)
+    f = fits(report)
+    assert len(report.machine.gpus) == 2 and report.sm == 86
+    assert f["option1-stable-cu124"].driver == "full" and f["option1-stable-cu124"].verdict == "ok"
+    assert f["stable-cu128"].verdict == "limited"
+    assert f["stable-cu130-cublas12"].verdict == "out"
+    assert report.recommended == "option1-stable-cu124"
+    assert "stable-cu128" in report.why  # named as also usable
+
+
+def test_nvml_mismatch_is_named_and_nvidia_smi_used(real_matrix: matrix.Matrix) -> None:
+    report = diagnose("mismatch-smi-ok", real_matrix)
+    m = report.machine
+    assert m.source == "nvidia-smi" and m.driver == "575.51.03" and m.cuda == "12.9"
+    assert any("Driver/library version mismatch" in n and "NVMLError_LibRmVersionMismatch" in n for n in m.notes)
+    assert any("reboot" in n for n in m.notes)
+    assert report.recommended == "stable-cu128"
+
+
+def test_everything_failing_reports_no_gpu_and_judges_the_command_line(real_matrix: matrix.Matrix) -> None:
+    machine = doctor.collect(loader=loader_for("mismatch-all"), runner=runner_for("mismatch-all"))
+    assert machine.gpus == () and machine.source == "none"
+    assert any("version mismatch" in n for n in machine.notes)
+    assert any("nvidia-smi failed: Failed to initialize NVML" in n for n in machine.notes)
+    assert doctor.diagnose(real_matrix, machine).recommended is None
+    report = doctor.diagnose(real_matrix, machine, sm=120, driver="575.51.03")
+    assert report.recommended == "stable-cu128"
+    text = doctor.format_report(report)
+    assert "no NVIDIA GPU found" in text and "recommended: stable-cu128" in text
+
+
+def test_unknown_gpu_is_judged_by_its_compute_capability(real_matrix: matrix.Matrix) -> None:
+    report = diagnose("unknown-gpu", real_matrix)
+    assert report.machine.source == "nvidia-smi" and report.sm == 121
+    assert any("pynvml is not importable" in n for n in report.machine.notes)
+    assert report.recommended == "stable-cu128"  # sm_120 SASS runs on 12.1; fewer workarounds than cu130+cublas12
+    assert fits(report)["stable-cu130-cublas12"].verdict == "ok"
+    assert "not in doctor's GPU table" in doctor.format_report(report)
+
+
+def test_probes_never_raise() -> None:
+    def broken_loader() -> types.ModuleType:
+        mod = types.ModuleType("pynvml")
+
+        def boom() -> None:
+            raise RuntimeError("segfault-ish")
+
+        mod.nvmlInit = boom  # type: ignore[attr-defined]
+        return mod
+
+    machine = doctor.collect(loader=broken_loader, runner=lambda args: None)
+    assert machine.gpus == () and "NVML failed: segfault-ish (RuntimeError)" in machine.notes[0]
+
+
+def test_json_report_and_cli_without_a_gpu(real_matrix: matrix.Matrix, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(doctor, "collect", lambda: doctor.Machine((), None, None, "none", ("nvidia-smi not found",)))
+    monkeypatch.chdir(ROOT)
+    assert cli.main(["doctor", "--sm", "120", "--driver", "575.51.03", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["recommended"] == "stable-cu128" and data["sm"] == 120
+    assert cli.main(["doctor"]) == 0
+    assert "give --sm" in capsys.readouterr().out
+
+
+def test_record_writes_the_files_the_replay_reads(tmp_path: Path) -> None:
+    written = doctor.record(tmp_path / "rec", loader=loader_for("rtx5070-570"), runner=runner_for("rtx5070-570"))
+    assert [p.name for p in written] == ["rec-nvml.json", "rec-smi-query.txt", "rec-smi.txt"]
+    assert json.loads(written[0].read_text())["devices"][0]["compute_capability"] == [12, 0]
+    assert written[1].read_text() == (DATA / "rtx5070-570-smi-query.txt").read_text()
+
+
+H100 = sorted(DATA.glob("h100-*"))
+
+
+@pytest.mark.skipif(not H100, reason="no H100 recording in tests/data/doctor (doctor --record on the GPU machine)")
+def test_h100_recording(real_matrix: matrix.Matrix) -> None:
+    """The real H100 (sm_90, driver 580): both probes read it, and every stable cell with sm_90 SASS fits."""
+    prefix = H100[0].name.split("-nvml.json")[0].split("-smi")[0]
+    report = diagnose(prefix, real_matrix)
+    assert report.sm == 90 and report.machine.gpus
+    assert "H100" in report.machine.gpus[0].name
+    smi, _ = doctor.probe_smi(runner_for(prefix))
+    assert smi is not None and smi.gpus[0].sm == 90 and smi.driver == report.machine.driver
+    assert report.recommended == "stable-cu128"
+    assert fits(report)["option1-stable-cu124"].kernels == "sass"
