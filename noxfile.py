@@ -85,7 +85,7 @@ def audit(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real cell builds and the documented outcome end to end."""
     _tool_venv(session, "test")
-    session.run("pytest", *session.posargs)
+    session.run("pytest", "-n", "2", *session.posargs)
 
 
 @nox.session(venv_backend="none", default=False)

@@ -11,13 +11,15 @@ good env in place and usable. A build that fails its self-test is kept for inspe
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -199,10 +201,29 @@ def _judge_selftest(data: dict[str, Any]) -> tuple[bool, str | None]:
     return True, None
 
 
+@contextlib.contextmanager
+def _cell_lock(builds: Path, cell: Cell) -> Iterator[None]:
+    """One build of a cell at a time (parallel matrix runs, pytest-xdist); released if the process dies."""
+    builds.mkdir(parents=True, exist_ok=True)
+    with open(builds / f".{cell.id}.lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selftest: bool = True,
           offline: bool = False, wheelhouse: Path | None = None, force: bool = False,
           progress: Progress = _quiet) -> BuildResult:
     """Build (or reuse) the cell's env. Raises BuildError/SelfTestError; the old env always survives."""
+    with _cell_lock(paths.envs_dir(matrix.root) / ".builds", cell):
+        return _build_locked(matrix, cell, use_patches=use_patches, selftest=selftest, offline=offline,
+                             wheelhouse=wheelhouse, force=force, progress=progress)
+
+
+def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selftest: bool, offline: bool,
+                  wheelhouse: Path | None, force: bool, progress: Progress) -> BuildResult:
     use_patches = cell.patches if use_patches is None else use_patches
     t_start = time.perf_counter()
     stamp = expected_stamp(matrix, cell, use_patches=use_patches)
@@ -226,7 +247,7 @@ def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selfte
         if st is not None and not st.get("passed") and selftest:
             raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
                                 hint=f"recorded in {final / SELFTEST}; the env in force is unchanged (--force rebuilds)",
-                                record=st)
+                                record={**st, "env": str(final)})
         if not selftest or st is not None:
             _relink(link, final)
             _sweep(builds, cell, keep={final})
@@ -296,7 +317,7 @@ def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selfte
         if not st["passed"]:
             raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
                                 hint=f"the build is kept for inspection at {final}; the env in force is unchanged",
-                                record=st)
+                                record={**st, "env": str(final)})
     _relink(link, final)
     _sweep(builds, cell, keep={final})
     return BuildResult(cell.id, link, "built", seconds, patches=patch_summary, selftest=st)

@@ -78,6 +78,12 @@ class SelfTestError(FatalError):
         self.record = record or {}
 
 
+class UnexpectedOutcomeError(FatalError):
+    """The matrix observed an outcome its expectations do not allow (the report is still written)."""
+
+    exit_code = 11
+
+
 class NotBuiltError(FatalError):
     """A command needs a cell venv that has not been built."""
 

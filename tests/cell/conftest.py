@@ -1,0 +1,56 @@
+"""Runs inside a cell. Inputs come from the environment (set by `python -m whisperx_matrix matrix`):
+
+WXM_CELL_ID, WXM_TARGET_SM, WXM_SPEECH_WAV, WXM_SPEECH_TEXT, WXM_AUDIT_JSON (the audit of this cell, made
+outside since the audit needs packages a cell does not carry), WXM_CELL_RESULTS (where to write results).
+
+Each test's outcome, its claim marker and its failure line go to WXM_CELL_RESULTS as JSON for the verdict stage.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+_results: list[dict] = []
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        entry = {"test": report.nodeid.split("::", 1)[-1], "outcome": report.outcome, "when": report.when,
+                 "claims": list(getattr(report, "claims", [])), "seconds": round(report.duration, 2)}
+        if report.failed:
+            entry["error"] = _first_line(report)
+        elif report.skipped and isinstance(report.longrepr, tuple):
+            entry["skip_reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
+        _results.append(entry)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    outcome.get_result().claims = [m.args[0] for m in item.iter_markers("claim")]
+
+
+def _first_line(report: pytest.TestReport) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message.strip().splitlines()[0][:400]
+    return str(report.longrepr).strip().splitlines()[-1][:400]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    out = os.environ.get("WXM_CELL_RESULTS")
+    if out:
+        tmp = out + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"cell": os.environ.get("WXM_CELL_ID"), "exitstatus": int(exitstatus), "tests": _results}, fh, indent=2)
+        os.replace(tmp, out)
+
+
+def env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run this suite through `python -m whisperx_matrix matrix`")
+    return value
