@@ -92,3 +92,9 @@ def tests(session: nox.Session) -> None:
 def doctor(session: nox.Session) -> None:
     """Read this machine's GPU and driver and name the cell to use (`-- --sm 120 --driver 575.51.03`)."""
     _cli(session, "doctor", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
+def wheelhouse(session: nox.Session) -> None:
+    """Download every locked wheel of the cells into a folder: `-- CELL... --dest DIR` (then build --offline)."""
+    _cli(session, "wheelhouse", *session.posargs)

@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "whisperx_matrix.patches",
     "whisperx_matrix.audit",
     "whisperx_matrix.doctor",
+    "whisperx_matrix.wheelhouse",
     "whisperx_matrix.report",
 )
 
