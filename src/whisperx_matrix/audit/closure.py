@@ -340,6 +340,9 @@ class ProcessImage:
     cuda_majors: Mapping[str, tuple[str, ...]]  # "12" -> sonames loaded or wanted of CUDA 12
     mixed_cuda: bool
     via_ld_library_path: tuple[str, ...] = ()  # loaded only because LD_LIBRARY_PATH names their folder
+    # CUDA libraries (ones a wheel would provide) found outside the cell, e.g. a toolkit in ld.so.cache:
+    # the cell works here only thanks to this machine.
+    from_system: tuple[str, ...] = ()
 
     @property
     def runnable(self) -> bool:
@@ -703,7 +706,15 @@ def simulate(
         cuda_majors={k: tuple(sorted(v)) for k, v in sorted(majors.items())},
         mixed_cuda=len(majors) > 1,
         via_ld_library_path=tuple(rel(p) for p in dict.fromkeys(proc.via_ld_library_path)),
+        from_system=tuple(
+            item.path for item in loaded if item.path.startswith("/") and _wheel_provided(item.soname)
+        ),
     )
+
+
+def _wheel_provided(soname: str) -> bool:
+    found = provider(soname)
+    return found is not None and found.startswith("nvidia-")
 
 
 def audit_closure(

@@ -62,6 +62,8 @@ def _process(image: ProcessImage, label: str) -> list[str]:
     if image.mixed_cuda:
         parts = "; ".join(f"cu{k}: {' '.join(v)}" for k, v in image.cuda_majors.items())
         out.append(f"    cu12 and cu13 CUDA libraries in one process: {parts}")
+    if image.from_system:
+        out.append(f"    CUDA libraries taken from this machine, not the cell: {' '.join(image.from_system)}")
     if image.via_ld_library_path:
         out.append(f"    found only through LD_LIBRARY_PATH: {' '.join(image.via_ld_library_path)}")
     return out
