@@ -27,6 +27,7 @@ import argparse
 import base64
 import copy
 import html
+import importlib
 import io
 import json
 import os
@@ -75,13 +76,14 @@ def _fallback_redact(text: str) -> str:
 
 def redactor() -> Callable[[str], str]:
     """``whisperx_matrix.secrets.redact``, imported lazily; the env-token fallback where that module is absent."""
+    name = f"{__package__}.secrets"
     try:
-        from . import secrets as _secrets
+        module = importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name != f"{__package__}.secrets":
+        if exc.name != name:
             raise
         return _fallback_redact
-    return _secrets.redact
+    return module.redact
 
 
 def redacted(data: Any, redact: Callable[[str], str] | None = None) -> Any:
@@ -121,7 +123,8 @@ def totals(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
 
 def headline(result: Mapping[str, Any]) -> str:
     t = result.get("totals") or totals(result.get("cells", []))
-    return (f"{t['cells']} cell{'' if t['cells'] == 1 else 's'}: {t['as_expected']} as expected, {t['unexpected']} unexpected, "
+    cells = f"{t['cells']} cell{'' if t['cells'] == 1 else 's'}"
+    return (f"{cells}: {t['as_expected']} as expected, {t['unexpected']} unexpected, "
             f"{t['not_testable']} not testable here (target sm_{result.get('target_sm', '?')})")
 
 

@@ -1,0 +1,452 @@
+"""The report stage: Markdown/HTML/PNG/JSON of a realistic result, merge of per-cell CI results, the README's
+claims block, atomic writes with an injected failure, token redaction, and the HTML in a real headless Chromium."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import struct
+import subprocess
+import sys
+from html.parser import HTMLParser
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from whisperx_matrix import cli, report
+from whisperx_matrix.report import ReportError
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "report"
+needs_matplotlib = pytest.mark.skipif(find_spec("matplotlib") is None,
+                                      reason="matplotlib is not installed (pip install 'whisperx-matrix[report]')")
+CHROMIUM_APT = "chromium"  # the Debian package .ci/run installs for the browser test
+
+
+def _load(name: str) -> dict[str, Any]:
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+@pytest.fixture
+def sample() -> dict[str, Any]:
+    return _load("sample-result.json")
+
+
+def _table_rows(md: str, first_header: str) -> list[list[str]]:
+    """The body rows of the Markdown table whose header starts with ``| first_header |``, split into cells."""
+    lines = md.splitlines()
+    start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
+    rows = []
+    for ln in lines[start + 2:]:
+        if not ln.startswith("|"):
+            break
+        rows.append([c.strip() for c in ln.strip("|").replace("\\|", "\0").split("|")])
+    return rows
+
+
+def _cli(monkeypatch: pytest.MonkeyPatch, *argv: str) -> int:
+    """cli.main, the real catch site, with only this command registered (other commands' modules may be
+    mid-edit in a shared tree; they have their own tests)."""
+    assert "whisperx_matrix.report" in cli.COMMAND_MODULES
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ("whisperx_matrix.report",))
+    return cli.main(["report", *argv])
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    assert data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+# ---------------------------------------------------------------------------------------------- the data
+
+def test_sample_covers_every_verdict_and_its_totals_hold(sample: dict[str, Any]) -> None:
+    verdicts = [c["verdict"] for c in sample["cells"]]
+    assert set(verdicts) == set(report.VERDICTS)
+    assert [c["id"] for c in sample["cells"] if c["verdict"] == "not-testable"] == ["nightly-cu128", "nightly-cu130"]
+    assert sample["totals"] == report.totals(sample["cells"]) == {"cells": 9, "as_expected": 4, "unexpected": 3,
+                                                                   "not_testable": 2}
+    for cell in sample["cells"]:
+        assert set(cell["checks"]) == set(report.CHECKS), cell["id"]
+
+
+@pytest.mark.parametrize(("check", "kind"), [
+    (None, "none"),
+    ({"status": "skip", "expected": True}, "none"),
+    ({"status": "pass", "expected": True}, "ok"),
+    ({"status": "fail", "expected": True}, "expected-fail"),
+    ({"status": "fail", "expected": False}, "unexpected"),
+    ({"status": "pass", "expected": False}, "unexpected"),
+    ({"status": "fail", "expected": "fail"}, "expected-fail"),  # expected given as the expected status
+    ({"status": "pass", "expected": "fail"}, "unexpected"),
+])
+def test_check_kind_truth_table(check: dict[str, Any] | None, kind: str) -> None:
+    assert report.check_kind(check) == kind
+
+
+@pytest.mark.parametrize(("name", "status", "expected", "detail", "label"), [
+    ("arch", "fail", True, "arch-unsupported:sm_120: SASS sm_50..sm_90", "sm_120 ✗"),
+    ("arch", "pass", True, "sm_120 SASS in torch", "sm_120 ✓"),
+    ("closure", "fail", True, "missing-soname:libcublas.so.12 (dlopen)", "libcublas.so.12"),
+    ("closure", "pass", False, "libcublas.so.12 found only through LD_LIBRARY_PATH", "libcublas.so.12"),
+    ("selftest", "fail", False, "ModuleNotFoundError: No module named 'omegaconf'", "no omegaconf"),
+    ("suite", "skip", True, "not run: the self-test failed", "not run"),
+    ("lock", "skip", True, "index-unreachable: pytorch-nightly-cu128", "unreachable"),
+])
+def test_short_labels(name: str, status: str, expected: bool, detail: str, label: str) -> None:
+    assert report.short_label(name, {"status": status, "expected": expected, "detail": detail}, 120) == label
+
+
+def test_short_labels_of_passes_and_given_labels() -> None:
+    assert report.short_label("build", {"status": "pass", "expected": True, "seconds": 41.7}, 120) == "ok 42 s"
+    assert report.short_label("lock", {"status": "fail", "expected": False, "label": "stale"}, 120) == "stale"
+
+
+# ---------------------------------------------------------------------------------------------- Markdown
+
+def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
+    md = report.render_markdown(sample)
+    assert "**9 cells: 4 as expected, 3 unexpected, 2 not testable here (target sm_120)**" in md.splitlines()
+
+    cells = _table_rows(md, "cell")
+    assert [r[0] for r in cells] == [f"`{c['id']}`" for c in sample["cells"]]
+    by_id = {r[0].strip("`"): r for r in cells}
+    assert all(len(r) == 5 for r in cells)
+    assert by_id["stable-cu130"][1:4] == ["fail `missing-soname:libcublas.so.12`", "pass", "**unexpected-pass**"]
+    assert by_id["option1-stable-cu124"][1:4] == ["fail `arch-unsupported:sm_120`", "fail `arch-unsupported:sm_120`",
+                                                  "failed-as-expected"]
+    assert by_id["doc-recipe-cu128-unpatched"][3] == "**wrong-reason**"
+    assert by_id["stable-cu126"][1:4] == ["pass", "fail `arch-unsupported:sm_120`", "**unexpected-failure**"]
+    assert by_id["nightly-cu130"][3] == "not-testable"
+    assert "&lt;- ctranslate2/libctranslate2.so.4.6.0" in by_id["stable-cu130"][4]  # raw '<' never reaches the PR
+
+    claims = _table_rows(md, "claim")
+    assert [r[0].split("<br>")[0] for r in claims] == [f"`{c['id']}`" for c in sample["claims"]]
+    driver = claims[0]
+    assert driver[1] == "“NVIDIA driver 565 or newer is required”" and driver[2] == "**contradicted**"
+    assert "570.26" in driver[3] and "<br>565 is too old" in driver[3]  # multi-line evidence stays in its cell
+    assert [r[2] for r in claims].count("not-testable") == 2
+
+    alone = report.claims_markdown(sample)
+    assert alone in md and alone.startswith("| claim | the document says | verdict | evidence |")
+    assert "| cell |" not in alone
+
+
+def test_markdown_cells_escape_pipes_and_newlines(sample: dict[str, Any]) -> None:
+    sample["cells"][0]["evidence"] = ["a | b", "two\nlines"]
+    row = _table_rows(report.render_markdown(sample), "cell")[0]
+    assert len(row) == 5 and row[4] == "a \0 b<br>two<br>lines"
+
+
+# ---------------------------------------------------------------------------------------------- files
+
+@needs_matplotlib
+def test_write_report_html_png_json(sample: dict[str, Any], tmp_path: Path) -> None:
+    sample["cells"][5]["evidence"].append('<script>alert("pwned")</script> & "quotes"')
+    paths = report.write_report(sample, tmp_path / "reports")
+    assert {k: p.name for k, p in paths.items()} == {"png": "matrix.png", "md": "matrix.md", "html": "matrix.html",
+                                                      "json": "matrix.json"}
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == sorted(p.name for p in paths.values())
+
+    png = paths["png"].read_bytes()
+    width, height = _png_size(png)
+    assert 1000 <= width <= 2000 and 500 <= height <= 1500, (width, height)
+    assert len(png) > 20_000
+
+    page = paths["html"].read_text(encoding="utf-8")
+    assert page.count('<tr id="cell-') == 9
+    for cell in sample["cells"]:
+        assert f'<tr id="cell-{cell["id"]}">' in page
+    assert '<td class="v unexpected">unexpected-pass</td>' in page
+    assert '<td class="v expected-fail">failed-as-expected</td>' in page
+    assert '<td class="v none">not-testable</td>' in page
+    import base64
+    src = page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
+    assert base64.b64decode(src) == png  # the page carries the PNG itself: one self-contained file
+    assert "<script>" not in page
+    assert "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt; &amp; &quot;quotes&quot;" in page
+    for remote in ('src="http', "src='http", 'href="http', "url(", "<link", "<script"):
+        assert remote not in page  # nothing is fetched from anywhere
+
+    assert json.loads(paths["json"].read_text()) == sample  # pretty, sorted, and the result itself
+    assert paths["json"].read_text().startswith('{\n  "cells": [')
+    assert "<script>" not in paths["md"].read_text()
+
+
+# ---------------------------------------------------------------------------------------------- merge
+
+def test_merge_two_one_cell_results() -> None:
+    a, b = _load("cell-stable-cu128.json"), _load("cell-stable-cu130-cublas12.json")
+    merged = report.merge_results([a, b], sources=["a.json", "b.json"])
+    assert [c["id"] for c in merged["cells"]] == ["stable-cu128", "stable-cu130-cublas12"]
+    assert merged["totals"] == {"cells": 2, "as_expected": 2, "unexpected": 0, "not_testable": 0}
+    assert merged["selectors"] == ["stable-cu128", "stable-cu130-cublas12"]
+    assert merged["generated_at"] == b["generated_at"]
+    assert merged["seconds"]["total"] == pytest.approx(a["seconds"]["total"] + b["seconds"]["total"])
+    claims = {c["id"]: c for c in merged["claims"]}
+    assert list(claims) == ["driver-565", "bashrc-ld-library-path"]
+    # each input holds one of that claim's two cells: a tie, so the later input's claim is kept
+    assert claims["bashrc-ld-library-path"]["evidence"] == b["claims"][0]["evidence"]
+    assert [m["source"] for m in merged["merged_from"]] == ["a.json", "b.json"]
+    assert report.headline(merged) == "2 cells: 2 as expected, 0 unexpected, 0 not testable here (target sm_120)"
+
+
+def test_merge_later_duplicate_replaces_and_claims_follow_the_most_cells(sample: dict[str, Any]) -> None:
+    rerun = _load("cell-stable-cu130.json")
+    merged = report.merge_results([sample, rerun])
+    ids = [c["id"] for c in merged["cells"]]
+    assert ids == [c["id"] for c in sample["cells"]]  # replaced in place, not appended
+    assert merged["cells"][ids.index("stable-cu130")]["verdict"] == "failed-as-expected"
+    assert merged["totals"] == {"cells": 9, "as_expected": 5, "unexpected": 2, "not_testable": 2}
+    claim = next(c for c in merged["claims"] if c["id"] == "cu130-cublas12")
+    assert claim == next(c for c in sample["claims"] if c["id"] == "cu130-cublas12")  # sample holds both its cells
+
+
+def test_merge_orders_by_matrix_and_refuses_mixed_targets() -> None:
+    a, b = _load("cell-stable-cu128.json"), _load("cell-stable-cu130-cublas12.json")
+    merged = report.merge_results([b, a], order=["stable-cu128", "stable-cu130-cublas12"])
+    assert [c["id"] for c in merged["cells"]] == ["stable-cu128", "stable-cu130-cublas12"]
+    b["target_sm"] = 90
+    with pytest.raises(ReportError, match="different target"):
+        report.merge_results([a, b])
+
+
+@needs_matplotlib
+def test_cli_merges_a_folder_of_ci_results(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    results = tmp_path / "results"
+    for i, name in enumerate(["cell-stable-cu128.json", "cell-stable-cu130-cublas12.json"]):
+        (results / f"job-{i}").mkdir(parents=True)  # one folder per downloaded CI artifact
+        shutil.copy(DATA / name, results / f"job-{i}" / name)
+    (results / "job-0" / "timings.json").write_text('{"not": "a result"}')
+    out = tmp_path / "reports"
+    assert _cli(monkeypatch, "--merge", str(results), "--out", str(out)) == 0
+    stdout, stderr = capsys.readouterr()
+    assert stdout.startswith("2 cells: 2 as expected, 0 unexpected, 0 not testable here (target sm_120)")
+    assert "skipping" in stderr and "timings.json" in stderr
+    merged = json.loads((out / "matrix.json").read_text())
+    assert [c["id"] for c in merged["cells"]] == ["stable-cu128", "stable-cu130-cublas12"]
+    assert sorted(p.name for p in out.iterdir()) == ["matrix.html", "matrix.json", "matrix.md", "matrix.png"]
+
+    # re-render the merged result elsewhere: the same JSON comes back
+    again = tmp_path / "again"
+    assert _cli(monkeypatch, str(out / "matrix.json"), "--out", str(again)) == 0
+    assert (again / "matrix.json").read_bytes() == (out / "matrix.json").read_bytes()
+
+
+def test_cli_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    assert _cli(monkeypatch, str(bad), "--out", str(tmp_path / "r")) == ReportError.exit_code
+    assert "is not JSON" in capsys.readouterr().err
+    assert _cli(monkeypatch, "--out", str(tmp_path / "r")) == ReportError.exit_code
+    assert _cli(monkeypatch, "--merge", str(tmp_path / "missing"), "--out", str(tmp_path / "r")) != 0
+    assert "no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+
+
+# ---------------------------------------------------------------------------------------------- README
+
+def test_update_readme_replaces_only_between_markers(sample: dict[str, Any], tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    before = "# whisperx-matrix\n\nIntro | with a pipe.\n\n"
+    after = "\n\n## Layout\n\nText after.\n"
+    readme.write_text(before + f"{report.CLAIMS_START}\nold table\n{report.CLAIMS_END}" + after)
+    assert report.update_readme(readme, sample) is True
+    text = readme.read_text()
+    assert text.startswith(before + report.CLAIMS_START) and text.endswith(report.CLAIMS_END + after)
+    inner = text.split(report.CLAIMS_START)[1].split(report.CLAIMS_END)[0]
+    assert "old table" not in inner and report.claims_markdown(sample) in inner
+    assert "9 cells: 4 as expected" in inner
+    assert report.update_readme(readme, sample) is False  # unchanged: no rewrite
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+    readme.write_text("no markers here\n")
+    with pytest.raises(ReportError, match="claims:start"):
+        report.update_readme(readme, sample)
+    assert readme.read_text() == "no markers here\n"
+
+
+# ---------------------------------------------------------------------------------------------- atomicity
+
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@needs_matplotlib
+def test_a_failure_while_drawing_the_png_leaves_the_old_report(sample: dict[str, Any], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "reports"
+    report.write_report(sample, out)
+    old = _snapshot(out)
+
+    newer = copy.deepcopy(sample)
+    newer["generated_at"] = "2026-11-26T09:00:00+0000"
+
+    def boom(result: Any) -> bytes:
+        raise RuntimeError("injected: the PNG step crashed")
+
+    monkeypatch.setattr(report, "render_png", boom)
+    with pytest.raises(RuntimeError, match="injected"):
+        report.write_report(newer, out)
+    assert _snapshot(out) == old  # same four files, same bytes, no temp file
+
+
+@needs_matplotlib
+def test_a_failure_while_writing_the_png_leaves_the_old_report(sample: dict[str, Any], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "reports"
+    report.write_report(sample, out)
+    old = _snapshot(out)
+    newer = copy.deepcopy(sample)
+    newer["generated_at"] = "2026-11-26T09:00:00+0000"
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync_failing_on_the_png(fd: int) -> None:  # the first temp written is the PNG's
+        calls.append(fd)
+        if len(calls) == 1:
+            raise OSError(28, "No space left on device (injected)")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_failing_on_the_png)
+    with pytest.raises(OSError, match="injected"):
+        report.write_report(newer, out)
+    assert _snapshot(out) == old
+
+
+@needs_matplotlib
+def test_a_failure_between_renames_never_shows_a_new_json_with_old_files(sample: dict[str, Any], tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "reports"
+    report.write_report(sample, out)
+    old = _snapshot(out)
+    newer = copy.deepcopy(sample)
+    newer["generated_at"] = "2026-11-26T09:00:00+0000"
+    real_replace = os.replace
+
+    def replace(src: Any, dst: Any) -> None:
+        if Path(dst).name == "matrix.html":
+            raise OSError(5, "Input/output error (injected)")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="injected"):
+        report.write_report(newer, out)
+    now = _snapshot(out)
+    assert sorted(now) == sorted(old)  # nothing deleted, no temp file left
+    assert now["matrix.json"] == old["matrix.json"] and now["matrix.html"] == old["matrix.html"]
+
+
+# ---------------------------------------------------------------------------------------------- secrets
+
+FAKE_TOKEN = "hf_FAKEfakeFAKEfake0123456789abcdefXYZ"
+
+
+@needs_matplotlib
+@pytest.mark.parametrize("secrets_module", [True, False], ids=["secrets.redact", "fallback"])
+def test_a_token_in_the_environment_never_reaches_a_written_file(sample: dict[str, Any], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  secrets_module: bool) -> None:
+    monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
+    monkeypatch.setenv("CI_JOB_TOKEN", "ci-job-secret-42")
+    if not secrets_module:
+        monkeypatch.setitem(sys.modules, "whisperx_matrix.secrets", None)  # as if the module did not exist
+        assert report.redactor() is report._fallback_redact
+    cell = sample["cells"][0]
+    cell["evidence"].append(f"huggingface-cli login --token {FAKE_TOKEN}")
+    cell["checks"]["selftest"]["label"] = FAKE_TOKEN  # drawn into the PNG square (as text, redacted first)
+    cell["checks"]["arch"]["detail"] = f"HF_TOKEN={FAKE_TOKEN} ci-job-secret-42"
+    sample["claims"][0]["evidence"] += f"\nread with {FAKE_TOKEN}"
+    sample["machine"]["description"] += f" {FAKE_TOKEN}"
+
+    out = tmp_path / "reports"
+    paths = report.write_report(sample, out)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{report.CLAIMS_START}\n{report.CLAIMS_END}\n")
+    report.update_readme(readme, sample)
+    for path in [*paths.values(), readme]:
+        data = path.read_bytes()
+        assert FAKE_TOKEN.encode() not in data, path.name
+        assert b"ci-job-secret-42" not in data, path.name
+    assert "--token ***" in paths["json"].read_text()
+    assert "read with ***" in readme.read_text()
+
+
+# ---------------------------------------------------------------------------------------------- a real browser
+
+class _CellsTable(HTMLParser):
+    """Counts the rows of <table id="cells"> and the images with a data: URI."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+        self.rows = 0
+        self.body_rows = 0
+        self.in_body = False
+        self.data_images = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "img" and (a.get("src") or "").startswith("data:image/png;base64,"):
+            self.data_images += 1
+        if tag == "table" and (a.get("id") == "cells" or self.depth):
+            self.depth += 1
+        elif self.depth == 1 and tag == "tbody":
+            self.in_body = True
+        elif self.depth == 1 and tag == "tr":
+            self.rows += 1
+            self.body_rows += self.in_body
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "table" and self.depth:
+            self.depth -= 1
+        elif tag == "tbody" and self.depth == 1:
+            self.in_body = False
+
+
+def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+    exe = shutil.which("chromium")
+    assert exe
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", "--window-size=1400,2000", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+@needs_matplotlib
+@pytest.mark.skipif(shutil.which("chromium") is None,
+                    reason=f"chromium is not installed: apt-get install -y {CHROMIUM_APT} (Debian)")
+def test_the_html_renders_in_headless_chromium(sample: dict[str, Any], tmp_path: Path) -> None:
+    sample["cells"][0]["evidence"].append("<script>document.title='pwned'</script>")
+    page = report.write_report(sample, tmp_path / "reports")["html"]
+    url = page.resolve().as_uri()
+
+    dom = _chromium("--dump-dom", url, profile=tmp_path / "profile-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    table = _CellsTable()
+    table.feed(dom.stdout)
+    assert table.body_rows == len(sample["cells"]) == 9 and table.rows == 10  # + the header row
+    assert table.data_images == 1
+    assert "pwned</title>" not in dom.stdout and "&lt;script&gt;" in dom.stdout  # the script stayed text
+
+    shot = tmp_path / "shot.png"
+    run = _chromium(f"--screenshot={shot}", url, profile=tmp_path / "profile-shot")
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    data = shot.read_bytes()
+    assert _png_size(data) == (1400, 2000)
+    assert len(data) > 50_000, "the screenshot is nearly empty"
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(shot) as img:
+        colours = img.convert("RGB").resize((140, 200)).getcolors(maxcolors=1_000_000)
+    assert colours is not None and len(colours) > 50, "the screenshot is (nearly) one colour"
+    rgb = {c for _, c in colours}
+    # the verdict colours of the tables made it to the screen (resizing blends edges: look for near matches)
+    for hex_colour in (report.COLOURS["ok"], report.COLOURS["unexpected"], report.COLOURS["expected-fail"]):
+        target = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert any(sum(abs(a - b) for a, b in zip(c, target)) < 24 for c in rgb), hex_colour
