@@ -164,9 +164,13 @@ def _machine_text(result: Mapping[str, Any]) -> str:
 
 # ---------------------------------------------------------------------------------------------- Markdown
 
+_MD_EMPHASIS = re.compile(r"[*`~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9])")
+
+
 def _md(text: Any) -> str:
-    """Plain text for a GFM table cell: no pipe, no raw HTML, no line break."""
+    """Plain text for a GFM table cell: no pipe, no raw HTML, no emphasis, no line break (-> <br>)."""
     s = html.escape(str(text), quote=False).replace("|", "\\|").replace("\r", "")
+    s = _MD_EMPHASIS.sub(lambda m: "\\" + m.group(0), s)
     return s.replace("\n", "<br>")
 
 

@@ -136,9 +136,9 @@ def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
 
 
 def test_markdown_cells_escape_pipes_and_newlines(sample: dict[str, Any]) -> None:
-    sample["cells"][0]["evidence"] = ["a | b", "two\nlines"]
+    sample["cells"][0]["evidence"] = ["a | b", "two\nlines", "*all* of _it_, use_auth_token"]
     row = _table_rows(report.render_markdown(sample), "cell")[0]
-    assert len(row) == 5 and row[4] == "a \0 b<br>two<br>lines"
+    assert len(row) == 5 and row[4] == "a \0 b<br>two<br>lines<br>\\*all\\* of \\_it\\_, use_auth_token"
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -374,7 +374,7 @@ def test_a_token_in_the_environment_never_reaches_a_written_file(sample: dict[st
         assert FAKE_TOKEN.encode() not in data, path.name
         assert b"ci-job-secret-42" not in data, path.name
     assert "--token ***" in paths["json"].read_text()
-    assert "read with ***" in readme.read_text()
+    assert "read with \\*\\*\\*" in readme.read_text()  # Markdown-escaped: GitHub shows ***
 
 
 # ---------------------------------------------------------------------------------------------- a real browser
