@@ -81,6 +81,27 @@ def audit(session: nox.Session) -> None:
     session.run("python", "-m", "whisperx_matrix", "audit", *session.posargs)
 
 
+@nox.session(default=False, reuse_venv=True, tags=["matrix"])
+def matrix(session: nox.Session) -> None:
+    """Every cell (or `-- 'stable-*' --sm 120`): build, audit, run the cell suite, judge the claims, report."""
+    _tool_venv(session, "report")
+    session.run("python", "-m", "whisperx_matrix", "matrix", *session.posargs)
+
+
+@nox.session(default=False, reuse_venv=True)
+def report(session: nox.Session) -> None:
+    """Re-render a matrix result (`-- reports/matrix.json --out reports`) or merge CI's per-cell results."""
+    _tool_venv(session, "report")
+    session.run("python", "-m", "whisperx_matrix", "report", *session.posargs)
+
+
+@nox.session(default=False, reuse_venv=True, tags=["bench"])
+def bench(session: nox.Session) -> None:
+    """Benchmarks, each against its baseline in the same run: `-- build`, `-- audit`."""
+    _tool_venv(session, "report")
+    session.run("python", "-m", "whisperx_matrix", "bench", *(session.posargs or ["build"]))
+
+
 @nox.session(reuse_venv=True)
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real cell builds and the documented outcome end to end."""

@@ -255,6 +255,10 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     if final.exists():
         shutil.rmtree(final)
 
+    if wheelhouse is not None:
+        from .wheelhouse import verify
+
+        verify(locks.lock_path(matrix, cell), wheelhouse)  # names the missing wheel; uv would only say "not found"
     builds.mkdir(parents=True, exist_ok=True)
     _sweep(builds, cell, keep={link.resolve()} if link.is_symlink() else set())
     tmp = builds / f".tmp-{cell.id}-{os.getpid()}-{int(time.time())}"

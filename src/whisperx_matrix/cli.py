@@ -13,6 +13,8 @@ from .errors import FatalError
 # Each module defines register(subparsers) and sets `func` on its parser(s).
 COMMAND_MODULES = (
     "whisperx_matrix.commands",
+    "whisperx_matrix.run",
+    "whisperx_matrix.bench",
     "whisperx_matrix.patches",
     "whisperx_matrix.audit",
     "whisperx_matrix.doctor",

@@ -52,6 +52,8 @@ def classify(line: str) -> str:
         r"(lib[\w.+-]+\.so(?:\.\d+)*): cannot open shared object", msg
     ):
         return f"missing-soname:{m.group(1)}"
+    if "Weights only load failed" in msg:
+        return f"{exc}:weights_only"
     if "no kernel image is available" in msg:
         return "arch-unsupported"
     if m := re.search(r"No module named '([\w.]+)'", msg):
