@@ -178,10 +178,10 @@ def test_bench_against_cuobjdump() -> None:
     tool = wheelcache.cuobjdump()
     if tool is None:
         pytest.skip("no cuobjdump")
-    result = bench_audit(library=torch_lib("2.8.0"), cuobjdump=tool, repeat=2)
+    result = bench_audit(library=torch_lib("2.8.0"), cuobjdump=tool, repeat=1, warmup=False)
     lib = result["library"]
     assert lib["audit_s"] < 0.5
-    assert lib["speedup"] >= 5, lib  # the bar; measured 20-30x here
+    assert lib["speedup"] >= 5, lib  # the bar; measured ~400x here (0.03 s against 11 s)
 
 
 def test_search_env_of_this_machine_finds_libc() -> None:
