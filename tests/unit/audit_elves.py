@@ -6,12 +6,15 @@ loads the same in the real dynamic loader as in the audit's model, which the tes
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+
+from whisperx_matrix.audit.fatbin import scan
 
 KERNEL = """\
 __global__ void add(float* a, float b) { a[threadIdx.x] += b; }
@@ -58,7 +61,9 @@ def build_so(
     return dest
 
 
-def build_cuda_so(dest: Path, gencodes: Sequence[str], *, extra: Sequence[str] = (), compile_only: bool = False) -> Path:
+def build_cuda_so(
+    dest: Path, gencodes: Sequence[str], *, extra: Sequence[str] = (), compile_only: bool = False
+) -> Path:
     """A real fatbin: nvcc with ``-gencode`` options (e.g. ``arch=compute_80,code=sm_80``)."""
     nvcc = need("nvcc")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -70,3 +75,20 @@ def build_cuda_so(dest: Path, gencodes: Sequence[str], *, extra: Sequence[str] =
         cmd += ["-gencode", g]
     subprocess.run(cmd, check=True, capture_output=True)
     return dest
+
+
+def cuobjdump_list(tool: Path, path: Path) -> list[str]:
+    """``cuobjdump --list-elf --list-ptx`` as names like "sm_80" (cubin) and "sm_89" (PTX)."""
+    out = subprocess.run([str(tool), "--list-elf", "--list-ptx", str(path)], capture_output=True, text=True).stdout
+    return re.findall(r"^(?:ELF|PTX) file\s+\d+: .*\.(sm_\d+[af]?)\.(?:cubin|ptx)$", out, re.M)
+
+
+def as_cuobjdump_names(path: Path) -> list[str]:
+    """Our entries named the way cuobjdump names them: PTX as "sm_XY" too, and no "f" on cubins."""
+    names = []
+    for e in scan(path, embedded=False).entries:  # cuobjdump reads .nv_fatbin only
+        if e.kind == "ptx":
+            names.append(e.arch.sm())
+        elif e.kind == "sass":
+            names.append(e.tag.removesuffix("f"))
+    return names

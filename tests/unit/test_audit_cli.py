@@ -75,7 +75,11 @@ def test_report_json_shape(venv: Path, tmp_path: Path, capsys: pytest.CaptureFix
     out = tmp_path / "report.json"
     assert cli.main(["audit", str(venv), "--sm", "sm_120", "--json", str(out), "--no-progress", "--no-torch"]) == 0
     text = capsys.readouterr().out
-    assert "Arch audit for sm_120" in text and "Closure audit" in text and "venv on sm_120: runnable" in text.replace(str(venv), "venv")
+    assert (
+        "Arch audit for sm_120" in text
+        and "Closure audit" in text
+        and "venv on sm_120: runnable" in text.replace(str(venv), "venv")
+    )
     data = json.loads(out.read_text(encoding="utf-8"))
     assert set(data) == {"target", "site", "sm", "runnable", "reason", "reasons", "arch", "closure"}
     assert data["runnable"] is True and data["reason"] is None and data["sm"] == "sm_120"

@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import re
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
-from audit_elves import build_cuda_so, build_so
+from audit_elves import as_cuobjdump_names, build_cuda_so, build_so, cuobjdump_list
 
 from whisperx_matrix.audit import audit_arch
 from whisperx_matrix.audit import elf as elfmod
@@ -22,15 +21,25 @@ def cuda(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     d = tmp_path_factory.mktemp("cuda")
     return {
         # SASS for two archs (one arch-specific) plus PTX for a third.
-        "two": build_cuda_so(d / "two" / "libtwo.so", ["arch=compute_80,code=sm_80", "arch=compute_90a,code=sm_90a",
-                                                       "arch=compute_89,code=compute_89"]),
-        "blackwell": build_cuda_so(d / "bw" / "libbw.so", ["arch=compute_100f,code=sm_100f", "arch=compute_120,code=sm_120",
-                                                           "arch=compute_120a,code=compute_120a"]),
-        "plain": build_cuda_so(d / "plain" / "libplain.so", ["arch=compute_75,code=[sm_75,compute_75]"],
-                               extra=["-Xfatbin", "-compress=false"]),
-        "compressed": build_cuda_so(d / "comp" / "libcomp.so", ["arch=compute_75,code=[sm_75,compute_75]"],
-                                    extra=["-Xfatbin", "-compress-all"]),
-        "lto": build_cuda_so(d / "lto" / "lto.o", ["arch=compute_90,code=lto_90"], extra=["-rdc=true"], compile_only=True),
+        "two": build_cuda_so(
+            d / "two" / "libtwo.so",
+            ["arch=compute_80,code=sm_80", "arch=compute_90a,code=sm_90a", "arch=compute_89,code=compute_89"],
+        ),
+        "blackwell": build_cuda_so(
+            d / "bw" / "libbw.so",
+            ["arch=compute_100f,code=sm_100f", "arch=compute_120,code=sm_120", "arch=compute_120a,code=compute_120a"],
+        ),
+        "plain": build_cuda_so(
+            d / "plain" / "libplain.so",
+            ["arch=compute_75,code=[sm_75,compute_75]"],
+            extra=["-Xfatbin", "-compress=false"],
+        ),
+        "compressed": build_cuda_so(
+            d / "comp" / "libcomp.so", ["arch=compute_75,code=[sm_75,compute_75]"], extra=["-Xfatbin", "-compress-all"]
+        ),
+        "lto": build_cuda_so(
+            d / "lto" / "lto.o", ["arch=compute_90,code=lto_90"], extra=["-rdc=true"], compile_only=True
+        ),
     }
 
 
@@ -125,23 +134,6 @@ def test_not_elf(tmp_path: Path) -> None:
     text = tmp_path / "notes.so.txt"
     text.write_text("hello")
     assert not scan(text).is_elf
-
-
-def cuobjdump_list(tool: Path, path: Path) -> list[str]:
-    """``cuobjdump --list-elf --list-ptx`` as names like "sm_80" (cubin) and "sm_89" (PTX)."""
-    out = subprocess.run([str(tool), "--list-elf", "--list-ptx", str(path)], capture_output=True, text=True).stdout
-    return re.findall(r"^(?:ELF|PTX) file\s+\d+: .*\.(sm_\d+[af]?)\.(?:cubin|ptx)$", out, re.M)
-
-
-def as_cuobjdump_names(path: Path) -> list[str]:
-    """Our entries named the way cuobjdump names them: PTX as "sm_XY" too, and no "f" on cubins."""
-    names = []
-    for e in scan(path, embedded=False).entries:  # cuobjdump reads .nv_fatbin only
-        if e.kind == "ptx":
-            names.append(e.arch.sm())
-        elif e.kind == "sass":
-            names.append(e.tag.removesuffix("f"))
-    return names
 
 
 @pytest.mark.network

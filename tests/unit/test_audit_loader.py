@@ -121,21 +121,37 @@ def test_ld_library_path_dependence_is_reported(tree: Path) -> None:
     assert audit.depends_on_ld_library_path is True
     assert real_loader([entry], ld_library_path=str(tree / "z"))["error"] is None
     # A self-contained entry does not depend on it.
-    ok = audit_closure(tree, entries=[tree / "pkg" / "rpath_entry.so"], preload=[], ld_library_path=str(tree / "z"),
-                       files=files, env=ISOLATED)
+    ok = audit_closure(
+        tree,
+        entries=[tree / "pkg" / "rpath_entry.so"],
+        preload=[],
+        ld_library_path=str(tree / "z"),
+        files=files,
+        env=ISOLATED,
+    )
     assert ok.runnable and ok.depends_on_ld_library_path is False
 
 
 def test_known_dlopen_is_required_and_strings_are_optional(tmp_path: Path) -> None:
     assert any(k.file_glob.startswith("libctranslate2") for k in KNOWN_DLOPEN)
     libs = tmp_path / "ctranslate2.libs"
-    ct2 = build_so(libs / "libctranslate2-abc.so.4", soname="libctranslate2-abc.so.4",
-                   strings=["libcublas.so.12", "libmkl_def.so.2"], rpath=["$ORIGIN"])
+    ct2 = build_so(
+        libs / "libctranslate2-abc.so.4",
+        soname="libctranslate2-abc.so.4",
+        strings=["libcublas.so.12", "libmkl_def.so.2"],
+        rpath=["$ORIGIN"],
+    )
     ext = build_so(tmp_path / "ctranslate2" / "_ext.so", needed=[ct2], rpath=["$ORIGIN/../ctranslate2.libs"])
     image = simulate(tmp_path, [ext], env=ISOLATED)
-    assert [(m.soname, m.how, m.provider) for m in image.missing] == [("libcublas.so.12", "dlopen", "nvidia-cublas-cu12")]
-    assert image.missing[0].describe().startswith(
-        "libcublas.so.12 <- ctranslate2.libs/libctranslate2-abc.so.4 <- ctranslate2/_ext.so <- install nvidia-cublas-cu12"
+    assert [(m.soname, m.how, m.provider) for m in image.missing] == [
+        ("libcublas.so.12", "dlopen", "nvidia-cublas-cu12")
+    ]
+    assert (
+        image.missing[0]
+        .describe()
+        .startswith(
+            "libcublas.so.12 <- ctranslate2.libs/libctranslate2-abc.so.4 <- ctranslate2/_ext.so <- install nvidia-cublas-cu12"
+        )
     )
     assert [m.soname for m in image.optional_missing] == ["libmkl_def.so.2"]
     # A cu12 cuBLAS preloaded beside a cu13 runtime: resolved, and flagged as a cu12/cu13 mix.

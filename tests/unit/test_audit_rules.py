@@ -8,13 +8,13 @@ import pytest
 
 from whisperx_matrix.audit.arch import NO_GPU_CODE, NOT_RUNNABLE, PARTIAL, RUNNABLE, judge_library, judge_packages
 from whisperx_matrix.audit.closure import (
+    SearchEnv,
     cuda_major,
     expand,
     is_driver,
     parse_ldconfig,
     provider,
     read_preload,
-    SearchEnv,
     split_path_list,
 )
 from whisperx_matrix.audit.fatbin import Arch, Container, Entry, FileFatbins, ptx_jits_on, sass_runs_on
@@ -25,8 +25,14 @@ SM120, SM121, SM90, SM89, SM100, SM103, SM86 = (Arch(x) for x in (120, 121, 90, 
 @pytest.mark.parametrize(
     ("text", "want"),
     [
-        ("120", Arch(120)), (120, Arch(120)), ("sm_120", Arch(120)), ("12.0", Arch(120)), ("sm_90a", Arch(90, "a")),
-        ("compute_100f", Arch(100, "f")), ("8.9", Arch(89)), ("SM_86", Arch(86)),
+        ("120", Arch(120)),
+        (120, Arch(120)),
+        ("sm_120", Arch(120)),
+        ("12.0", Arch(120)),
+        ("sm_90a", Arch(90, "a")),
+        ("compute_100f", Arch(100, "f")),
+        ("8.9", Arch(89)),
+        ("SM_86", Arch(86)),
     ],
 )
 def test_arch_parse(text: str | int, want: Arch) -> None:
@@ -62,7 +68,9 @@ TRUTH = [
 ]
 
 
-@pytest.mark.parametrize(("code", "target", "sass", "ptx"), TRUTH, ids=[f"{c.sm()}-on-{t.sm()}" for c, t, _, _ in TRUTH])
+@pytest.mark.parametrize(
+    ("code", "target", "sass", "ptx"), TRUTH, ids=[f"{c.sm()}-on-{t.sm()}" for c, t, _, _ in TRUTH]
+)
 def test_compatibility_truth_table(code: Arch, target: Arch, sass: bool, ptx: bool) -> None:
     assert sass_runs_on(code, target) is sass
     assert ptx_jits_on(code, target) is ptx
@@ -163,8 +171,7 @@ def test_dynamic_string_tokens() -> None:
 
 def test_read_preload_from_the_build_module(tmp_path: Path) -> None:
     (tmp_path / "whisperx_matrix_preload.py").write_text(
-        "import ctypes, os\nLOADED, ERRORS = [], {}\n"
-        "for _rel in ['nvidia/cublas/lib/libcublas.so.12']:\n    pass\n",
+        "import ctypes, os\nLOADED, ERRORS = [], {}\nfor _rel in ['nvidia/cublas/lib/libcublas.so.12']:\n    pass\n",
         encoding="utf-8",
     )
     assert read_preload(tmp_path) == [tmp_path / "nvidia/cublas/lib/libcublas.so.12"]

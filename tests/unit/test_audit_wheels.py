@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 import wheelcache
-from test_audit_fatbin import as_cuobjdump_names, cuobjdump_list
+from audit_elves import as_cuobjdump_names, cuobjdump_list
 
 from whisperx_matrix.audit import audit_arch, bench_audit, scan
 from whisperx_matrix.audit.closure import SearchEnv, audit_closure

@@ -57,7 +57,18 @@ def wheel(spec: str) -> Path:
     if not found:
         # --no-deps: the tests assemble exactly the trees they need.
         subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d", str(folder), spec],
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "-d",
+                str(folder),
+                spec,
+            ],
             check=True,
             stdout=subprocess.DEVNULL,
         )
@@ -123,4 +134,3 @@ def cuobjdump() -> Path | None:
         return None
     hits = sorted(root.rglob("cuobjdump"))
     return hits[0] if hits else None
-

@@ -28,15 +28,40 @@ from ..errors import ConfigError, NotBuiltError
 from . import elf
 from .arch import ArchAudit, LibraryArch, PackageArch, audit_arch, judge_library
 from .closure import (
-    ClosureAudit, Missing, ProcessImage, SearchEnv, audit_closure, default_entries, read_preload, simulate,
+    ClosureAudit,
+    Missing,
+    ProcessImage,
+    SearchEnv,
+    audit_closure,
+    default_entries,
+    read_preload,
+    simulate,
 )
 from .fatbin import Arch, ptx_jits_on, sass_runs_on, scan
 from .report import format_arch, format_closure
 
 __all__ = [
-    "Arch", "ArchAudit", "AuditReport", "ClosureAudit", "LibraryArch", "Missing", "PackageArch", "ProcessImage",
-    "SearchEnv", "Target", "audit_arch", "audit_closure", "audit_site", "audit_target", "bench_audit",
-    "format_report", "ptx_jits_on", "register", "resolve_target", "sass_runs_on", "scan",
+    "Arch",
+    "ArchAudit",
+    "AuditReport",
+    "ClosureAudit",
+    "LibraryArch",
+    "Missing",
+    "PackageArch",
+    "ProcessImage",
+    "SearchEnv",
+    "Target",
+    "audit_arch",
+    "audit_closure",
+    "audit_site",
+    "audit_target",
+    "bench_audit",
+    "format_report",
+    "ptx_jits_on",
+    "register",
+    "resolve_target",
+    "sass_runs_on",
+    "scan",
 ]
 
 KINDS = ("arch", "closure", "all")
@@ -125,7 +150,12 @@ def audit_site(
     image = None
     if kind in ("closure", "all"):
         closure = audit_closure(
-            site, entries=entries, preload=preload, ld_library_path=ld_library_path, python=python, files=files,
+            site,
+            entries=entries,
+            preload=preload,
+            ld_library_path=ld_library_path,
+            python=python,
+            files=files,
             progress=progress,
         )
         image = closure.process
@@ -269,12 +299,32 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
         "capability --sm, and does the dynamic loader find every library (DT_NEEDED and dlopen'ed)?",
     )
     p.add_argument("target", help="cell id (see matrix.toml), venv folder, or site-packages folder")
-    p.add_argument("--sm", default=None, help="target compute capability: 120, sm_90, 8.9 (default: matrix.toml's target_sm, else 120)")
+    p.add_argument(
+        "--sm",
+        default=None,
+        help="target compute capability: 120, sm_90, 8.9 (default: matrix.toml's target_sm, else 120)",
+    )
     p.add_argument("--kind", choices=KINDS, default="all")
     p.add_argument("--json", metavar="FILE", type=Path, help="write the full report as JSON ('-' for stdout)")
-    p.add_argument("--entry", action="append", type=Path, metavar="SO", help="entry module(s) of the simulated process (default: torch's and ctranslate2's extensions)")
-    p.add_argument("--preload", action="append", type=Path, metavar="SO", help="libraries loaded first (default: the cell's preload .pth)")
-    p.add_argument("--ld-library-path", default=os.environ.get("LD_LIBRARY_PATH"), help="compare with this LD_LIBRARY_PATH (default: yours)")
+    p.add_argument(
+        "--entry",
+        action="append",
+        type=Path,
+        metavar="SO",
+        help="entry module(s) of the simulated process (default: torch's and ctranslate2's extensions)",
+    )
+    p.add_argument(
+        "--preload",
+        action="append",
+        type=Path,
+        metavar="SO",
+        help="libraries loaded first (default: the cell's preload .pth)",
+    )
+    p.add_argument(
+        "--ld-library-path",
+        default=os.environ.get("LD_LIBRARY_PATH"),
+        help="compare with this LD_LIBRARY_PATH (default: yours)",
+    )
     p.add_argument("--no-torch", action="store_true", help="do not import torch in the cell to compare its arch list")
     p.add_argument("--all", action="store_true", help="list every library, not only the notable ones")
     p.add_argument("--no-progress", action="store_true")

@@ -4,8 +4,8 @@ A library is judged module by module (one fatbin container per compiled translat
 when every container has an image the target can load (compatible SASS, or PTX the driver can JIT).
 Containers that carry code for one GPU family only (only "a" code, or only SASS of one major version) are
 left out of that count when the library has other containers, because such a library picks the module
-for the GPU it finds (cuBLASLt's Hopper-only GEMMs). If it has nothing else, all containers count. A library where some containers are
-covered and some are not is "partial" (still judged runnable; the count of uncovered modules is evidence):
+for the GPU it finds (cuBLASLt's Hopper-only GEMMs). If it has nothing else, all containers count.
+A library where some containers are covered and some are not is "partial" (still judged runnable; the count of uncovered modules is evidence):
 kernels in those modules would fail with "no kernel image is available" unless the library dispatches
 around them.
 """
@@ -22,7 +22,7 @@ from pathlib import Path
 from . import elf
 from .fatbin import Arch, FileFatbins, scan
 from .progress import Progress
-from .records import UNOWNED, Owners
+from .records import Owners
 
 RUNNABLE, PARTIAL, NOT_RUNNABLE, NO_GPU_CODE = "runnable", "partial", "not-runnable", "no-gpu-code"
 
@@ -92,7 +92,9 @@ def judge_library(found: FileFatbins, target: Arch, *, rel: str, package: str) -
     compressed = any(e.compressed for e in entries)
     if not any(c.loadable for c in found.containers):
         # Nothing a module load can use (none at all, or LTO IR only): no GPU code to judge.
-        return LibraryArch(rel, package, NO_GPU_CODE, True, tuple(sass), tuple(ptx), len(found.containers), 0, "", compressed, None)
+        return LibraryArch(
+            rel, package, NO_GPU_CODE, True, tuple(sass), tuple(ptx), len(found.containers), 0, "", compressed, None
+        )
     # Per-family modules are picked by their library at run time; judge the portable modules, or all of
     # them when the library has nothing else (an extension built for one GPU only).
     with_code = [c for c in found.containers if c.loadable]

@@ -131,7 +131,12 @@ def cuda_major(soname: str, path: str | None = None) -> int | None:
 # --- the search environment ---------------------------------------------------------------------------
 
 _FALLBACK_DEFAULT_DIRS = (
-    "/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib64", "/lib", "/usr/lib",
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
 )
 
 
@@ -213,9 +218,7 @@ def _default_dirs() -> tuple[str, ...]:
             proc = subprocess.run([exe, "--help"], capture_output=True, text=True, timeout=10, check=False)
         except (OSError, subprocess.TimeoutExpired):
             continue
-        dirs = tuple(
-            line.split("(")[0].strip() for line in proc.stdout.splitlines() if "(system search path)" in line
-        )
+        dirs = tuple(line.split("(")[0].strip() for line in proc.stdout.splitlines() if "(system search path)" in line)
         if dirs:
             return dirs
     return _FALLBACK_DEFAULT_DIRS
@@ -352,7 +355,9 @@ class ProcessImage:
 class Process:
     """A simulated process; ``load`` is dlopen (or the executable's DT_NEEDED) of one object."""
 
-    def __init__(self, env: SearchEnv, *, objects: ObjectCache | None = None, tree: Mapping[str, list[str]] | None = None):
+    def __init__(
+        self, env: SearchEnv, *, objects: ObjectCache | None = None, tree: Mapping[str, list[str]] | None = None
+    ):
         self.env = env
         self.objects = objects or ObjectCache()
         self.nodes: list[_Node] = []
@@ -542,8 +547,6 @@ def _known_for(basename: str) -> list[KnownDlopen]:
     return [k for k in KNOWN_DLOPEN if fnmatch.fnmatchcase(basename, k.file_glob)]
 
 
-
-
 # --- the audit -----------------------------------------------------------------------------------------
 
 # What a WhisperX process loads, in order (globs relative to site-packages). ``import torch`` first loads
@@ -663,7 +666,9 @@ def simulate(
     proc = Process(env, objects=objects, tree=tree)
     for path in preload:
         if proc.load(path, how="preload") is None:
-            proc.missing.append(Missing(Path(path).name, "(preload)", (str(path),), "preload", provider(Path(path).name)))
+            proc.missing.append(
+                Missing(Path(path).name, "(preload)", (str(path),), "preload", provider(Path(path).name))
+            )
     for path in entries:
         proc.load(path, how="entry")
     proc.resolve_dlopens(strings=strings, within=root)
@@ -706,9 +711,7 @@ def simulate(
         cuda_majors={k: tuple(sorted(v)) for k, v in sorted(majors.items())},
         mixed_cuda=len(majors) > 1,
         via_ld_library_path=tuple(rel(p) for p in dict.fromkeys(proc.via_ld_library_path)),
-        from_system=tuple(
-            item.path for item in loaded if item.path.startswith("/") and _wheel_provided(item.soname)
-        ),
+        from_system=tuple(item.path for item in loaded if item.path.startswith("/") and _wheel_provided(item.soname)),
     )
 
 

@@ -62,11 +62,11 @@ def sections(buf: mmap.mmap | bytes, *, file_size: int | None = None) -> list[Se
     if cls == 2:
         if size < 64:
             raise NotElfError("ELF header cut short")
-        shoff, = struct.unpack_from(end + "Q", buf, 0x28)
+        (shoff,) = struct.unpack_from(end + "Q", buf, 0x28)
         shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", buf, 0x3A)
         shfmt = end + "IIQQQQ"  # name, type, flags, addr, offset, size
     else:
-        shoff, = struct.unpack_from(end + "I", buf, 0x20)
+        (shoff,) = struct.unpack_from(end + "I", buf, 0x20)
         shentsize, shnum, shstrndx = struct.unpack_from(end + "HHH", buf, 0x2E)
         shfmt = end + "IIIIII"
     if shoff == 0 or shnum == 0:

@@ -174,9 +174,11 @@ class Container:
         """
         if self.arch_specific_only:
             return True
-        return bool(self.entries) and all(e.kind == "sass" for e in self.entries) and len(
-            {e.arch.major for e in self.entries}
-        ) == 1
+        return (
+            bool(self.entries)
+            and all(e.kind == "sass" for e in self.entries)
+            and len({e.arch.major for e in self.entries}) == 1
+        )
 
     def runs_on(self, target: Arch) -> bool:
         return any(e.runs_on(target) for e in self.entries)
@@ -239,7 +241,7 @@ class _Scan:
                 break
             kind, ever, ehsize, psize = struct.unpack_from("<HHIQ", buf, off)
             minor, major, arch = struct.unpack_from("<HHI", buf, off + 24)
-            flags, = struct.unpack_from("<Q", buf, off + 40)
+            (flags,) = struct.unpack_from("<Q", buf, off + 40)
             if ehsize < ENTRY_HEADER_MIN or ever not in KNOWN_ENTRY_VERSIONS or arch == 0 or arch > 1000:
                 if strict:
                     self.warn(

@@ -10,7 +10,7 @@ from .closure import ClosureAudit, ProcessImage
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
     return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
@@ -28,7 +28,14 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
         out.append("  no GPU code in any library")
     else:
         rows = [
-            [p.package, p.status, p.via or "-", {True: "yes", False: "no", None: "?"}[p.in_process], _archs(p.sass), _archs(p.ptx)]
+            [
+                p.package,
+                p.status,
+                p.via or "-",
+                {True: "yes", False: "no", None: "?"}[p.in_process],
+                _archs(p.sass),
+                _archs(p.ptx),
+            ]
             for p in gpu
         ]
         out += ["  " + r for r in _table(rows, ["PACKAGE", "STATUS", "VIA", "LOADED", "SASS", "PTX (arch/ISA)"])]
@@ -36,7 +43,13 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
     if libs:
         out.append("")
         rows = [
-            [lib.path, lib.status, f"{lib.containers - lib.uncovered}/{lib.containers}", _archs(lib.sass, 8), _archs(lib.ptx, 4)]
+            [
+                lib.path,
+                lib.status,
+                f"{lib.containers - lib.uncovered}/{lib.containers}",
+                _archs(lib.sass, 8),
+                _archs(lib.ptx, 4),
+            ]
             for lib in libs
         ]
         out += ["  " + r for r in _table(rows, ["LIBRARY", "STATUS", "MODULES OK", "SASS", "PTX"])]
@@ -44,7 +57,10 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
         out.append(f"  note: {note}")
     for warning in audit.warnings:
         out.append(f"  warning: {warning}")
-    out.append(f"  => {'runnable' if audit.runnable else 'NOT runnable'} on {audit.target}" + (f" ({audit.reason})" if audit.reason else ""))
+    out.append(
+        f"  => {'runnable' if audit.runnable else 'NOT runnable'} on {audit.target}"
+        + (f" ({audit.reason})" if audit.reason else "")
+    )
     return "\n".join(out)
 
 
@@ -73,10 +89,16 @@ def format_closure(audit: ClosureAudit, *, all_objects: bool = False) -> str:
     out = [f"Closure audit: {audit.root} ({audit.objects_checked} ELF files, {audit.seconds:.2f} s)"]
     out += _process(audit.process, "process with LD_LIBRARY_PATH unset")
     if audit.process_with_env is not None:
-        out += _process(audit.process_with_env, f"process with LD_LIBRARY_PATH={':'.join(audit.process_with_env.ld_library_path)}")
+        out += _process(
+            audit.process_with_env, f"process with LD_LIBRARY_PATH={':'.join(audit.process_with_env.ld_library_path)}"
+        )
         out.append(
             "  the cell "
-            + ("DEPENDS on LD_LIBRARY_PATH" if audit.depends_on_ld_library_path else "does not depend on LD_LIBRARY_PATH")
+            + (
+                "DEPENDS on LD_LIBRARY_PATH"
+                if audit.depends_on_ld_library_path
+                else "does not depend on LD_LIBRARY_PATH"
+            )
         )
     objs = audit.objects if all_objects else audit.objects[:20]
     if audit.objects:
