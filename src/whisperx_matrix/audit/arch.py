@@ -5,9 +5,9 @@ when every container has an image the target can load (compatible SASS, or PTX t
 Containers that carry code for one GPU family only (only "a" code, or only SASS of one major version) are
 left out of that count when the library has other containers, because such a library picks the module
 for the GPU it finds (cuBLASLt's Hopper-only GEMMs). If it has nothing else, all containers count.
-A library where some containers are covered and some are not is "partial" (still judged runnable; the count of uncovered modules is evidence):
-kernels in those modules would fail with "no kernel image is available" unless the library dispatches
-around them.
+A library where some containers are covered and some are not is "partial" (still judged runnable; the
+count of uncovered modules is evidence): kernels in those modules would fail with "no kernel image is
+available" unless the library dispatches around them.
 """
 
 from __future__ import annotations
