@@ -176,3 +176,16 @@ def test_read_preload_from_the_build_module(tmp_path: Path) -> None:
     )
     assert read_preload(tmp_path) == [tmp_path / "nvidia/cublas/lib/libcublas.so.12"]
     assert read_preload(tmp_path / "nowhere") == []
+
+
+def test_compare_with_torch_arch_flags() -> None:
+    from whisperx_matrix.audit.arch import compare_torch
+
+    lib = judge_library(
+        _lib(_sass("80", "89", "120"), _sass("80", "120", "90a")), SM120, rel="torch/lib/libtorch_cuda.so", package="t"
+    )
+    notes = compare_torch(["sm_80", "sm_90", "sm_120"], [lib])
+    assert notes[0] == "torch._C._cuda_getArchFlags(): sm_80 sm_90 sm_120"
+    assert "declared by torch but absent from torch/lib/libtorch_cuda.so: sm_90" in notes
+    assert "in torch/lib/libtorch_cuda.so but not declared by torch: sm_89" in notes  # "a" extras are expected
+    assert compare_torch([], [lib]) == ["torch._C._cuda_getArchFlags(): (none: a CPU build)"]

@@ -67,7 +67,7 @@ class ArchAudit:
     warnings: tuple[str, ...]
     files: int
     seconds: float
-    torch_arch_list: tuple[str, ...] | None = None  # torch.cuda.get_arch_list() in the cell's python
+    torch_arch_list: tuple[str, ...] | None = None  # torch._C._cuda_getArchFlags() in the cell's python
     notes: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
@@ -228,13 +228,17 @@ def _rel(path: Path, root: Path) -> str:
         return str(path)
 
 
-_TORCH_ARCHS = "import json, torch; print(json.dumps(torch.cuda.get_arch_list()))"
+# torch.cuda.get_arch_list() answers [] where no GPU is present; the flags it is built from do not.
+_TORCH_ARCHS = (
+    "import json, torch\n"
+    "flags = torch._C._cuda_getArchFlags() if hasattr(torch._C, '_cuda_getArchFlags') else None\n"
+    "print(json.dumps((flags or '').split()))\n"
+)
 
 
 def torch_arch_list(python: Path, timeout: float = 120) -> list[str] | None:
-    """``torch.cuda.get_arch_list()`` (built from ``torch._C._cuda_getArchFlags()``) in the cell's python.
-
-    None when torch does not import there (a CPU build answers []).
+    """``torch._C._cuda_getArchFlags()`` (what ``torch.cuda.get_arch_list()`` reports on a GPU machine), run
+    in the cell's python. None when torch does not import there; [] for a CPU build.
     """
     try:
         proc = subprocess.run(
@@ -252,9 +256,9 @@ def torch_arch_list(python: Path, timeout: float = 120) -> list[str] | None:
 
 def compare_torch(arch_list: list[str], libs: Iterable[LibraryArch]) -> list[str]:
     """Differences between torch's declared arch list and what libtorch_cuda.so really carries."""
-    cuda = [lib for lib in libs if lib.path.endswith("libtorch_cuda.so")]
-    if not cuda:
-        return []
+    cuda = [lib for lib in libs if lib.path.endswith("torch/lib/libtorch_cuda.so")]
+    if not cuda or not arch_list:
+        return [f"torch._C._cuda_getArchFlags(): {' '.join(arch_list) or '(none: a CPU build)'}"] if cuda else []
     lib = cuda[0]
     declared = set(arch_list)
     carried = set(lib.sass) | {p.split()[0] for p in lib.ptx}
@@ -262,7 +266,7 @@ def compare_torch(arch_list: list[str], libs: Iterable[LibraryArch]) -> list[str
     # individual kernels (FlashAttention, CUTLASS) and are expected extras.
     missing = sorted(declared - carried)
     extra = sorted(a for a in carried - declared if not a.endswith("a"))
-    notes = [f"torch.cuda.get_arch_list(): {' '.join(arch_list)}"]
+    notes = [f"torch._C._cuda_getArchFlags(): {' '.join(arch_list) or '(none: a CPU build)'}"]
     if missing:
         notes.append(f"declared by torch but absent from {lib.path}: {' '.join(missing)}")
     if extra:
