@@ -531,9 +531,17 @@ class Process:
                     continue
                 done.add((node.path, name))
                 self._dlopen_quiet(name, node, "dlopen?")
+        # The order of optional dlopens is unknown; a name that some object did load is not missing.
+        self.optional_missing = [m for m in self.optional_missing if m.soname not in self._by_name]
 
     def _dlopen_quiet(self, name: str, caller: _Node, how: str) -> None:
         found = self._resolve(name, caller)
+        if found is None and how == "dlopen?":
+            # NVIDIA libraries open their siblings by full path from their own folder (nvrtc and its
+            # builtins, cuDNN and its engines), which no search path shows.
+            sibling = os.path.join(os.path.dirname(caller.path), name)
+            if self._usable(sibling, caller):
+                found = self._by_file.get(os.path.realpath(sibling)) or sibling
         if isinstance(found, _Node):
             return
         if found is None:

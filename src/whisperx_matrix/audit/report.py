@@ -64,12 +64,16 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
     return "\n".join(out)
 
 
-def _process(image: ProcessImage, label: str) -> list[str]:
+def _process(image: ProcessImage, label: str, *, list_loaded: bool = False) -> list[str]:
     out = [f"  {label}: entries {', '.join(image.entries) or '(none)'}"]
     if image.preload:
         out.append(f"    preloaded: {', '.join(image.preload)}")
     cell_libs = [item for item in image.loaded if not item.path.startswith("/")]
     out.append(f"    loaded: {len(image.loaded)} objects, {len(cell_libs)} from the cell")
+    if list_loaded:
+        for item in image.loaded:
+            by = f" <- {item.loaded_by}" if item.loaded_by else ""
+            out.append(f"      {item.soname:<36} {item.how:<8} {item.path}{by}")
     for m in image.missing:
         out.append(f"    MISSING ({m.how}) {m.describe()}")
     if image.optional_missing:
@@ -87,7 +91,7 @@ def _process(image: ProcessImage, label: str) -> list[str]:
 
 def format_closure(audit: ClosureAudit, *, all_objects: bool = False) -> str:
     out = [f"Closure audit: {audit.root} ({audit.objects_checked} ELF files, {audit.seconds:.2f} s)"]
-    out += _process(audit.process, "process with LD_LIBRARY_PATH unset")
+    out += _process(audit.process, "process with LD_LIBRARY_PATH unset", list_loaded=all_objects)
     if audit.process_with_env is not None:
         out += _process(
             audit.process_with_env, f"process with LD_LIBRARY_PATH={':'.join(audit.process_with_env.ld_library_path)}"
