@@ -77,6 +77,12 @@ def _arch_summary(report: Any) -> dict[str, Any]:
         name = p.package.split()[0]
         packages[name] = {"status": p.status, "runnable": p.runnable, "sass": list(p.sass), "ptx": list(p.ptx),
                           "via": p.via}
+    # torch's own kernels live in libtorch_cuda.so; the package total also counts bundled CUDA libraries
+    # (torch 2.5.1's compute_90 PTX is cuSPARSELt's), so claims about "torch's kernels" cite this file.
+    for lib in arch.libraries:
+        if lib.path.endswith("torch/lib/libtorch_cuda.so") and "torch" in packages:
+            packages["torch"].update(sass=list(lib.sass), ptx=list(lib.ptx), library=lib.path,
+                                     package_sass=packages["torch"]["sass"], package_ptx=packages["torch"]["ptx"])
     return {"target": arch.target, "runnable": arch.runnable, "reason": arch.reason, "packages": packages,
             "torch_arch_list": list(arch.torch_arch_list or []), "files": arch.files, "seconds": arch.seconds}
 
@@ -126,7 +132,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     status = locks.check(m, [cell])[0]
     if status.state == "unreachable":
         rec["checks"]["lock"] = _check("skip", status.detail)
-        return finish(note=f"not testable here: {status.detail}", testable=False)
+        return finish(note=status.detail, testable=False)
     if status.state != "fresh":
         reasons.append(f"lock-{status.state}:{cell.lock_id}")
         rec["checks"]["lock"] = _check("fail", status.line(), seconds=time.perf_counter() - t0)

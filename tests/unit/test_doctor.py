@@ -172,8 +172,11 @@ def test_gtx1080_gets_a_cell_that_still_carries_pascal_kernels(real_matrix: matr
     f = fits(report)
     assert report.sm == 61
     assert f["stable-cu128"].verdict == "out" and f["stable-cu128"].kernels == "none"  # torch 2.8 starts at sm_70
-    assert f["stable-cu126"].driver == "minor-compat" and f["stable-cu126"].verdict == "limited"
-    assert report.recommended == "stable-cu126"
+    # stable-cu126 carries sm_60 SASS too, but matrix.toml records that it fails everywhere (torch >= 2.6
+    # loads pyannote 3's checkpoint with weights_only), so the doctor passes over it.
+    assert f["stable-cu126"].kernels == "sass" and f["stable-cu126"].verdict == "out"
+    assert f["option1-stable-cu124"].driver == "minor-compat" and f["option1-stable-cu124"].verdict == "limited"
+    assert report.recommended == "option1-stable-cu124"
     assert "minor-version compatibility" in report.why
 
 
