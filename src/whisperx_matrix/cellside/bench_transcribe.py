@@ -650,6 +650,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def preload(libs: list[str]) -> list[str]:
+    """dlopen each library RTLD_GLOBAL before anything imports CTranslate2 (its own dlopen of libcublas.so.12
+    then finds the loaded one): the same thing a cell's preload .pth does."""
+    import ctypes
+
+    done = []
+    for lib in libs:
+        if not Path(lib).is_file():
+            raise BenchError(f"--preload {lib}: no such file")
+        ctypes.CDLL(lib, mode=ctypes.RTLD_GLOBAL)
+        done.append(lib)
+    return done
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", choices=("cuda", "cpu"), default="cpu")
@@ -670,6 +684,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diarize-max-seconds", type=float, default=None, help="skip diarization of longer files")
     p.add_argument("--diarize-batch", type=int, default=32)
     p.add_argument("--work-dir", default=None)
+    p.add_argument("--preload", action="append", default=None, metavar="LIB",
+                   help="dlopen LIB with RTLD_GLOBAL first (e.g. a cu12 libcublasLt.so.12 then libcublas.so.12)")
     p.add_argument("--decoder", choices=("ffmpeg", "pyav"), default="ffmpeg",
                    help="ffmpeg: WhisperX's own loader (needs the binary); pyav: faster-whisper's decode_audio")
     return p
@@ -689,7 +705,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
     args = build_parser().parse_args(argv)
     try:
+        preloaded = preload(args.preload or [])
         data = run(args)
+        if preloaded:
+            data["preloaded"] = preloaded
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         write_json(args.out, {"schema": SCHEMA, "ok": False, "error": str(exc), "device": args.device, "model": args.model})
