@@ -1,0 +1,224 @@
+"""The pure parts of the transcription benchmark (issue #7): RTF math, the stage table, OOM recording, token
+counting, the one-line bad-input errors, and the orchestration's summaries.
+
+bench_transcribe.py runs in a cell's python; it imports only the standard library at import time, so it is
+loaded here from its file. Nothing is mocked except what cannot exist on a machine without a GPU: a CUDA
+out-of-memory error (a stand-in class named like torch's) and nvidia-smi's output; the tests say so in their names.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_transcribe.py"
+CELL_PY = ROOT / "envs" / "stable-cu128" / "bin" / "python"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("bench_transcribe_under_test", SCRIPT)
+    mod = importlib.util.module_from_spec(spec)
+    assert spec.loader is not None
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bt = _load()
+
+
+def test_rtf_is_audio_seconds_per_wall_second():
+    assert bt.rtf(60.0, 30.0) == 2.0
+    assert bt.rtf(30.0, 60.0) == 0.5
+    assert bt.rtf(596.0, 596.0 / 235) == 235.0
+    assert bt.rtf(10.0, 0.0) is None
+    assert bt.rtf(10.0, -1.0) is None
+
+
+def test_stage_table_has_a_row_per_stage_and_dashes_for_missing_values():
+    table = bt.stage_table([
+        {"stage": "whisperx_batched[int8,bs8]", "status": "ok", "wall_s": 2.5, "rtf": 24.0, "rss_peak_mib": 900,
+         "tokens": 104, "weights": "real"},
+        {"stage": "batch_sweep[float16,bs64]", "status": "oom", "weights": "synthetic"},
+    ])
+    lines = table.splitlines()
+    assert lines[0].split()[:4] == ["stage", "status", "wall_s", "rtf"]
+    assert len(lines) == 3
+    assert "24.0" in lines[1] and "104" in lines[1]
+    assert lines[2].split()[1] == "oom" and lines[2].split()[2] == "-"
+
+
+def test_is_oom_for_ctranslate2_message_and_for_a_stand_in_of_torchs_OutOfMemoryError_no_gpu_here():
+    class OutOfMemoryError(RuntimeError):  # stands in for torch.cuda.OutOfMemoryError: no GPU on this machine
+        pass
+
+    assert bt.is_oom(RuntimeError("CUDA failed with error out of memory"))
+    assert bt.is_oom(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not bt.is_oom(RuntimeError("Library libcublas.so.12 is not found or cannot be loaded"))
+    assert not bt.is_oom(ValueError("out of memory"))
+
+
+def test_an_oom_is_recorded_as_such_without_numbers_and_the_sweep_goes_on():
+    bench = bt.Bench("cpu")
+    results = {}
+    for bs in (8, 64, 16):
+        def fn(bs=bs):
+            if bs == 64:  # what CTranslate2 raises when a batch does not fit
+                raise RuntimeError("CUDA failed with error out of memory")
+            return bs
+        rec, res = bench.measure(f"batch_sweep[bs{bs}]", 60.0, fn, engine="ctranslate2", weights="real",
+                                 extra={"batch_size": bs})
+        results[bs] = (rec, res)
+    assert [s["status"] for s in bench.stages] == ["ok", "oom", "ok"]
+    oom = results[64][0]
+    assert oom["error"].startswith("RuntimeError: CUDA failed with error out of memory")
+    assert "wall_s" not in oom and "rtf" not in oom and results[64][1] is None
+    assert results[16][1] == 16 and results[16][0]["rtf"] > 0 and results[16][0]["rss_peak_mib"] > 0
+
+
+def test_a_failing_stage_is_an_error_not_an_oom():
+    bench = bt.Bench("cpu")
+    rec, _ = bench.measure("align", 30.0, lambda: 1 / 0, engine="torch", weights="synthetic")
+    assert rec["status"] == "error" and rec["error"].startswith("ZeroDivisionError")
+    assert rec["weights"] == "synthetic"
+
+
+def test_token_counting_sums_encoded_lengths_and_skips_blank_texts():
+    encode = lambda t: t.split()  # noqa: E731 - a whitespace "tokenizer": the sum is what matters
+    assert bt.count_text_tokens(encode, [" hello there", "", "   ", "general kenobi you are"]) == 6
+    assert "re-tokenised" in bt.TOKEN_COUNT_METHOD["batched"]
+    assert "segment.tokens" in bt.TOKEN_COUNT_METHOD["sequential"]
+
+
+def test_normalise_words_for_wer():
+    assert bt.normalise_words("Good idea. I will write a SUMMARY,  today!") == "good idea i will write a summary today"
+
+
+def test_batch_size_parsing():
+    assert bt.parse_batch_sizes("16") == [16]
+    assert bt.parse_batch_sizes("16, 8,32,64") == [16, 8, 32, 64]
+    for bad in ("", "x", "0", "8,-1"):
+        with pytest.raises(bt.BenchError):
+            bt.parse_batch_sizes(bad)
+
+
+def test_unknown_model_and_non_ct2_folder_are_one_line_errors(tmp_path):
+    with pytest.raises(bt.BenchError, match="unknown model 'large-v9'"):
+        bt.resolve_model("large-v9")
+    with pytest.raises(bt.BenchError, match="no model.bin"):
+        bt.resolve_model(str(tmp_path))
+    (tmp_path / "model.bin").write_bytes(b"")
+    assert bt.resolve_model(str(tmp_path)) == (str(tmp_path.resolve()), "real")
+    (tmp_path / bt.SYNTHETIC_MARK).write_text("{}")
+    assert bt.resolve_model(str(tmp_path))[1] == "synthetic"
+
+
+def test_cuda_asked_without_a_gpu_is_refused():
+    with pytest.raises(bt.BenchError, match="no CUDA GPU"):
+        bt.check_device("cuda", False)
+    bt.check_device("cpu", False)
+    bt.check_device("cuda", True)
+
+
+def _run_script(python: str, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([python, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def _common(tmp_path: Path) -> list[str]:
+    ref = tmp_path / "ref.txt"
+    ref.write_text("hello")
+    return ["--audio", str(tmp_path / "a.wav"), "--reference-text", str(ref), "--out", str(tmp_path / "out.json")]
+
+
+def test_missing_ffmpeg_is_one_line_and_records_no_numbers(tmp_path):
+    env = {"PATH": str(tmp_path / "empty-bin"), "HOME": str(tmp_path)}
+    proc = _run_script(sys.executable, _common(tmp_path), env=env)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: ffmpeg not found on PATH: WhisperX decodes audio with the ffmpeg binary (apt-get install ffmpeg)"]
+    out = json.loads((tmp_path / "out.json").read_text())
+    assert out["ok"] is False and "stages" not in out
+
+
+def test_unknown_model_from_the_command_line(tmp_path):
+    pytest.importorskip("shutil").which("ffmpeg") or pytest.skip("needs ffmpeg on PATH (the check before it)")
+    proc = _run_script(sys.executable, [*_common(tmp_path), "--model", "nope"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown model 'nope': give tiny.en (offline weights) or the path of a CTranslate2 model folder"]
+    assert json.loads((tmp_path / "out.json").read_text()) == {
+        "schema": 1, "ok": False, "device": "cpu", "model": "nope",
+        "error": "unknown model 'nope': give tiny.en (offline weights) or the path of a CTranslate2 model folder"}
+
+
+def test_smi_process_memory_parses_a_fake_nvidia_smi_no_gpu_here():
+    class Out:  # nvidia-smi's csv output, made up: there is no GPU on this machine
+        stdout = "4242, 1536\n999, 80\n4242, 512\n"
+
+    assert bt.smi_process_memory(4242, run=lambda *a, **k: Out()) == 2048 * 2**20
+    assert bt.smi_process_memory(7, run=lambda *a, **k: Out()) is None
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CELL_PY.exists(), reason="cell stable-cu128 is not built (nox -s env-cu128)")
+def test_undecodable_audio_in_the_cell_is_one_line(tmp_path):
+    (tmp_path / "a.wav").write_bytes(b"RIFF this is not audio")
+    proc = _run_script(str(CELL_PY), _common(tmp_path))
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert proc.returncode == 2, proc.stderr[-500:]
+    assert len(errors) == 1 and errors[0].startswith(f"error: cannot decode audio {tmp_path / 'a.wav'}")
+    assert "stages" not in json.loads((tmp_path / "out.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CELL_PY.exists(), reason="cell stable-cu128 is not built (nox -s env-cu128)")
+def test_cuda_without_a_gpu_in_the_cell_is_one_line(tmp_path):
+    import shutil
+
+    if shutil.which("nvidia-smi"):
+        pytest.skip("this machine has a GPU driver: the refusal is for machines without one")
+    (tmp_path / "a.wav").write_bytes(b"")
+    proc = _run_script(str(CELL_PY), [*_common(tmp_path), "--device", "cuda"])
+    assert proc.returncode == 2
+    assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [
+        "error: --device cuda asked, but torch sees no CUDA GPU here (torch.cuda.is_available() is False)"]
+
+
+# ---- the orchestration's pure parts (whisperx_matrix.bench)
+
+def test_minutes_and_stm_parsing():
+    from whisperx_matrix import bench
+
+    assert bench.parse_minutes("1,5,20") == [1.0, 5.0, 20.0]
+    with pytest.raises(ValueError):
+        bench.parse_minutes("1,x")
+    assert bench.stm_text("sample 1 A 6.68 7.16 Hello?\nsample 1 B 7.6 8.1 Oh, hello.\n") == "Hello? Oh, hello."
+
+
+def test_summary_judges_the_issue_targets_on_dialogue_files_only():
+    from whisperx_matrix import bench
+
+    stages = [
+        {"stage": "whisperx_batched[int8,bs8]", "kind": "whisperx_batched", "status": "ok", "file": "sample.wav",
+         "audio_s": 30, "wall_s": 60, "rtf": 0.5, "wer": 0.4},
+        {"stage": "whisperx_batched[int8,bs8]", "kind": "whisperx_batched", "status": "ok", "file": "dialogue-1min.wav",
+         "audio_s": 60, "wall_s": 10, "rtf": 6.0, "wer": 0.05},
+        {"stage": "faster_whisper_sequential[int8]", "kind": "sequential", "status": "ok", "file": "dialogue-1min.wav",
+         "audio_s": 60, "wall_s": 20, "rtf": 3.0, "wer": 0.04},
+        {"stage": "align", "status": "ok", "file": "dialogue-1min.wav", "audio_s": 60, "wall_s": 10, "rtf": 6.0},
+        {"stage": "batch_sweep[int8,bs64]", "kind": "batch_sweep", "status": "oom", "file": "dialogue-1min.wav"},
+    ]
+    s = bench.summarise_transcribe({"device": "cpu", "model_weights": "real", "stages": stages})
+    one = s["per_file"]["dialogue-1min.wav"]
+    assert one["batched_over_sequential"] == 2.0
+    assert one["pipeline_rtf_incl_align_diarize"] == 3.0
+    assert all(s["targets"].values())
+    stages[1]["wer"] = 0.2
+    assert not all(bench.summarise_transcribe({"device": "cpu", "model_weights": "real", "stages": stages})["targets"].values())
+    synthetic = bench.summarise_transcribe({"device": "cuda", "model_weights": "synthetic", "stages": stages})
+    assert "targets" not in synthetic
