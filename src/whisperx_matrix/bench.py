@@ -59,9 +59,11 @@ def _du_bytes(*folders: Path) -> int:
     return int(out.stdout.strip().splitlines()[-1].split()[0])
 
 
-def _write(kind: str, data: dict[str, Any], root: Path) -> Path:
-    out = root / "benchmarks" / "results" / f"{kind}-{time.strftime('%Y-%m-%d')}.json"
-    atomic_write(out, json.dumps(data, indent=2) + "\n")
+def _write(kind: str, data: dict[str, Any], results_dir: Path) -> Path:
+    from .secrets import redact
+
+    out = results_dir / f"{kind}-{time.strftime('%Y-%m-%d')}.json"
+    atomic_write(out, redact(json.dumps(data, indent=2)) + "\n")
     return out
 
 
@@ -169,16 +171,57 @@ def plot_build(data: dict[str, Any], out: Path) -> Path | None:
     return out
 
 
+def bench_matrix(m: matrices.Matrix, *, sm: int) -> dict[str, Any]:
+    """Wall time of a full matrix run (builds reused when warm) and the time per stage, summed over cells."""
+    from . import run
+
+    cells = m.select([])
+    t0 = time.perf_counter()
+    result = run.run_matrix(m, cells, sm=sm, jobs=max(1, min(len(cells), os.cpu_count() or 1)), out=Path(os.devnull))
+    wall = time.perf_counter() - t0
+    per_cell = {c["id"]: {k: v for k, v in c["seconds"].items() if v is not None} for c in result["cells"]}
+    return {"wall_s": round(wall, 1), "stages_s": {k: v for k, v in result["seconds"].items() if k != "total"},
+            "per_cell_s": per_cell, "totals": result["totals"], "target_sm": sm,
+            "targets": {"full reachable matrix, warm, under 5 minutes": wall < 300}}
+
+
+def plot_matrix(data: dict[str, Any], out: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    stages = ("build", "selftest", "audit", "suite")
+    cells = list(data["per_cell_s"])
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(cells) + 1.6))
+    left = [0.0] * len(cells)
+    for stage in stages:
+        vals = [float(data["per_cell_s"][c].get(stage) or 0) for c in cells]
+        ax.barh(cells, vals, left=left, label=stage)
+        left = [a + b for a, b in zip(left, vals)]
+    ax.invert_yaxis()
+    ax.set_xlabel("seconds (stage time per cell; cells run in parallel)")
+    ax.set_title(f"nox -s matrix: {data['wall_s']:.0f} s wall for {len(cells)} cells ({data['machine']['cores']} cores)")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     m = matrices.load()
     if args.kind == "transcribe":
         return cmd_transcribe(m, args)
     info = machine_info()
+    results_dir = Path(args.results) if args.results else m.root / "benchmarks" / "results"
     if args.kind == "build":
         data = bench_build(m, args.cell, pip_baseline=not args.no_pip)
         data["machine"] = info
         data["date"] = time.strftime("%Y-%m-%d")
-        path = _write("build", data, m.root)
+        path = _write("build", data, results_dir)
         png = plot_build(data, path.with_suffix(".png"))
         print(json.dumps({"steps": data["steps"], "ratios": data["ratios"], "targets": data["targets"]}, indent=2))
         print(f"written: {path}" + (f", {png}" if png else ""))
@@ -193,15 +236,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
         lib = data["audit"].get("library", {})
         data["targets"] = {"whole cell under 20 s": site.get("audit_s", 99) < 20,
                            "5x faster than cuobjdump on libtorch_cuda.so": (lib.get("speedup") or 0) >= 5}
-        path = _write("audit", data, m.root)
+        path = _write("audit", data, results_dir)
         print(json.dumps(data, indent=2))
         print(f"written: {path}")
+    elif args.kind == "matrix":
+        data = bench_matrix(m, sm=args.sm)
+        data["machine"] = info
+        data["date"] = time.strftime("%Y-%m-%d")
+        path = _write("matrix", data, results_dir)
+        png = plot_matrix(data, path.with_suffix(".png"))
+        print(json.dumps({k: data[k] for k in ("wall_s", "stages_s", "totals", "targets")}, indent=2))
+        print(f"written: {path}" + (f", {png}" if png else ""))
     return 0
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("bench", help="benchmarks: build | audit | transcribe (ratios against baselines in the same run)")
-    p.add_argument("kind", choices=("build", "audit", "transcribe"))
+    p = sub.add_parser("bench", help="benchmarks: build | audit | matrix | transcribe (ratios against baselines in the same run)")
+    p.add_argument("kind", choices=("build", "audit", "matrix", "transcribe"))
+    p.add_argument("--results", metavar="DIR", help="where results go (default: benchmarks/results/)")
     p.add_argument("--cell", default="stable-cu128")
     p.add_argument("--sm", type=int, default=120)
     p.add_argument("--no-pip", action="store_true", help="skip the (slow) pip baseline")
