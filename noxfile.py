@@ -109,10 +109,11 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", "2", *session.posargs)
 
 
-@nox.session(venv_backend="none", default=False)
+@nox.session(default=False, reuse_venv=True)
 def doctor(session: nox.Session) -> None:
     """Read this machine's GPU and driver and name the cell to use (`-- --sm 120 --driver 575.51.03`)."""
-    _cli(session, "doctor", *session.posargs)
+    _tool_venv(session)  # NVML bindings and the audit's ELF reader
+    session.run("python", "-m", "whisperx_matrix", "doctor", *session.posargs)
 
 
 @nox.session(venv_backend="none", default=False)

@@ -10,32 +10,54 @@ from collections.abc import Sequence
 from . import __version__
 from .errors import FatalError
 
-# Each module defines register(subparsers) and sets `func` on its parser(s).
-COMMAND_MODULES = (
-    "whisperx_matrix.commands",
-    "whisperx_matrix.run",
-    "whisperx_matrix.bench",
-    "whisperx_matrix.patches",
-    "whisperx_matrix.audit",
-    "whisperx_matrix.doctor",
-    "whisperx_matrix.wheelhouse",
-    "whisperx_matrix.report",
-)
+# Command -> the module whose register(subparsers) defines it. Only the module of the command being run is
+# imported, so `build` works with nox's bare Python (packaging + uv) while `audit` needs pyelftools.
+COMMANDS = {
+    "list": "whisperx_matrix.commands",
+    "lock": "whisperx_matrix.commands",
+    "build": "whisperx_matrix.commands",
+    "matrix": "whisperx_matrix.run",
+    "bench": "whisperx_matrix.bench",
+    "patches": "whisperx_matrix.patches",
+    "audit": "whisperx_matrix.audit",
+    "doctor": "whisperx_matrix.doctor",
+    "wheelhouse": "whisperx_matrix.wheelhouse",
+    "report": "whisperx_matrix.report",
+}
+COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _chosen(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="whisperx-matrix", description="A tested build matrix for WhisperX on NVIDIA GPUs."
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    chosen = _chosen(argv)
+    modules = [COMMANDS[chosen]] if chosen in COMMANDS else list(COMMAND_MODULES)
+    for name in modules:
+        try:
+            importlib.import_module(name).register(sub)
+        except ImportError as exc:  # listing every command must not fail for one missing dependency
+            if len(modules) == 1:
+                raise
+            for cmd in (c for c, m in COMMANDS.items() if m == name):
+                sub.add_parser(cmd, help=f"(unavailable here: {exc}; pip install -e . installs it)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        parser = build_parser(argv)
+    except ImportError as exc:
+        print(f"error: {_chosen(argv)} needs a package that is not installed: {exc}\n"
+              f"  hint: run it through nox (nox -s {_chosen(argv)}), or pip install -e . first", file=sys.stderr)
+        return 8
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
