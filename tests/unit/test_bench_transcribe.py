@@ -91,8 +91,28 @@ def test_a_failing_stage_is_an_error_not_an_oom():
 def test_token_counting_sums_encoded_lengths_and_skips_blank_texts():
     encode = lambda t: t.split()  # noqa: E731 - a whitespace "tokenizer": the sum is what matters
     assert bt.count_text_tokens(encode, [" hello there", "", "   ", "general kenobi you are"]) == 6
-    assert "re-tokenised" in bt.TOKEN_COUNT_METHOD["batched"]
-    assert "segment.tokens" in bt.TOKEN_COUNT_METHOD["sequential"]
+    assert "re-tokenised" in bt.TOKEN_COUNT_METHOD["text_tokens"]
+    assert "segment.tokens" in bt.TOKEN_COUNT_METHOD["sequential_tokens"]
+
+
+def test_counting_generator_counts_decoded_tokens_and_passes_the_rest_through():
+    class Result:  # the shape of ctranslate2's WhisperGenerationResult: sequences_ids per hypothesis
+        def __init__(self, n):
+            self.sequences_ids = [list(range(n))]
+
+    class Engine:  # stands in for ctranslate2.models.Whisper (CTranslate2 objects need a model file)
+        is_multilingual = False
+
+        def generate(self, features, prompts, **kw):
+            return [Result(n) for n in features]
+
+    c = bt.CountingGenerator(Engine())
+    assert [len(r.sequences_ids[0]) for r in c.generate([56, 40], None, max_length=56)] == [56, 40]
+    c.generate([10], None)
+    assert (c.tokens, c.windows) == (106, 3)
+    assert c.is_multilingual is False
+    c.reset()
+    assert (c.tokens, c.windows) == (0, 0)
 
 
 def test_normalise_words_for_wer():

@@ -44,10 +44,12 @@ SYNTHETIC_MARK = "whisperx-matrix-synthetic.json"  # written by make_synthetic_m
 W2V2_LABELS = ("<pad>", "|", "e", "t", "a", "o", "n", "i", "h", "s", "r", "d", "l", "u", "m", "w", "c", "f", "g",
                "y", "p", "b", "v", "k", "'", "x", "j", "q", "z")
 TOKEN_COUNT_METHOD = {
-    "batched": "re-tokenised: the text of each WhisperX segment encoded with the model's own tokenizer "
-               "(WhisperX's batched pipeline does not expose tokens); excludes the few prompt/special tokens "
-               "per 30 s window",
-    "sequential": "decoded: sum of len(segment.tokens) from faster-whisper's segments",
+    "tokens": "decoded: WhisperX's batched pipeline does not expose tokens, so the CTranslate2 model's generate() "
+              "is wrapped and len(sequences_ids[0]) summed over the windows it decoded (text tokens, no prompt)",
+    "text_tokens": "re-tokenised: the text of each WhisperX segment encoded again with the model's own tokenizer; "
+                   "close to 'tokens' for real weights, far above it for random weights (their byte-level tokens "
+                   "do not round-trip)",
+    "sequential_tokens": "sum of len(segment.tokens) from faster-whisper's segments (timestamp tokens included)",
 }
 
 
@@ -332,6 +334,38 @@ def timed_vad(model: Any) -> list[float]:
     return calls
 
 
+def cap_new_tokens(pipeline: Any, max_new_tokens: int) -> int:
+    """WhisperX's batched path passes max_length=self.max_length to CTranslate2 and ignores asr_options'
+    max_new_tokens, so set max_length = prompt + max_new_tokens (as faster-whisper's sequential path does).
+    The batched prompt is <|startoftranscript|> [language, task: multilingual only] <|notimestamps|>."""
+    prompt = 4 if pipeline.model.model.is_multilingual else 2
+    pipeline.model.max_length = prompt + max_new_tokens
+    return pipeline.model.max_length
+
+
+class CountingGenerator:
+    """Stands between faster-whisper and the ctranslate2.models.Whisper object: counts the tokens each
+    generate() call really decoded (len(sequences_ids[0]) per window). Everything else is passed through."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.tokens = 0
+        self.windows = 0
+
+    def reset(self) -> None:
+        self.tokens = self.windows = 0
+
+    def generate(self, *a: Any, **k: Any) -> Any:
+        result = self._inner.generate(*a, **k)
+        for r in result:
+            self.tokens += len(r.sequences_ids[0])
+            self.windows += 1
+        return result
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+
 def synthetic_align_model(device: str) -> tuple[Any, dict[str, Any]]:
     """wav2vec2-base-shaped CTC model (as torchaudio's WAV2VEC2_ASR_BASE_960H), random weights, 29-char vocab."""
     import torch
@@ -501,6 +535,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data["error"] = rec.get("error")
         data["stages"] = bench.stages
         return data
+    if args.max_new_tokens:
+        data["max_length"] = cap_new_tokens(model, args.max_new_tokens)
     first = audios[0]["samples"][: 30 * 16000]
     bs0 = sizes[0]
     bench.measure("cold_first_call", len(first) / 16000, lambda: model.transcribe(first, batch_size=bs0, language="en"),
@@ -509,6 +545,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench.measure("warm_second_call", len(first) / 16000, lambda: model.transcribe(first, batch_size=bs0, language="en"),
                   engine="ctranslate2", weights=model_weights)
     vad_calls = timed_vad(model)
+    counter = CountingGenerator(model.model.model)
+    model.model.model = counter
     hf_tok = model.model.hf_tokenizer
 
     def encode(t: str) -> list[int]:
@@ -528,15 +566,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
         def batched(m: Any, bs: int, ct: str, label: str) -> dict[str, Any]:
             vad_calls.clear() if m is model else None
+            counter.reset()
             rec, res = bench.measure(f"{label}[{ct},bs{bs}]", secs, lambda: m.transcribe(samples, batch_size=bs, language="en"),
                                      engine="ctranslate2", weights=model_weights,
                                      extra={"compute_type": ct, "batch_size": bs, "file": name, "kind": label})
             if rec["status"] == "ok":
                 texts = [s["text"] for s in res["segments"]]
-                rec["tokens"] = count_text_tokens(encode, texts)
-                rec["token_count"] = "re-tokenised"
-                rec["windows"] = len(res["segments"])
-                rec["tokens_per_window"] = round(rec["tokens"] / max(1, len(res["segments"])), 1)
+                rec["tokens"] = counter.tokens
+                rec["windows"] = counter.windows
+                rec["tokens_per_window"] = round(counter.tokens / max(1, counter.windows), 1)
+                rec["text_tokens"] = count_text_tokens(encode, texts)
                 if m is model and vad_calls:
                     rec["vad_s"] = round(sum(vad_calls), 3)
                     rec["asr_only_s"] = round(rec["wall_s"] - rec["vad_s"], 3)
@@ -578,7 +617,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 if rec["status"] == "ok":
                     segs = res[0]
                     rec["tokens"] = sum(len(s.tokens) for s in segs)
-                    rec["token_count"] = "decoded"
+                    rec["token_count"] = "sequential_tokens"
                     rec["wer"] = round(jiwer.wer(normalise_words(a["reference"]),
                                                  normalise_words(" ".join(s.text for s in segs))), 4)
         # Alignment (synthetic wav2vec2) and diarization (synthetic embedding).
@@ -629,16 +668,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                                 engine="ctranslate2+torch", weights=model_weights)
         if m2 is None:
             continue
+        if args.max_new_tokens:
+            cap_new_tokens(m2, args.max_new_tokens)
+        counter2 = CountingGenerator(m2.model.model)
+        m2.model.model = counter2
         bench.measure(f"warmup[{ct}]", 30, lambda: m2.transcribe(samples[: 30 * 16000], batch_size=bs0, language="en"),
                       engine="ctranslate2", weights=model_weights)
+        counter2.reset()
         rec, res = bench.measure(f"compute_type[{ct},bs{bs0}]", secs,
                                  lambda: m2.transcribe(samples, batch_size=bs0, language="en"), engine="ctranslate2",
                                  weights=model_weights, extra={"compute_type": ct, "batch_size": bs0, "file": name,
                                                                "kind": "compute_type"})
         if rec["status"] == "ok":
             texts = [s["text"] for s in res["segments"]]
-            rec["tokens"] = count_text_tokens(encode, texts)
-            rec["token_count"] = "re-tokenised"
+            rec["tokens"], rec["windows"] = counter2.tokens, counter2.windows
+            rec["tokens_per_window"] = round(counter2.tokens / max(1, counter2.windows), 1)
+            rec["text_tokens"] = count_text_tokens(encode, texts)
             if model_weights == "real":
                 rec["wer"] = round(jiwer.wer(normalise_words(a["reference"]), normalise_words(" ".join(texts))), 4)
         del m2
