@@ -390,9 +390,10 @@ def summarise_transcribe(data: dict[str, Any]) -> dict[str, Any]:
                     pf["batched_over_sequential"] = round(s["rtf"] / o["rtf"], 2)
             elif o["stage"] in ("align", "diarize"):
                 pf[f"{o['stage']}_rtf"] = o.get("rtf")
-        pipe = [s.get("wall_s") or 0] + [o.get("wall_s") or 0 for o in stages
-                                         if o.get("file") == f and o["stage"] in ("align", "diarize")]
-        pf["pipeline_rtf_incl_align_diarize"] = round(s["audio_s"] / sum(pipe), 2) if sum(pipe) else None
+        extra = [o for o in stages if o.get("file") == f and o["stage"] in ("align", "diarize")]
+        wall = (s.get("wall_s") or 0) + sum(o.get("wall_s") or 0 for o in extra)
+        pf["pipeline_rtf"] = round(s["audio_s"] / wall, 2) if wall else None
+        pf["pipeline_stages"] = ["vad+asr (batched)"] + [o["stage"] for o in extra]
     if data.get("device") == "cpu" and data.get("model_weights") == "real":
         speech_files = {f: v for f, v in out["per_file"].items() if f.startswith("dialogue")}
         out["targets"] = {
@@ -402,6 +403,13 @@ def summarise_transcribe(data: dict[str, Any]) -> dict[str, Any]:
                 bool(speech_files) and all(v.get("wer") is not None and v["wer"] < 0.10 for v in speech_files.values()),
         }
     return out
+
+
+def _short(file: str) -> str:
+    """A file name without the cache key that speech.py puts in it: dialogue-5min-d5221521d767bd5f.wav -> dialogue-5min."""
+    import re
+
+    return re.sub(r"-[0-9a-f]{16}$", "", Path(file).stem) if file else ""
 
 
 def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
@@ -425,12 +433,12 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
                   and not s["stage"].startswith("warmup")]
     if rtf_stages:
         fig, ax = plt.subplots(figsize=(9, 0.32 * len(rtf_stages) + 1.6))
-        labels = [f"{s['stage']} · {s.get('file', '')}" for s in rtf_stages]
+        labels = [f"{s['stage']} · {_short(s.get('file', ''))}" for s in rtf_stages]
         bars = ax.barh(labels, [s["rtf"] for s in rtf_stages], color=[colors.get(s.get("weights"), "#999") for s in rtf_stages])
         ax.axvline(1, color="k", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.invert_yaxis()
-        ax.set_xlabel("real-time factor: audio s / wall s (log; right of the dashed line = faster than real time)")
+        ax.set_xlabel("real-time factor = audio s / wall s (log scale; dashed: real time)")
         ax.set_title(f"WhisperX stages, {model}, {dev}: {where}", fontsize=9)
         for bar, s in zip(bars, rtf_stages):
             ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2, f"{s['rtf']:g}x", va="center", fontsize=7)
@@ -440,7 +448,7 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
         ax.tick_params(axis="y", labelsize=7)
         fig.tight_layout()
         p = base.with_name(base.name + "-rtf-stage.png")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         out.append(p)
 
@@ -458,11 +466,11 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
         ax.set_xscale("log", base=2)
         ax.set_xlabel("batch size")
         ax.set_ylabel("real-time factor (audio s / wall s)")
-        ax.set_title(f"Batched ASR on {longest}, {dev}", fontsize=9)
+        ax.set_title(f"Batched VAD+ASR on {_short(longest or '')}, {dev}", fontsize=9)
         ax.legend(fontsize=7)
         fig.tight_layout()
         p = base.with_name(base.name + "-rtf-batch.png")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         out.append(p)
 
@@ -470,11 +478,11 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
     mem = [s for s in stages if s.get(key)]
     if mem:
         fig, ax = plt.subplots(figsize=(9, 0.32 * len(mem) + 1.6))
-        ax.barh([f"{s['stage']} · {s.get('file', '')}" for s in mem], [s[key] for s in mem],
+        ax.barh([f"{s['stage']} · {_short(s.get('file', ''))}" for s in mem], [s[key] for s in mem],
                 color=[colors.get(s.get("weights"), "#999") for s in mem])
         ax.invert_yaxis()
-        ax.set_xlabel("peak GPU memory, MiB (torch allocator for torch stages; NVML process total for CTranslate2)"
-                      if dev == "cuda" else "peak RSS during the stage, MiB")
+        ax.set_xlabel("peak GPU memory, MiB (torch stages: torch allocator; CTranslate2: NVML, whole process)"
+                      if dev == "cuda" else "peak RSS during the stage, MiB (whole process)", fontsize=8)
         ax.set_title(f"Memory by stage, {model}, {dev}", fontsize=9)
         from matplotlib.patches import Patch
 
@@ -482,7 +490,7 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
         ax.tick_params(axis="y", labelsize=7)
         fig.tight_layout()
         p = base.with_name(base.name + "-memory.png")
-        fig.savefig(p, dpi=110)
+        fig.savefig(p, dpi=110, bbox_inches="tight")
         plt.close(fig)
         out.append(p)
     return out
