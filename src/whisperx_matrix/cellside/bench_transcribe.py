@@ -542,6 +542,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bench.measure("cold_first_call", len(first) / 16000, lambda: model.transcribe(first, batch_size=bs0, language="en"),
                   engine="ctranslate2", weights=model_weights, extra={"note": "first transcription after load: includes "
                   "lazy init and, on GPUs without SASS in ctranslate2's wheel, the PTX JIT"})
+    if bench.stages[-1]["status"] != "ok":  # e.g. libcublas.so.12 missing: every later stage would fail the same way
+        data.update(ok=False, error=bench.stages[-1].get("error"), stages=bench.stages)
+        return data
     bench.measure("warm_second_call", len(first) / 16000, lambda: model.transcribe(first, batch_size=bs0, language="en"),
                   engine="ctranslate2", weights=model_weights)
     vad_calls = timed_vad(model)
@@ -655,6 +658,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         rec["der_note"] = "not computed: speaker-embedding weights are synthetic"
         f["stages"] = [s.get("stage") for s in bench.stages[start:]]
         data["files"].append(f)
+        if args.out:  # a checkpoint: a run killed by a timeout still leaves what it measured
+            write_json(args.out, {**data, "stages": bench.stages, "partial": True})
 
     for s in bench.stages:
         s.pop("_segments", None)
@@ -691,6 +696,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             torch.cuda.empty_cache()
     data["stages"] = bench.stages
     data["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    data.pop("partial", None)
     shutil.rmtree(tmp, ignore_errors=True)
     return data
 
