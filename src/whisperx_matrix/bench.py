@@ -109,8 +109,9 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
                             "-r", str(lock)], env=base_env, check=True)
             steps[f"raw_uv_{label}_s"] = round(time.perf_counter() - t0, 2)
             _say(f"  {steps[f'raw_uv_{label}_s']} s")
-        # What a second env from the same cache adds on disk (hardlinks cost almost nothing).
-        first, second = env_link.resolve(), scratch / "raw-uv-warm"
+        # What a second env from the same cache adds on disk (hardlinks cost almost nothing); both raw-uv
+        # envs came from the second cache, so they share inodes as two cells of one user do.
+        first, second = scratch / "raw-uv-cold", scratch / "raw-uv-warm"
         results["second_env_adds_bytes"] = _du_bytes(first, second) - _du_bytes(first)
 
         if pip_baseline:
