@@ -242,3 +242,25 @@ def test_summary_judges_the_issue_targets_on_dialogue_files_only():
     assert not all(bench.summarise_transcribe({"device": "cpu", "model_weights": "real", "stages": stages})["targets"].values())
     synthetic = bench.summarise_transcribe({"device": "cuda", "model_weights": "synthetic", "stages": stages})
     assert "targets" not in synthetic
+
+
+def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_use_no_gpu_here(monkeypatch):
+    import os
+    import types
+
+    listed = {"pids": [os.getpid()]}
+
+    class Proc:
+        def __init__(self, pid):
+            self.pid, self.usedGpuMemory = pid, 700 * 2**20
+
+    fake = types.SimpleNamespace(  # stands in for pynvml with one GPU: there is no GPU (or NVML) here
+        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=900 * 2**20),
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc(p) for p in listed["pids"]])
+    monkeypatch.setitem(sys.modules, "pynvml", fake)
+    s = bt.Sampler(gpu=True)
+    assert s.gpu_now() == 700 * 2**20 and s.gpu_source == "nvml-process"
+    listed["pids"] = [1]  # NVML lists another pid namespace's pids (a container)
+    assert s.gpu_now() == 900 * 2**20 and s.gpu_source.startswith("nvml-device-used")
+    assert s.device_used_peak == 900 * 2**20

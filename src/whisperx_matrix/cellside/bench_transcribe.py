@@ -166,6 +166,7 @@ class Sampler:
         self.rss_peak = 0
         self.gpu_peak: int | None = None
         self.gpu_source: str | None = None
+        self.device_used_peak: int | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._nvml = None
@@ -194,12 +195,19 @@ class Sampler:
         pid = os.getpid()
         if self._nvml is not None:
             nv = self._nvml
-            total = 0
+            total, seen, used = 0, False, 0
             for i in range(nv.nvmlDeviceGetCount()):
                 h = nv.nvmlDeviceGetHandleByIndex(i)
+                used += nv.nvmlDeviceGetMemoryInfo(h).used
                 for p in nv.nvmlDeviceGetComputeRunningProcesses(h):
                     if p.pid == pid and p.usedGpuMemory:
                         total += p.usedGpuMemory
+                        seen = True
+            self.device_used_peak = max(self.device_used_peak or 0, used)
+            if not seen:  # in a container NVML may list host pids: then the device's used memory stands in
+                self.gpu_source = "nvml-device-used (this pid not listed by NVML: container pid namespace?)"
+                return used
+            self.gpu_source = "nvml-process"
             return total
         if self.gpu_source == "nvidia-smi-process":
             return smi_process_memory(pid)
@@ -302,6 +310,8 @@ class Bench:
                 rec["gpu_peak_mib"] = None if sampler.gpu_peak is None else round(sampler.gpu_peak / 2**20)
                 rec["gpu_peak_source"] = (f"{sampler.gpu_source} (whole process: CUDA context and torch's cache included)"
                                           if sampler.gpu_source else "unavailable")
+                if sampler.device_used_peak is not None:
+                    rec["gpu_device_used_peak_mib"] = round(sampler.device_used_peak / 2**20)
             if rec["status"] == "oom":
                 torch.cuda.empty_cache()
         msg = f"  {rec['status']}"
