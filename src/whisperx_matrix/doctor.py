@@ -472,7 +472,7 @@ def judge_cell(matrix: Matrix, cell: Cell, sm: int | None, driver: str | None, g
     limited: list[str] = []
     has_lock = locks.lock_path(matrix, cell).is_file()
     if cell.channel == "nightly" and not has_lock:
-        where = cell.index.url if cell.index else "the PyTorch nightly index"
+        where = cell.index.describe() if cell.index else "the PyTorch nightly index"
         reasons.append(f"nightly unreachable: needs {where}, which could not be locked from here")
     if gpu_problem:
         reasons.append(f"driver {driver} predates sm_{sm} (see above)")

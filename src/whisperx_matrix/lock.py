@@ -159,7 +159,7 @@ def check(matrix: Matrix, cells: Iterable[Cell]) -> list[LockStatus]:
             if path.exists():
                 results.append(LockStatus(lock_id, ids, "stale", f"{path.name} has no whisperx-matrix header; regenerate it"))
             elif cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
-                results.append(LockStatus(lock_id, ids, "unreachable", f"index {cell.index.url} ({why}); not testable here"))
+                results.append(LockStatus(lock_id, ids, "unreachable", f"{cell.index.describe()} unreachable: {why}; not testable here"))
             else:
                 results.append(LockStatus(lock_id, ids, "missing", f"no {path.relative_to(matrix.root)}"))
         elif header.input_hash != input_hash(inputs):
@@ -194,7 +194,7 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False) -> LockSt
     if header is not None and header.input_hash == digest and not upgrade:
         return LockStatus(cell.lock_id, group_ids, "fresh", "inputs unchanged")
     if cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
-        return LockStatus(cell.lock_id, group_ids, "unreachable", f"PyTorch index {cell.index.url} ({why})")
+        return LockStatus(cell.lock_id, group_ids, "unreachable", f"{cell.index.describe()} unreachable: {why}")
 
     with tempfile.TemporaryDirectory(prefix="wxm-lock-") as tmp:
         work = Path(tmp)

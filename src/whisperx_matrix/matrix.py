@@ -51,6 +51,11 @@ class Index:
         """The URL in force: the environment variable named in matrix.toml wins."""
         return os.environ.get(self.env) or self.default_url
 
+    def describe(self) -> str:
+        """How reports name the index: by its matrix.toml name, never by host (reports are committed)."""
+        where = "overridden by " + self.env if os.environ.get(self.env) else "set " + self.env + " to use a mirror"
+        return f"PyTorch index '{self.name}' ({where})"
+
 
 @dataclass(frozen=True)
 class Expectation:
