@@ -59,11 +59,17 @@ def _du_bytes(*folders: Path) -> int:
     return int(out.stdout.strip().splitlines()[-1].split()[0])
 
 
+def portable(text: str, root: Path) -> str:
+    """Results are committed: the checkout and the home folder become '.' and '~' (no machine paths)."""
+    return text.replace(str(root.resolve()), ".").replace(str(Path.home()), "~")
+
+
 def _write(kind: str, data: dict[str, Any], results_dir: Path) -> Path:
     from .secrets import redact
 
     out = results_dir / f"{kind}-{time.strftime('%Y-%m-%d')}.json"
-    atomic_write(out, redact(json.dumps(data, indent=2)) + "\n")
+    root = matrices.find_matrix().parent
+    atomic_write(out, portable(redact(json.dumps(data, indent=2)), root) + "\n")
     return out
 
 
