@@ -42,7 +42,11 @@ BUILDER=$(ls -d "$W"/g*/builder 2>/dev/null | head -1)
 #    (the closure was resolved by gpu_wheelhouse.sh); whisperx without its torch~=2.8 pins.
 if [ ! -x "$VENV/bin/python" ]; then
     log "venv + install from the carried wheels ..."
-    python3 -m venv --system-site-packages "$VENV"
+    # `python3` there is itself a venv (/opt/...), so --system-site-packages would reach the OS Python, not the
+    # preinstalled torch: a .pth in our venv appends that venv's site-packages instead (measured on the H100).
+    python3 -m venv "$VENV"
+    PRE_SITE=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
+    echo "$PRE_SITE" > "$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz-preinstalled-stack.pth"
     # Wheels over the group limit travel in parts (NAME.whl.part-00, -01, ... across groups): join them.
     JOINED=/tmp/wxm-joined-wheels; rm -rf "$JOINED"; mkdir -p "$JOINED"
     for whl in $(ls "$W"/g*/*.whl.part-* 2>/dev/null | xargs -rn1 basename | sed 's/\.part-[0-9]*$//' | sort -u); do
