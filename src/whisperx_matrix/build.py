@@ -247,7 +247,7 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
         if st is not None and not st.get("passed") and selftest:
             raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
                                 hint=f"recorded in {final / SELFTEST}; the env in force is unchanged (--force rebuilds)",
-                                record={**st, "env": str(final)})
+                                record={**st, "env": str(final), "reused": True})
         if not selftest or st is not None:
             _relink(link, final)
             _sweep(builds, cell, keep={final})

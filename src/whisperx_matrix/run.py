@@ -160,7 +160,11 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     rec["seconds"]["build"] = round(time.perf_counter() - t0, 2)
     if st:
         rec["versions"] = {k: v for k, v in st.get("versions", {}).items() if v}
-        rec["seconds"]["selftest"] = st.get("seconds")
+        # A reused build carries the self-test it passed (or failed) when it was built: not this run's time.
+        ran_now = rec["checks"]["build"]["detail"].startswith("built") and not st.get("reused")
+        rec["seconds"]["selftest"] = st.get("seconds") if ran_now else 0.0
+        if ran_now:
+            rec["seconds"]["build"] = round(max(0.0, rec["seconds"]["build"] - (st.get("seconds") or 0)), 2)
         if st.get("passed"):
             tr = st["transcription"]
             rec["checks"]["selftest"] = _check("pass", f"WER {tr['wer']:.0%} on {st['audio_seconds']:.0f} s of speech (CPU)")
