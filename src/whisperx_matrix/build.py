@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sys
 import time
@@ -121,7 +122,7 @@ def _sweep(builds: Path, cell: Cell, keep: set[Path]) -> None:
             pid = name[len(f".tmp-{cell.id}-"):].split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
-        elif name.startswith(f"{cell.id}-") and len(name) == len(cell.id) + 13 and entry not in keep:
+        elif re.fullmatch(rf"{re.escape(cell.id)}-[0-9a-f]{{12}}(-\d+)?", name) and entry not in keep:
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -234,7 +235,7 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     final = builds / f"{cell.id}-{key}"
 
     current = _read_json(link / STAMP) if link.is_symlink() else None
-    if current is not None and current.get("key") == key and link.resolve() == final.resolve() and not force:
+    if current is not None and current.get("key") == key and not force:
         st = _read_json(final / SELFTEST)
         return BuildResult(cell.id, link, "up-to-date", {"check": round(time.perf_counter() - t_start, 3)},
                            selftest=st)
@@ -253,7 +254,11 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
             _sweep(builds, cell, keep={final})
             return BuildResult(cell.id, link, "relinked", {"check": round(time.perf_counter() - t_start, 3)}, selftest=st)
     if final.exists():
-        shutil.rmtree(final)
+        if link.is_symlink() and link.resolve() == final.resolve():
+            # --force on the env in force: build beside it, so a failure still leaves it usable.
+            final = final.with_name(f"{final.name}-{int(time.time())}")
+        else:
+            shutil.rmtree(final)  # an unlinked build of the same inputs, being forced again
 
     if wheelhouse is not None:
         from .wheelhouse import verify

@@ -161,3 +161,20 @@ def test_preload_pth_loads_libraries_at_start(tiny_project: Path) -> None:
     assert out.stdout.strip() == "1 {}"
     with pytest.raises(BuildError, match="preload nope.so is not in the env"):
         build._preload_files(site, matrix.Cell(**{**cell.__dict__, "preload": ("nope.so",)}))
+
+
+def test_forced_rebuild_that_fails_keeps_the_env_in_force(tiny_project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--force builds beside the env in force: a failure in the forced build (a real uv failure: an offline
+    install from an empty cache) leaves the old env linked and working."""
+    write_lock(tiny_project)
+    _build(tiny_project)
+    env = tiny_project / "envs" / "tiny"
+    before = env.resolve()
+    with monkeypatch.context() as mp:
+        mp.setenv("UV_CACHE_DIR", str(tiny_project / "empty-cache"))
+        with pytest.raises(BuildError):
+            _build(tiny_project, force=True, offline=True)
+    assert env.resolve() == before and _python_sees_six(env).startswith("1.16.0")
+    forced = _build(tiny_project, force=True)
+    assert forced.state == "built" and env.resolve() != before and not before.exists()
+    assert _build(tiny_project).state == "up-to-date"
