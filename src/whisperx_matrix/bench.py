@@ -87,7 +87,7 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
     results: dict[str, Any] = {"cell": cell.id, "lock": lock.name, "steps": {}}
     steps = results["steps"]
     try:
-        _say(f"bench build: ours, cold (empty uv cache) ... ")
+        _say("bench build: ours, cold (empty uv cache) ...")
         steps["ours_cold_s"] = round(_timed(ours, env=ours_env, cwd=m.root), 2)
         _say(f"  {steps['ours_cold_s']} s")
         env_link = scratch / "envs" / cell.id

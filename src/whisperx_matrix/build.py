@@ -18,7 +18,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -133,7 +132,7 @@ def _relink(link: Path, target: Path) -> None:
     os.symlink(os.path.relpath(target, link.parent), tmp)
     if link.exists() and not link.is_symlink():
         tmp.unlink()
-        raise BuildError(f"{link} is a real folder, not a link to a build", hint=f"move it away, then rebuild")
+        raise BuildError(f"{link} is a real folder, not a link to a build", hint="move it away, then rebuild")
     os.replace(tmp, link)
 
 

@@ -18,7 +18,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from .errors import ConfigError, UnknownCellError, did_you_mean
+from .errors import ConfigError, FatalError, UnknownCellError, did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -236,16 +236,21 @@ def find_matrix(start: Path | None = None) -> Path:
     )
 
 
-def load(path: Path | None = None) -> Matrix:
-    path = path or find_matrix()
+def read_toml(path: Path, *, error: type[FatalError] = ConfigError, missing_hint: str) -> tuple[dict[str, Any], str]:
+    """A TOML file's data and text (the text lets errors name lines), or ``error`` with a one-line cause."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", hint="check the path (or WXM_MATRIX)") from exc
+        raise error(f"cannot read {path}: {exc.strerror}", hint=missing_hint) from None
     try:
-        data = tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML: {exc}", hint="fix the syntax at that line") from exc
+        raise error(f"{path.name}: not valid TOML: {exc}", hint="fix the syntax at that line") from None
+
+
+def load(path: Path | None = None) -> Matrix:
+    path = path or find_matrix()
+    data, text = read_toml(path, missing_hint="check the path (or WXM_MATRIX)")
     return parse(data, path=path, text=text)
 
 

@@ -40,11 +40,8 @@ from packaging.version import InvalidVersion, Version
 
 from . import paths
 from .errors import ConfigError, NetworkError, NotBuiltError, PatchError, ToolMissingError
+from .matrix import read_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
 
 SCHEMA = 1
 MANIFEST = "series.toml"
@@ -140,14 +137,7 @@ def default_patches_dir() -> Path:
 def load_series(patches_dir: Path) -> Series:
     """Read and validate ``series.toml`` and every diff it names. Errors name the file and line."""
     manifest = patches_dir / MANIFEST
-    try:
-        text = manifest.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise PatchError(f"cannot read {manifest}: {exc.strerror}", hint="run from the project's checkout") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise PatchError(f"{manifest}: not valid TOML: {exc}", hint="fix the syntax at that line") from exc
+    data, text = read_toml(manifest, error=PatchError, missing_hint="run from the project's checkout")
     lines = text.splitlines()
 
     def fail(msg: str, patch_id: str | None = None, key: str | None = None) -> PatchError:

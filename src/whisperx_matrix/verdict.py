@@ -10,7 +10,6 @@ Claim verdicts: confirmed, contradicted, not-testable; each with its evidence.
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,12 +18,8 @@ from typing import Any
 from packaging.version import Version
 
 from .errors import ConfigError, did_you_mean
-from .matrix import Expectation, Matrix
+from .matrix import Expectation, Matrix, read_toml
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 UNEXPECTED = ("wrong-reason", "unexpected-pass", "unexpected-failure")
 CLAIM_VERDICTS = ("confirmed", "contradicted", "not-testable")
@@ -88,12 +83,7 @@ class Claim:
 
 def load_claims(path: Path, matrix: Matrix) -> list[Claim]:
     """claims.toml, validated: every cell named must exist, every check must be known."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", hint="claims.toml sits beside matrix.toml") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name}: not valid TOML: {exc}", hint="fix the syntax at that line") from None
+    data, _ = read_toml(path, missing_hint="claims.toml sits beside matrix.toml")
     claims = []
     ids = set(matrix.ids())
     for raw in data.get("claims", []):
