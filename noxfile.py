@@ -106,7 +106,8 @@ def bench(session: nox.Session) -> None:
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real cell builds and the documented outcome end to end."""
     _tool_venv(session, "test")
-    session.run("pytest", "-n", "2", *session.posargs)
+    # loadfile: a module-scoped fixture (the end-to-end matrix run) is built once, on one worker.
+    session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
 @nox.session(default=False, reuse_venv=True)

@@ -10,7 +10,9 @@ import concurrent.futures
 import json
 import os
 import platform
+import shutil
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -251,7 +253,9 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
                suite: bool = True, claims_path: Path | None = None) -> dict[str, Any]:
     t_run = time.perf_counter()
     claims = verdict.load_claims(claims_path or m.root / "claims.toml", m)  # rejected at load if it names a bad cell
-    work = paths.cache_dir() / "matrix-work"
+    # One scratch folder per run: two matrix runs at once (CI shards, pytest workers) never share files.
+    paths.cache_dir().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="matrix-work-", dir=paths.cache_dir()))
     tools.require("ffmpeg")
     speech.selftest_speech()  # made once, before the workers need it
     results: dict[str, dict[str, Any]] = {}
@@ -273,6 +277,7 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
             why = ", ".join(rec["observed"]["reasons"]) or rec["observed"].get("note", "")
             _say(f"[{n}/{len(cells)}] {cell.id}: {mark}{rec['verdict']}{f' ({why})' if why else ''} "
                  f"[{rec['seconds'].get('total', 0):.0f} s]")
+    shutil.rmtree(work, ignore_errors=True)
     ordered = [results[c.id] for c in cells]
     stage_totals = {k: round(sum(r["seconds"].get(k) or 0 for r in ordered), 2)
                     for k in ("build", "selftest", "audit", "suite")}
