@@ -1,0 +1,93 @@
+"""The nightly machinery against a PyTorch-style index we serve ourselves (the real nightly index is out of reach
+here): the index URL comes from matrix.toml's override variable, torch resolves from it as a pre-release, the rest
+from the default index, and the lock records the index in its inputs. The torch wheels served are stand-ins we
+build (empty packages with real wheel metadata), since no nightly torch can be downloaded on these machines."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import http.server
+import threading
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from whisperx_matrix import lock, matrix
+
+pytestmark = pytest.mark.network  # whisperx and the rest resolve from the default index
+
+NIGHTLY = "2.10.0.dev20260101"
+
+
+def _wheel(folder: Path, name: str, version: str) -> Path:
+    """A minimal valid wheel: one module, METADATA, WHEEL and RECORD with hashes."""
+    dist = f"{name}-{version}"
+    path = folder / f"{dist}-py3-none-any.whl"
+    files = {
+        f"{name}/__init__.py": f"__version__ = {version!r}\n".encode(),
+        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
+        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for arc, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{arc},sha256={digest},{len(data)}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    with zipfile.ZipFile(path, "w") as zf:
+        for arc, data in files.items():
+            zf.writestr(arc, data)
+        zf.writestr(f"{dist}.dist-info/RECORD", "\n".join(record) + "\n")
+    return path
+
+
+@pytest.fixture
+def nightly_index(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A PEP 503 simple index on localhost serving stand-in torch, torchaudio and torchvision nightlies."""
+    root = tmp_path / "index"
+    for name, version in (("torch", NIGHTLY), ("torchaudio", NIGHTLY), ("torchvision", "0.25.0.dev20260101")):
+        folder = root / name
+        folder.mkdir(parents=True)
+        whl = _wheel(folder, name, version)
+        sha = hashlib.sha256(whl.read_bytes()).hexdigest()
+        (folder / "index.html").write_text(f'<html><body><a href="{whl.name}#sha256={sha}">{whl.name}</a></body></html>')
+    (root / "index.html").write_text("".join(f'<a href="{n}/">{n}</a>' for n in ("torch", "torchaudio", "torchvision")))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
+            super().__init__(*a, directory=str(root), **kw)
+
+        def log_message(self, *args):  # type: ignore[no-untyped-def]
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
+
+
+def test_nightly_cell_locks_from_its_index(tiny_project: Path, nightly_index: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = tiny_project / "matrix.toml"
+    toml.write_text(toml.read_text().replace(
+        'index = "nightly"\npins = { whisperx = "3.8.6" }',
+        'index = "nightly"\npins = { whisperx = "3.8.6" }\n'
+        'overrides = ["torch>=2.10.0.dev0", "torchaudio>=2.10.0.dev0", "torchvision>=0.25.0.dev0", "pyannote-audio>=4.0.1"]'))
+    monkeypatch.setenv("WXM_TEST_NIGHTLY_INDEX", nightly_index)
+    m = matrix.load(toml)
+    cell = m.get("tiny-nightly")
+    assert cell.index is not None and cell.index.url == nightly_index
+    [status] = lock.lock_all(m, [cell])
+    assert status.state == "written", status.detail
+    text = lock.lock_path(m, cell).read_text()
+    assert f"\ntorch=={NIGHTLY} \\\n    --hash=sha256:" in text  # the nightly came from our index, hashed
+    assert f"\ntorchaudio=={NIGHTLY} \\\n" in text
+    assert "\nwhisperx==3.8.6 \\\n" in text  # everything else from the default index
+    assert lock.read_header(lock.lock_path(m, cell)).inputs["index"] == nightly_index
+    assert lock.check(m, [cell])[0].state == "fresh"
+    # Point the variable elsewhere: the lock no longer matches its inputs, and check says which one changed.
+    monkeypatch.setenv("WXM_TEST_NIGHTLY_INDEX", "http://127.0.0.1:9/other/")
+    [stale] = lock.check(m, [cell])
+    assert stale.state == "stale" and stale.detail.startswith("index:")
