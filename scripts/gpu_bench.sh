@@ -26,6 +26,8 @@ BUILDER_SITE=/tmp/wxm-builder-site
 SYNTH=/tmp/wxm-synthetic-large-v3
 SCRIPT=$ROOT/src/whisperx_matrix/cellside/bench_transcribe.py
 T0=$(date +%s)
+# shellcheck source=scripts/gpu_venv.sh
+source "$ROOT/scripts/gpu_venv.sh"
 log() { echo "[gpu_bench $(( $(date +%s) - T0 ))s] $*" >&2; }
 STEPS=/tmp/wxm-gpu-steps.txt; : > "$STEPS"
 mark() { echo "$1=$(( $(date +%s) - T0 ))" >> "$STEPS"; }
@@ -42,18 +44,7 @@ BUILDER=$(ls -d "$W"/g*/builder 2>/dev/null | head -1)
 #    (the closure was resolved by gpu_wheelhouse.sh); whisperx without its torch~=2.8 pins.
 if [ ! -x "$VENV/bin/python" ]; then
     log "venv + install from the carried wheels ..."
-    # `python3` there is itself a venv (/opt/...), so --system-site-packages would reach the OS Python, not the
-    # preinstalled torch: a .pth in our venv appends that venv's site-packages instead (measured on the H100).
-    python3 -m venv "$VENV"
-    PRE_SITE=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    echo "$PRE_SITE" > "$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz-preinstalled-stack.pth"
-    # Wheels over the group limit travel in parts (NAME.whl.part-00, -01, ... across groups): join them.
-    JOINED=/tmp/wxm-joined-wheels; rm -rf "$JOINED"; mkdir -p "$JOINED"
-    for whl in $(ls "$W"/g*/*.whl.part-* 2>/dev/null | xargs -rn1 basename | sed 's/\.part-[0-9]*$//' | sort -u); do
-        cat $(ls "$W"/g*/"$whl".part-* | awk -F/ '{print $NF" "$0}' | sort | cut -d" " -f2) > "$JOINED/$whl"
-    done
-    "$VENV/bin/pip" install -q --no-index --no-deps $(ls "$W"/g*/*.whl "$JOINED"/*.whl 2>/dev/null) > "$OUT/.install.log" 2>&1 \
-        || { log "install failed: $(tail -1 "$OUT/.install.log")"; }
+    make_gpu_venv "$VENV" "$W" "$OUT/.install.log" || log "install failed: $(tail -1 "$OUT/.install.log")"
 fi
 PY=$VENV/bin/python
 TRANSFORMERS_NOTE="preinstalled transformers"

@@ -12,19 +12,13 @@ ROOT=$PWD
 W=${WHEELS:?set WHEELS to the folder holding g1..gN}
 OUT=${OUT:?set OUT}
 VENV=/tmp/wxm-cell-venv
+# shellcheck source=scripts/gpu_venv.sh
+source "$ROOT/scripts/gpu_venv.sh"
 unset LD_LIBRARY_PATH
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PYANNOTE_METRICS_ENABLED=false PIP_DISABLE_PIP_VERSION_CHECK=1
 
 if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-    # python3 there is itself a venv: reach its preinstalled torch through a .pth (see gpu_bench.sh).
-    PRE_SITE=$(python3 -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-    echo "$PRE_SITE" > "$("$VENV/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")/zz-preinstalled-stack.pth"
-    JOINED=/tmp/wxm-joined-wheels; rm -rf "$JOINED"; mkdir -p "$JOINED"
-    for whl in $(ls "$W"/g*/*.whl.part-* 2>/dev/null | xargs -rn1 basename | sed 's/\.part-[0-9]*$//' | sort -u); do
-        cat $(ls "$W"/g*/"$whl".part-* | awk -F/ '{print $NF" "$0}' | sort | cut -d" " -f2) > "$JOINED/$whl"
-    done
-    "$VENV/bin/pip" install -q --no-index --no-deps $(ls "$W"/g*/*.whl "$JOINED"/*.whl) > "$OUT/.install.log" 2>&1
+    make_gpu_venv "$VENV" "$W" "$OUT/.install.log"
     "$VENV/bin/pip" install -q --no-index --no-deps "$W"/g*/builder/*.whl >> "$OUT/.install.log" 2>&1 || true
 fi
 # WhisperX decodes with the ffmpeg binary, which that machine lacks: take the one imageio-ffmpeg's wheel ships.
