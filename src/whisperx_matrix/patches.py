@@ -747,7 +747,11 @@ def apply_series(series: Series, site_packages: Path, whisperx_version: str) -> 
             for rel in rels
         ),
     )
-    _commit(site_packages, originals, results, record_rows, new_record)
+    # Each patched file's RECORD line gets its new hash and size.
+    by_record: dict[Path, dict[str, str]] = {}
+    for rel, (record_file, line) in record_rows.items():
+        by_record.setdefault(record_file, {})[line] = _record_line(rel, results[rel])
+    _commit(site_packages, originals, results, by_record, new_record)
     outcomes = [Outcome(p.id, "applied", "; ".join(notes.get(p.id, ()))) for p in todo] + skipped
     return ApplyResult(version, _in_series_order(series, outcomes), changed=True)
 
@@ -761,21 +765,18 @@ def _commit(
     site_packages: Path,
     old: Mapping[str, bytes],
     new: Mapping[str, bytes],
-    record_rows: Mapping[str, tuple[Path, str]],
+    record_lines: Mapping[Path, Mapping[str, str]],
     record: PatchRecord | None,
 ) -> None:
-    """Write ``new`` over the files (restoring ``old`` on any failure), then RECORD lines, pycache and the
-    patch record (``None``: delete it)."""
+    """Write ``new`` over the files (restoring ``old`` on any failure), then the RECORD line replacements
+    (per RECORD file: old line -> new line), pycache and the patch record (``None``: delete it)."""
     written: list[str] = []
     try:
         for rel, data in new.items():
             _atomic_write(site_packages / rel, data)
             written.append(rel)
-        by_record: dict[Path, dict[str, str]] = {}
-        for rel, (record_file, line) in record_rows.items():
-            by_record.setdefault(record_file, {})[line] = _record_line(rel, new[rel])
-        for record_file, replacements in by_record.items():
-            _rewrite_record(record_file, replacements)
+        for record_file, replacements in record_lines.items():
+            _rewrite_record(record_file, dict(replacements))
         if record is None:
             (site_packages / RECORD_FILE).unlink(missing_ok=True)
         else:
@@ -844,20 +845,7 @@ def revert_series(series: Series | None, site_packages: Path) -> RevertResult:
         if change.path in rows and change.record_line is not None:
             record_file, line = rows[change.path]
             by_record.setdefault(record_file, {})[line] = change.record_line
-    written: list[str] = []
-    try:
-        for rel, data in restored.items():
-            _atomic_write(site_packages / rel, data)
-            written.append(rel)
-        for record_file, replacements in by_record.items():
-            _rewrite_record(record_file, replacements)
-        (site_packages / RECORD_FILE).unlink(missing_ok=True)
-    except BaseException:
-        for rel in written:
-            _atomic_write(site_packages / rel, current[rel])
-        raise
-    for rel in rels:
-        _drop_pycache(site_packages, rel)
+    _commit(site_packages, current, restored, by_record, None)
     return RevertResult(tuple(p.id for p in record.patches), changed=True)
 
 
