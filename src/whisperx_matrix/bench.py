@@ -151,6 +151,22 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
     return results
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Lay out, write and close a figure (every benchmark plot is saved the same way)."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _weights_legend(ax: Any, colors: dict[str, str]) -> None:
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(color=c, label=f"{k} weights") for k, c in colors.items()], fontsize=7, loc="lower right")
+
+
 def plot_build(data: dict[str, Any], out: Path) -> Path | None:
     try:
         import matplotlib
@@ -172,10 +188,7 @@ def plot_build(data: dict[str, Any], out: Path) -> Path | None:
     ax.set_title(f"Building {data['cell']} ({data['machine']['cores']} cores)")
     for bar, v in zip(bars, vals):
         ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2, f"{v:g} s", va="center", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def bench_matrix(m: matrices.Matrix, *, sm: int) -> dict[str, Any]:
@@ -212,10 +225,7 @@ def plot_matrix(data: dict[str, Any], out: Path) -> Path | None:
     ax.set_xlabel("seconds (stage time per cell; cells run in parallel)")
     ax.set_title(f"nox -s matrix: {data['wall_s']:.0f} s wall for {len(cells)} cells ({data['machine']['cores']} cores)")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return _save(fig, out)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -449,15 +459,9 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
         ax.set_title(f"WhisperX stages, {model}, {dev}: {where}", fontsize=9)
         for bar, s in zip(bars, rtf_stages):
             ax.text(bar.get_width() * 1.05, bar.get_y() + bar.get_height() / 2, f"{s['rtf']:g}x", va="center", fontsize=7)
-        from matplotlib.patches import Patch
-
-        ax.legend(handles=[Patch(color=c, label=f"{k} weights") for k, c in colors.items()], fontsize=7, loc="lower right")
+        _weights_legend(ax, colors)
         ax.tick_params(axis="y", labelsize=7)
-        fig.tight_layout()
-        p = base.with_name(base.name + "-rtf-stage.png")
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        out.append(p)
+        out.append(_save(fig, base.with_name(base.name + "-rtf-stage.png")))
 
     sweep = sorted([s for s in stages if s.get("kind") in ("whisperx_batched", "batch_sweep") and s.get("batch_size")],
                    key=lambda s: (s["file"], s["batch_size"]))
@@ -475,11 +479,7 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
         ax.set_ylabel("real-time factor (audio s / wall s)")
         ax.set_title(f"Batched VAD+ASR on {_short(longest or '')}, {dev}", fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        p = base.with_name(base.name + "-rtf-batch.png")
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        out.append(p)
+        out.append(_save(fig, base.with_name(base.name + "-rtf-batch.png")))
 
     key = "gpu_peak_mib" if dev == "cuda" else "rss_peak_mib"
     mem = [s for s in stages if s.get(key)]
@@ -491,15 +491,9 @@ def plot_transcribe(data: dict[str, Any], base: Path) -> list[Path]:
         ax.set_xlabel("peak GPU memory, MiB (torch stages: torch allocator; CTranslate2: NVML, whole process)"
                       if dev == "cuda" else "peak RSS during the stage, MiB (whole process)", fontsize=8)
         ax.set_title(f"Memory by stage, {model}, {dev}", fontsize=9)
-        from matplotlib.patches import Patch
-
-        ax.legend(handles=[Patch(color=c, label=f"{k} weights") for k, c in colors.items()], fontsize=7, loc="lower right")
+        _weights_legend(ax, colors)
         ax.tick_params(axis="y", labelsize=7)
-        fig.tight_layout()
-        p = base.with_name(base.name + "-memory.png")
-        fig.savefig(p, dpi=110, bbox_inches="tight")
-        plt.close(fig)
-        out.append(p)
+        out.append(_save(fig, base.with_name(base.name + "-memory.png")))
     return out
 
 
