@@ -147,10 +147,12 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     try:
         result = builds.build(m, cell, progress=lambda msg: _say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
+        selftest_ran_now = result.state == "built"
         rec["checks"]["build"] = _check("pass", f"{result.state}; {result.patches or 'no patches'}".replace("\n", "; "),
                                         seconds=time.perf_counter() - t0)
     except SelfTestError as exc:
         env_dir, st = Path(exc.record["env"]), exc.record
+        selftest_ran_now = not exc.record.get("reused")
         rec["checks"]["build"] = _check("pass", "built; self-test failed, so it is not linked", seconds=time.perf_counter() - t0)
     except FatalError as exc:
         reason = f"build-failed:{type(exc).__name__}"
@@ -163,9 +165,8 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     if st:
         rec["versions"] = {k: v for k, v in st.get("versions", {}).items() if v}
         # A reused build carries the self-test it passed (or failed) when it was built: not this run's time.
-        ran_now = rec["checks"]["build"]["detail"].startswith("built") and not st.get("reused")
-        rec["seconds"]["selftest"] = st.get("seconds") if ran_now else 0.0
-        if ran_now:
+        rec["seconds"]["selftest"] = st.get("seconds") if selftest_ran_now else 0.0
+        if selftest_ran_now:
             rec["seconds"]["build"] = round(max(0.0, rec["seconds"]["build"] - (st.get("seconds") or 0)), 2)
         if st.get("passed"):
             tr = st["transcription"]

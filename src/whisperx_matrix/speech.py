@@ -6,6 +6,7 @@ once and cached (keyed by text, voices and espeak-ng's version); only this gener
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import tempfile
@@ -61,6 +62,7 @@ class Speech:
         )
 
 
+@functools.cache
 def _espeak_version() -> str:
     out = tools.run([tools.require("espeak-ng"), "--version"])
     return out.stdout.strip()
