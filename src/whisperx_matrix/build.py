@@ -12,6 +12,7 @@ good env in place and usable. A build that fails its self-test is kept for inspe
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
@@ -77,9 +78,10 @@ def _series(matrix: Matrix) -> Any:
     return patches.load_series(matrix.root / "patches")
 
 
-def expected_stamp(matrix: Matrix, cell: Cell, *, use_patches: bool) -> dict[str, Any]:
-    """What a build of this cell must record to count as current. Cheap: reads the lock and the patches."""
-    lock_path = locks.ensure_fresh(matrix, cell)
+def expected_stamp(matrix: Matrix, cell: Cell, *, use_patches: bool, lock_file: Path | None = None) -> dict[str, Any]:
+    """What a build of this cell must record to count as current. Cheap: reads the lock and the patches.
+    ``lock_file`` replaces the committed lock (a floating cell's resolved lock)."""
+    lock_path = lock_file or locks.ensure_fresh(matrix, cell)
     return {
         "format": BUILD_FORMAT,
         "cell": cell.id,
@@ -215,18 +217,43 @@ def _cell_lock(builds: Path, cell: Cell) -> Iterator[None]:
 
 def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selftest: bool = True,
           offline: bool = False, wheelhouse: Path | None = None, force: bool = False,
-          progress: Progress = _quiet) -> BuildResult:
-    """Build (or reuse) the cell's env. Raises BuildError/SelfTestError; the old env always survives."""
+          lock_file: Path | None = None, progress: Progress = _quiet) -> BuildResult:
+    """Build (or reuse) the cell's env. Raises BuildError/SelfTestError; the old env always survives.
+    ``lock_file`` builds from that lock instead of constraints/ (floating cells)."""
     with _cell_lock(paths.envs_dir(matrix.root) / ".builds", cell):
         return _build_locked(matrix, cell, use_patches=use_patches, selftest=selftest, offline=offline,
-                             wheelhouse=wheelhouse, force=force, progress=progress)
+                             wheelhouse=wheelhouse, force=force, lock_file=lock_file, progress=progress)
+
+
+def resolve_and_build(matrix: Matrix, cell: Cell, *, lock_from: Path | None = None, progress: Progress = _quiet,
+                      **kwargs: Any) -> BuildResult:
+    """Build a cell; a floating cell first gets its lock, resolved now from its index or taken from
+    ``lock_from`` (a lock file or a matrix result that kept it). Raises LockError/NetworkError/BuildError."""
+    if not cell.floating and lock_from is None:
+        return build(matrix, cell, progress=progress, **kwargs)
+    folder = paths.envs_dir(matrix.root) / ".locks"
+    if lock_from is not None:
+        lock_file = locks.lock_from(matrix, cell, lock_from, folder)
+    else:
+        from .errors import LockError, NetworkError
+
+        lock_file = folder / f"{cell.lock_id}-resolved.txt"
+        progress(f"{cell.id}: resolving from {cell.index.describe() if cell.index else 'its index'} (floating cell)")
+        status = locks.resolve_floating(matrix, cell, lock_file)
+        if status.infra is not None:
+            raise NetworkError(f"cell {cell.id}: {status.detail}",
+                               hint=f"run where the index answers, or point {cell.index.env if cell.index else 'it'} at a mirror")
+        if status.state not in ("written", "fresh"):
+            raise LockError(f"cell {cell.id}: {status.detail}", hint="the stack does not resolve: see uv's reason")
+    return build(matrix, cell, lock_file=lock_file, progress=progress, **kwargs)
 
 
 def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selftest: bool, offline: bool,
-                  wheelhouse: Path | None, force: bool, progress: Progress) -> BuildResult:
+                  wheelhouse: Path | None, force: bool, lock_file: Path | None, progress: Progress) -> BuildResult:
     use_patches = cell.patches if use_patches is None else use_patches
     t_start = time.perf_counter()
-    stamp = expected_stamp(matrix, cell, use_patches=use_patches)
+    stamp = expected_stamp(matrix, cell, use_patches=use_patches, lock_file=lock_file)
+    lock_path = lock_file or locks.lock_path(matrix, cell)
     key = _key(stamp)
     envs = paths.envs_dir(matrix.root)
     builds = envs / ".builds"
@@ -262,7 +289,7 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     if wheelhouse is not None:
         from .wheelhouse import verify
 
-        verify(locks.lock_path(matrix, cell), wheelhouse)  # names the missing wheel; uv would only say "not found"
+        verify(lock_path, wheelhouse)  # names the missing wheel; uv would only say "not found"
     builds.mkdir(parents=True, exist_ok=True)
     _sweep(builds, cell, keep={link.resolve()} if link.is_symlink() else set())
     tmp = builds / f".tmp-{cell.id}-{os.getpid()}-{int(time.time())}"
@@ -274,13 +301,14 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
                          env=tools.uv_env())
         if not proc.ok:
             raise BuildError(f"cell {cell.id}: uv venv failed: {proc.last_error_line()}",
-                             hint=f"install Python {cell.python} (uv will not download one here)")
+                             hint=f"install Python {cell.python} (uv will not download one here)",
+                             infra=proc.infra_cause() or f"no python {cell.python}")
         seconds["venv"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
         progress(f"{cell.id}: installing {stamp['lock'].split()[0]} (hashes required)")
         sync = [tools.uv_bin(), "pip", "sync", "--quiet", "--require-hashes", "--python", str(tmp / "bin" / "python"),
-                str(locks.lock_path(matrix, cell))]
+                str(lock_path)]
         if wheelhouse is not None:
             sync += ["--no-index", "--find-links", str(wheelhouse)]
         if offline:
@@ -289,9 +317,11 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
             sync += ["--index", cell.index.url]
         proc = tools.run(sync, env=tools.uv_env())
         if not proc.ok:
-            what = "package index unreachable" if proc.is_network_failure() else "install failed"
+            cause = proc.infra_cause()
+            what = {"network": "package index unreachable", "disk": "disk full"}.get(cause or "", "install failed")
             raise BuildError(f"cell {cell.id}: {what}: {proc.last_error_line()}",
-                             hint="the previous env (if any) is untouched; check the network, the disk, or the wheelhouse")
+                             hint="the previous env (if any) is untouched; check the network, the disk, or the wheelhouse",
+                             infra=cause)
         seconds["install"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
@@ -311,6 +341,12 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
                       uv=tools.run([tools.uv_bin(), "--version"]).stdout.strip())
         (tmp / STAMP).write_text(json.dumps(record, indent=2), encoding="utf-8")
         os.replace(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise BuildError(f"cell {cell.id}: disk full: {exc}", hint="free some space (envs/ and uv's cache)",
+                             infra="disk") from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

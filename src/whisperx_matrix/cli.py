@@ -17,6 +17,7 @@ COMMANDS = {
     "lock": "whisperx_matrix.commands",
     "build": "whisperx_matrix.commands",
     "matrix": "whisperx_matrix.run",
+    "probe": "whisperx_matrix.run",
     "bench": "whisperx_matrix.bench",
     "patches": "whisperx_matrix.patches",
     "audit": "whisperx_matrix.audit",

@@ -62,9 +62,13 @@ def cmd_build(args: argparse.Namespace) -> int:
     m = matrices.load()
     cells = m.select(args.selectors)
     wheelhouse = Path(args.wheelhouse).resolve() if args.wheelhouse else None
+    lock_from = Path(args.lock_from).resolve() if args.lock_from else None
+    if lock_from is not None and len(cells) != 1:
+        raise LockError("--lock-from takes one cell", hint="name the one cell whose lock the file holds")
     for cell in cells:
-        result = builds.build(m, cell, use_patches=False if args.no_patches else None, selftest=not args.no_selftest,
-                              offline=args.offline, wheelhouse=wheelhouse, force=args.force, progress=_say)
+        result = builds.resolve_and_build(m, cell, lock_from=lock_from, use_patches=False if args.no_patches else None,
+                                          selftest=not args.no_selftest, offline=args.offline, wheelhouse=wheelhouse,
+                                          force=args.force, progress=_say)
         if result.state == "up-to-date":
             print(f"{cell.id}: up to date (lock and patches unchanged), nothing to do "
                   f"[{result.seconds['check']:.2f} s]")
@@ -103,4 +107,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
     p.add_argument("--offline", action="store_true", help="no network at all (uv cache or --wheelhouse only)")
     p.add_argument("--wheelhouse", metavar="DIR", help="install from this folder of wheels instead of the index")
+    p.add_argument("--lock-from", metavar="FILE", help="build from this lock, or from the lock a matrix result JSON kept "
+                   "for the cell (rebuilds a floating nightly cell exactly as that run had it)")
     p.set_defaults(func=cmd_build)

@@ -45,9 +45,14 @@ class LockError(FatalError):
 
 
 class BuildError(FatalError):
-    """A cell venv could not be built (the previous good env is kept)."""
+    """A cell venv could not be built (the previous good env is kept). ``infra`` names a cause that is the
+    machine's (network, disk), not the stack's: the matrix then records the cell as not testable."""
 
     exit_code = 5
+
+    def __init__(self, message: str, *, hint: str | None = None, infra: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.infra = infra
 
 
 class NetworkError(FatalError):

@@ -68,6 +68,15 @@ def read_header(path: Path) -> LockHeader | None:
             head = [next(fh, "") for _ in range(12)]
     except OSError:
         return None
+    return _parse_header(head)
+
+
+def read_header_text(text: str) -> LockHeader | None:
+    """read_header on a lock's text."""
+    return _parse_header(text.splitlines()[:12])
+
+
+def _parse_header(head: list[str]) -> LockHeader | None:
     cell = digest = None
     inputs: dict[str, Any] | None = None
     for line in head:
@@ -107,12 +116,15 @@ def diff_inputs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class LockStatus:
-    """One lock's state. ``state``: fresh, stale, missing, unreachable, written, failed."""
+    """One lock's state. ``state``: fresh, stale, missing, floating (a nightly cell: resolved at run time, never
+    committed), unreachable, written, failed. ``infra`` names an infrastructure cause (the index or the network
+    could not be reached): that says nothing about the stack, unlike a resolver conflict."""
 
     lock_id: str
     cells: tuple[str, ...]
     state: str
     detail: str = ""
+    infra: str | None = None
 
     @property
     def problem(self) -> bool:
@@ -153,6 +165,11 @@ def check(matrix: Matrix, cells: Iterable[Cell]) -> list[LockStatus]:
         cell = group[0]
         ids = tuple(c.id for c in group)
         path = lock_path(matrix, cell)
+        if cell.floating:
+            note = " (a committed one is ignored: delete it)" if path.exists() else ""
+            results.append(LockStatus(lock_id, ids, "floating",
+                                      f"resolved at run time from {cell.index.describe() if cell.index else 'its index'}{note}"))
+            continue
         inputs = lock_inputs(matrix, cell)
         header = read_header(path)
         if header is None:
@@ -175,6 +192,9 @@ def ensure_fresh(matrix: Matrix, cell: Cell) -> Path:
     path = lock_path(matrix, cell)
     if status.state == "fresh":
         return path
+    if status.state == "floating":
+        raise LockError(f"cell {cell.id} floats: its lock is resolved at run time, never committed",
+                        hint=f"nox -s env-{cell.id} resolves and builds it; -- --lock-from RESULT.json rebuilds a run's env")
     if status.state == "unreachable":
         raise NetworkError(
             f"cell {cell.id} has no lock and its index is unreachable: {status.detail}",
@@ -183,18 +203,21 @@ def ensure_fresh(matrix: Matrix, cell: Cell) -> Path:
     raise LockError(f"lock for {cell.id} is {status.state}: {status.detail}", hint=f"regenerate it: {REGENERATE} -- {cell.id}")
 
 
-def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False) -> LockStatus:
-    """Resolve one cell with uv and write its lock atomically. Outcomes are data, never exceptions,
-    except for a missing uv."""
+def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False, dest: Path | None = None) -> LockStatus:
+    """Resolve one cell with uv and write its lock atomically (to ``dest``, else constraints/). Outcomes are
+    data, never exceptions, except for a missing uv. A floating cell is written only to a ``dest``."""
     group_ids = (cell.id,)
-    path = lock_path(matrix, cell)
+    if cell.floating and dest is None:
+        return LockStatus(cell.lock_id, group_ids, "floating", "resolved at run time, never committed")
+    path = dest or lock_path(matrix, cell)
     inputs = lock_inputs(matrix, cell)
     digest = input_hash(inputs)
     header = read_header(path)
     if header is not None and header.input_hash == digest and not upgrade:
         return LockStatus(cell.lock_id, group_ids, "fresh", "inputs unchanged")
     if cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
-        return LockStatus(cell.lock_id, group_ids, "unreachable", f"{cell.index.describe()} unreachable: {why}")
+        return LockStatus(cell.lock_id, group_ids, "unreachable", f"{cell.index.describe()} unreachable: {why}",
+                          infra="index unreachable")
 
     with tempfile.TemporaryDirectory(prefix="wxm-lock-") as tmp:
         work = Path(tmp)
@@ -214,8 +237,8 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False) -> LockSt
             args += ["--index", cell.index.url, "--prerelease", "allow"]
         proc = tools.run(args, cwd=work, env=tools.uv_env())
         if not proc.ok:
-            if proc.is_network_failure():
-                return LockStatus(cell.lock_id, group_ids, "failed", f"package index unreachable: {proc.last_error_line()}")
+            if (cause := proc.infra_cause()) is not None:
+                return LockStatus(cell.lock_id, group_ids, "failed", f"{cause}: {proc.last_error_line()}", infra=cause)
             return LockStatus(cell.lock_id, group_ids, "failed", f"uv could not resolve: {proc.last_error_line()}")
         body = (work / "out.txt").read_text(encoding="utf-8")
     header_lines = [
@@ -228,6 +251,37 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False) -> LockSt
     ]
     atomic_write(path, "\n".join(header_lines) + "\n" + body)
     return LockStatus(cell.lock_id, group_ids, "written", f"{sum(1 for ln in body.splitlines() if '==' in ln and not ln.startswith('#'))} packages")
+
+
+def resolve_floating(matrix: Matrix, cell: Cell, dest: Path) -> LockStatus:
+    """Resolve a floating (nightly) cell now, from its index, into ``dest``: the lock its env is built from."""
+    return compile_lock(matrix, cell, upgrade=True, dest=dest)
+
+
+def lock_from(matrix: Matrix, cell: Cell, source: Path, dest_dir: Path) -> Path:
+    """A lock for ``cell`` taken from a lock file or from a matrix result JSON (whose cell record keeps the lock
+    it was built from), written under ``dest_dir``; LockError if the source has none for this cell."""
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise LockError(f"cannot read {source}: {exc.strerror}", hint="pass a lock file or a matrix result JSON") from None
+    if source.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise LockError(f"{source} is not JSON: {exc.msg}", hint="pass a lock file or a matrix result JSON") from None
+        rec = next((c for c in data.get("cells", []) if c.get("id") == cell.id), None) if isinstance(data, dict) else None
+        text = ((rec or {}).get("lock") or {}).get("text") or ""
+        if not text:
+            raise LockError(f"{source} holds no resolved lock for {cell.id}",
+                            hint="a matrix result keeps the lock of each floating cell it built; pick the run that built it")
+    header = read_header_text(text)
+    if header is None or header.cell != cell.lock_id:
+        found = header.cell if header else "no whisperx-matrix header"
+        raise LockError(f"{source}: not a lock of {cell.lock_id} ({found})", hint="pass the lock this cell was built from")
+    dest = dest_dir / f"{cell.lock_id}-{sha256_bytes(text.encode())[7:19]}.txt"
+    atomic_write(dest, text)
+    return dest
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -249,5 +303,5 @@ def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, pr
             progress(f"[{n}/{len(groups)}] locking {lock_id}")
         root = matrix.get(lock_id) if lock_id != group[0].id else group[0]
         status = compile_lock(matrix, root, upgrade=upgrade)
-        results.append(LockStatus(status.lock_id, tuple(c.id for c in group), status.state, status.detail))
+        results.append(LockStatus(status.lock_id, tuple(c.id for c in group), status.state, status.detail, status.infra))
     return results

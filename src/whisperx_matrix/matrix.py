@@ -89,6 +89,11 @@ class Cell:
     lock_id: str = ""
 
     @property
+    def floating(self) -> bool:
+        """Nightly cells float: resolved from their index at run time; their locks are never committed."""
+        return self.channel == "nightly"
+
+    @property
     def whisperx_version(self) -> Version:
         return Version(self.pins["whisperx"])
 

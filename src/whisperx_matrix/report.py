@@ -1,7 +1,7 @@
 """The report stage: one matrix result (a plain dict) -> matrix.json, matrix.md, matrix.html and matrix.png.
 
-The result is the orchestrator's (schema 1, see ``tests/data/report/sample-result.json``). This module only
-renders it; it never re-judges a cell or a claim.
+The result is the orchestrator's (schema 1, see ``tests/data/report/sample-result.json``). This module
+renders it; a merge has the claims judged again by the verdict stage on the union of the observations.
 
 - ``write_report(result, out_dir)`` writes the four files atomically: everything is rendered in memory, each
   file goes to a temp name in ``out_dir`` (fsynced), then the temps are renamed over the old files with
@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import FatalError, ToolMissingError
+from .verdict import evidence_line
 
 SCHEMA = 1
 CHECKS = ("lock", "build", "selftest", "arch", "closure", "suite")
@@ -140,15 +141,28 @@ def _observed_text(obs: Mapping[str, Any] | None) -> tuple[str, list[str]]:
 
 
 def _lines(value: Any) -> list[str]:
-    """Evidence as a list of lines: a string is split at newlines, a list is flattened."""
+    """Evidence as a list of lines: a string is split at newlines, a list is flattened, an evidence item
+    ({"basis", "text", ...}) becomes one line that starts with its basis."""
     if value is None:
         return []
     if isinstance(value, str):
         return [ln for ln in value.splitlines() if ln.strip()]
+    if isinstance(value, Mapping):
+        return _lines(evidence_line(value))
     out: list[str] = []
     for item in value:
         out.extend(_lines(item))
     return out
+
+
+def claim_lines(claim: Mapping[str, Any]) -> list[str]:
+    """A claim's evidence lines, then what a not-testable part lacked."""
+    return _lines(claim.get("evidence")) + [f"missing: {m}" for m in claim.get("missing") or []]
+
+
+def claim_basis(claim: Mapping[str, Any]) -> str:
+    bases = ", ".join(claim.get("bases") or []) or "none"
+    return bases + (" (cited facts only)" if claim.get("rests_on") else "")
 
 
 def _machine_text(result: Mapping[str, Any]) -> str:
@@ -224,9 +238,23 @@ def claims_markdown(result: Mapping[str, Any]) -> str:
             _md_code(cl.get("id", "?")) + (f"<br>cells: {cells}" if cells else ""),
             "“" + _md(cl.get("quote", "")) + "”",
             _md_claim_verdict(str(cl.get("verdict", "?"))),
-            _md_lines(_lines(cl.get("evidence"))),
+            _md(claim_basis(cl)),
+            _md_lines(claim_lines(cl)),
         ])
-    return "\n".join(_md_table(["claim", "the document says", "verdict", "evidence"], rows)) + "\n"
+    return "\n".join(_md_table(["claim", "the document says", "verdict", "basis", "evidence"], rows)) + "\n"
+
+
+def probes_markdown(result: Mapping[str, Any]) -> str:
+    """GPU probes: the cell suite run in an env the matrix did not build (a GPU machine's own stack)."""
+    rows = []
+    for pr in sorted(result.get("probes") or [], key=lambda p: str(p.get("label"))):
+        gpu = pr.get("gpu") or {}
+        where = f"{gpu.get('name')} (sm_{gpu.get('sm')}, driver {gpu.get('driver')})" if gpu.get("present") else "no GPU"
+        tests = (pr.get("suite") or {}).get("tests") or []
+        rows.append([_md_code(pr.get("label", "?")), _md(where),
+                     _md(", ".join(f"{k} {v}" for k, v in sorted((pr.get("versions") or {}).items()))),
+                     _md_lines(f"{t['test']}: {t['outcome']}" for t in tests)])
+    return "\n".join(_md_table(["probe", "GPU", "versions", "tests"], rows)) + "\n"
 
 
 def _provenance(result: Mapping[str, Any]) -> str:
@@ -245,6 +273,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "## Claims of the document", "",
         claims_markdown(result),
     ]
+    if result.get("probes"):
+        parts += ["## GPU probes", "", probes_markdown(result)]
     return "\n".join(parts)
 
 
@@ -327,7 +357,7 @@ def render_html(result: Mapping[str, Any], png: bytes | None) -> str:
     out.append("</tbody></table>")
 
     out += ["<h2>Claims of the document</h2>", '<table id="claims"><thead><tr><th>claim</th>'
-            "<th>the document says</th><th>verdict</th><th>evidence</th></tr></thead><tbody>"]
+            "<th>the document says</th><th>verdict</th><th>basis</th><th>evidence</th></tr></thead><tbody>"]
     for cl in result.get("claims", []):
         verdict = str(cl.get("verdict", "?"))
         cells = " ".join(_h_code(x) for x in cl.get("cells", []))
@@ -335,7 +365,8 @@ def render_html(result: Mapping[str, Any], png: bytes | None) -> str:
             f"<tr><td>{_h_code(cl.get('id', '?'))}<br><small>cells: {cells}</small></td>"
             f"<td><blockquote>“{_h(cl.get('quote', ''))}”</blockquote></td>"
             f'<td class="v {CLAIM_KIND.get(verdict, "none")}">{_h(verdict)}</td>'
-            f'<td class="ev">{_h_lines(_lines(cl.get("evidence")))}</td></tr>')
+            f"<td>{_h(claim_basis(cl))}</td>"
+            f'<td class="ev">{_h_lines(claim_lines(cl))}</td></tr>')
     out.append("</tbody></table>")
 
     out += ["<h2>Checks</h2>", '<table id="checks"><thead><tr><th>cell</th>'
@@ -513,19 +544,25 @@ def write_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
 
 # ---------------------------------------------------------------------------------------------- merging
 
-def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str] | None = None,
-                  order: Sequence[str] | None = None) -> dict[str, Any]:
-    """Join results of a CI fan-out (one job per cell) into one result.
+Judge = Callable[[Mapping[str, Mapping[str, Any]], Sequence[Mapping[str, Any]]], list[dict[str, Any]]]
 
-    - cells: concatenated in input order; a later cell with the same id replaces the earlier one (in place).
-      With ``order`` (e.g. matrix.toml's cell ids), cells are sorted by it; unknown ids go last.
-    - totals: recomputed from the merged cells.
-    - claims: claims are not re-judged. For each claim id, the claim is taken from the input in which the most
-      of that claim's cells are present (ties: the later input). So a claim spanning cells of different jobs
-      keeps the verdict of the job that saw most of them; run the verdict stage over all cells for more.
-    - seconds: summed over the inputs (machine time, not wall time); generated_at: the latest input's;
-      selectors: the union; machine: the first input's (descriptions of differing machines are joined).
-    - merged_from: one entry per input (source name, generated_at, cells).
+
+def _stamp(result: Mapping[str, Any]) -> str:
+    return str(result.get("generated_at", ""))
+
+
+def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str] | None = None,
+                  order: Sequence[str] | None = None, judge: Judge | None = None) -> dict[str, Any]:
+    """Join results of a CI fan-out (one job per cell, plus GPU probe records) into one result, the same
+    whatever order the inputs come in.
+
+    - cells: one per id. Where two inputs hold the same cell, the later run (generated_at, then its JSON)
+      wins. Sorted by ``order`` (matrix.toml's cell ids), unknown ids last by id.
+    - probes: the union, one per (label, generated_at).
+    - claims: re-judged by ``judge`` on the merged cells and probes (the verdict stage); never picked from an
+      input. Without a judge, the merged result has no claims.
+    - totals: recomputed; seconds: summed over the inputs (machine time); generated_at: the latest input's;
+      selectors: the union in cell order; machine: every distinct description, sorted.
     All inputs must be schema 1 with the same target_sm.
     """
     if not results:
@@ -535,58 +572,67 @@ def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str
     if len(sms) > 1:
         raise ReportError(f"results for different target compute capabilities: {sorted(map(str, sms))}",
                           hint="merge only results of one matrix run (one --sm)")
-    by_id: dict[str, dict[str, Any]] = {}
+    rank = {cid: i for i, cid in enumerate(order or [])}
+
+    def cell_key(cid: str) -> tuple[int, str]:
+        return (rank.get(cid, len(rank)), cid)
+
+    by_id: dict[str, tuple[tuple[str, str], dict[str, Any]]] = {}
+    probes: dict[tuple[str, str], dict[str, Any]] = {}
     for r in results:
         for cell in r.get("cells", []):
-            by_id[str(cell.get("id"))] = copy.deepcopy(dict(cell))  # dict keeps first position, takes last value
-    cells = list(by_id.values())
-    if order:
-        rank = {cid: i for i, cid in enumerate(order)}
-        cells.sort(key=lambda c: rank.get(str(c.get("id")), len(rank)))
-
-    claims: dict[str, dict[str, Any]] = {}
-    best: dict[str, int] = {}
-    for r in results:
-        present = {str(c.get("id")) for c in r.get("cells", [])}
-        for cl in r.get("claims", []):
-            cid = str(cl.get("id"))
-            score = sum(c in present for c in cl.get("cells", []))
-            if cid not in best or score >= best[cid]:
-                claims[cid] = copy.deepcopy(dict(cl))  # a dict keeps the first-seen position
-                best[cid] = score
+            cid = str(cell.get("id"))
+            key = (_stamp(r), json.dumps(cell, sort_keys=True))
+            if cid not in by_id or key > by_id[cid][0]:
+                by_id[cid] = (key, copy.deepcopy(dict(cell)))
+        for probe in r.get("probes") or []:
+            probes[(str(probe.get("label")), str(probe.get("generated_at")))] = copy.deepcopy(dict(probe))
+    cells = [by_id[cid][1] for cid in sorted(by_id, key=cell_key)]
+    probe_list = [probes[k] for k in sorted(probes)]
 
     seconds: dict[str, float] = {}
     for r in results:
         for k, v in (r.get("seconds") or {}).items():
             if isinstance(v, (int, float)):
-                seconds[k] = round(seconds.get(k, 0.0) + v, 3)
-    selectors: list[str] = []
-    for r in results:
-        for s in r.get("selectors") or []:
-            if s not in selectors:
-                selectors.append(s)
-    machine = copy.deepcopy(dict(results[0].get("machine") or {}))
-    descriptions = []
-    for r in results:
-        d = (r.get("machine") or {}).get("description")
-        if d and d not in descriptions:
-            descriptions.append(d)
+                seconds[k] = seconds.get(k, 0.0) + v
+    seconds = {k: round(v, 2) for k, v in sorted(seconds.items())}
+    selectors = sorted({str(s) for r in results for s in r.get("selectors") or []}, key=cell_key)
+    latest = max(results, key=lambda r: (_stamp(r), json.dumps(r.get("machine") or {}, sort_keys=True)))
+    machine = copy.deepcopy(dict(latest.get("machine") or {}))
+    descriptions = sorted({d for r in results if (d := (r.get("machine") or {}).get("description"))})
     if len(descriptions) > 1:
         machine["description"] = " / ".join(descriptions)
-
+    by_cells = {c["id"]: c for c in cells}
     return {
         "schema": SCHEMA,
-        "generated_at": max((str(r.get("generated_at", "")) for r in results), default=""),
+        "generated_at": max(_stamp(r) for r in results),
         "target_sm": results[0].get("target_sm"),
         "machine": machine,
         "selectors": selectors,
         "cells": cells,
-        "claims": list(claims.values()),
+        "probes": probe_list,
+        "claims": judge(by_cells, probe_list) if judge else [],
         "totals": totals(cells),
         "seconds": seconds,
-        "merged_from": [{"source": s, "generated_at": r.get("generated_at"),
-                         "cells": [c.get("id") for c in r.get("cells", [])]} for s, r in zip(sources, results)],
+        "merged_from": sorted(({"source": s, "generated_at": r.get("generated_at"),
+                                "cells": [c.get("id") for c in r.get("cells", [])]} for s, r in zip(sources, results)),
+                              key=lambda x: (str(x["source"]), str(x["generated_at"]))),
     }
+
+
+def matrix_judge(root: Path | None = None) -> tuple[list[str], Judge]:
+    """matrix.toml's cell order and the verdict stage over claims.toml, for merging."""
+    from . import matrix as matrices
+    from . import verdict
+
+    m = matrices.load(root / "matrix.toml" if root else None)
+    claims = verdict.load_claims(m.root / "claims.toml", m)
+    return m.ids(), lambda cells, probes: verdict.judge_claims(claims, cells, probes)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _commit({path: (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")})
 
 
 def load_result(path: Path) -> dict[str, Any]:
@@ -636,15 +682,6 @@ def collect_inputs(items: Sequence[Path], *, warn: Callable[[str], None] | None 
 
 # ---------------------------------------------------------------------------------------------- CLI
 
-def _matrix_order() -> list[str] | None:
-    try:
-        from . import matrix as matrices
-
-        return matrices.load().ids()
-    except Exception:  # no matrix.toml here: keep the input order
-        return None
-
-
 def _run(args: argparse.Namespace) -> int:
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     if bool(args.merge) == bool(args.result):
@@ -652,8 +689,9 @@ def _run(args: argparse.Namespace) -> int:
                           hint="python -m whisperx_matrix report --merge results/ --out reports/")
     if args.merge:
         paths = collect_inputs([Path(p) for p in args.merge], warn=say)
-        result = merge_results([load_result(p) for p in paths], sources=[p.name for p in paths],
-                               order=_matrix_order())
+        order, judge = matrix_judge()  # a merge re-judges every claim on the union of the observations
+        result = merge_results([load_result(p) for p in paths], sources=[p.name for p in paths], order=order,
+                               judge=judge)
     else:
         result = load_result(Path(args.result))
     written = write_report(result, Path(args.out))
@@ -669,8 +707,7 @@ def _run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("report", help="render a matrix result as Markdown, HTML, PNG and JSON (or merge CI results)",
                        description="Re-render RESULT.json, or merge the per-cell result JSONs of a CI fan-out "
-                       "(a later duplicate cell replaces an earlier one; each claim comes from the input that "
-                       "holds most of its cells) and render the merged result.")
+                       "(a cell seen twice keeps its later run; every claim is judged again on the union) and render it.")
     p.add_argument("result", nargs="?", metavar="RESULT.json", help="a result to re-render")
     p.add_argument("--merge", nargs="+", metavar="DIR_OR_JSON", help="result files, or folders searched for them")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")

@@ -22,7 +22,7 @@ from . import build as builds
 from . import lock as locks
 from . import matrix as matrices
 from . import paths, speech, tools, verdict
-from .errors import FatalError, SelfTestError, UnexpectedOutcomeError
+from .errors import BuildError, FatalError, SelfTestError, UnexpectedOutcomeError
 
 RESULT_SCHEMA = 1
 CHECK_NAMES = ("lock", "build", "selftest", "arch", "closure", "suite")
@@ -67,9 +67,16 @@ def machine() -> dict[str, Any]:
         "platform": f"{platform.system()} {platform.machine()}",
         "python": platform.python_version(),
         "gpu": gpu,
-        "uv": tools.run([tools.uv_bin(), "--version"]).stdout.strip(),
+        "uv": _uv_version(),
         "hf_token_present": bool(token_present().get("HF_TOKEN")),
     }
+
+
+def _uv_version() -> str | None:
+    try:
+        return tools.run([tools.uv_bin(), "--version"]).stdout.strip()
+    except FatalError:  # a probe on a machine without uv
+        return None
 
 
 def _arch_summary(report: Any) -> dict[str, Any]:
@@ -103,25 +110,82 @@ def _closure_summary(report: Any) -> dict[str, Any]:
     }
 
 
-def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True) -> dict[str, Any]:
-    """Every stage for one cell. Returns the cell's result dict (see report.py for the schema)."""
+def _cuda_runtime(site: Path) -> str | None:
+    """The CUDA runtime the env bundles: the version of its nvidia-cuda-runtime wheel (cu12 or cu13 naming)."""
+    from importlib import metadata
+
+    for dist in metadata.distributions(path=[str(site)]):
+        name = (dist.metadata["Name"] or "").lower().replace("_", "-")
+        if name in ("nvidia-cuda-runtime-cu12", "nvidia-cuda-runtime-cu13", "nvidia-cuda-runtime"):
+            return dist.version
+    return None
+
+
+def compare_suites(without: dict[str, Any] | None, with_: dict[str, Any] | None) -> dict[str, Any]:
+    """The suite run twice (LD_LIBRARY_PATH unset, then set): each side judged on the tests that ran in both,
+    so a test one run skips on purpose does not tip the comparison."""
+    def outcomes(data: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
+        return {t["test"]: t for t in (data or {}).get("tests", []) if t["outcome"] != "skipped"}
+
+    a, b = outcomes(without), outcomes(with_)
+    common = sorted(set(a) & set(b))
+
+    def side(data: dict[str, Any] | None, tests: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        if data is None:
+            return {"passed": False, "summary": "the suite crashed", "reasons": ["suite-crashed"]}
+        failed = [tests[n] for n in common if tests[n]["outcome"] == "failed"]
+        reasons = list(dict.fromkeys(verdict.classify(t.get("error", "")) for t in failed))
+        text = f"{len(common) - len(failed)} of {len(common)} passed"
+        return {"passed": not failed, "summary": text + (f" ({', '.join(reasons)})" if reasons else ""), "reasons": reasons}
+
+    return {"without": side(without, a), "with": side(with_, b), "compared": common}
+
+
+def _run_suite(m: matrices.Matrix, cell: matrices.Cell, env_dir: Path, cell_work: Path, env: dict[str, str],
+               name: str) -> tuple[dict[str, Any] | None, tools.Completed]:
+    results = cell_work / f"{name}.json"
+    results.unlink(missing_ok=True)
+    proc = tools.run([str(env_dir / "bin" / "python"), "-m", "pytest", str(m.root / "tests" / "cell"), "-q",
+                      f"--junitxml={cell_work / (name + '.xml')}"], cwd=m.root, env=env | {"WXM_CELL_RESULTS": str(results)},
+                     timeout=1800)
+    return (json.loads(results.read_text()) if results.exists() else None), proc
+
+
+def suite_env(cell_id: str, sm: int, work: Path, audit: dict[str, Any]) -> dict[str, str]:
+    """The cell suite's inputs: speech with its text, and the static audit's answers that the suite checks
+    against its own observations (torch's arch list, the real loader)."""
+    sample = speech.selftest_speech()
+    text_file = work / "reference.txt"
+    text_file.write_text(sample.text)
+    audit_json = work / "audit-static.json"
+    audit_json.write_text(json.dumps(audit))
+    return builds.clean_env() | {"WXM_CELL_ID": cell_id, "WXM_TARGET_SM": str(sm), "WXM_SPEECH_WAV": str(sample.wav),
+                                 "WXM_SPEECH_TEXT": str(text_file), "WXM_AUDIT_JSON": str(audit_json)}
+
+
+def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True,
+             ld_compare: bool = False) -> dict[str, Any]:
+    """Every stage for one cell. Returns the cell's result dict (see report.py for the schema).
+    ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's list of nvidia/*/lib folders."""
     t_cell = time.perf_counter()
     expected = cell.expected(sm)
     rec: dict[str, Any] = {
-        "id": cell.id, "summary": cell.summary, "channel": cell.channel, "cuda": cell.cuda,
+        "id": cell.id, "summary": cell.summary, "channel": cell.channel, "cuda": cell.cuda, "python": cell.python,
         "expected": {"status": expected.status, "reason": expected.reason},
         "checks": {name: _check("skip", "not run") for name in CHECK_NAMES},
         "versions": {}, "evidence": [], "seconds": {},
     }
     reasons: list[str] = []
+    cell_work = work / cell.id
+    cell_work.mkdir(parents=True, exist_ok=True)
 
-    def finish(note: str | None = None, testable: bool = True) -> dict[str, Any]:
+    def finish(infra: str | None = None) -> dict[str, Any]:
         unique = list(dict.fromkeys(reasons))
-        status = "not-testable" if not testable else ("fail" if unique else "pass")
-        rec["observed"] = {"status": status, "reasons": unique}
-        if note:
-            rec["observed"]["note"] = note
-        rec["verdict"] = verdict.judge_cell(expected, unique, testable=testable)
+        status = "not-testable" if infra else ("fail" if unique else "pass")
+        rec["observed"] = {"status": status, "reasons": [] if infra else unique}
+        if infra:
+            rec["observed"]["note"] = f"not testable here (infra: {infra})"
+        rec["verdict"] = verdict.judge_cell(expected, unique, testable=infra is None)
         rec["unexpected"] = rec["verdict"] in verdict.UNEXPECTED
         for check in rec["checks"].values():  # a failing check is expected only if its reason was expected
             if check["status"] == "fail":
@@ -129,23 +193,44 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         rec["seconds"]["total"] = round(time.perf_counter() - t_cell, 2)
         return rec
 
-    # lock
+    def fail_check(name: str, reason: str, detail: str) -> None:
+        reasons.append(reason)
+        rec["checks"][name] = _check("fail", detail) | {"reasons": [reason]}
+
+    # lock: committed for stable cells; resolved now for floating (nightly) ones, and kept in the result
     t0 = time.perf_counter()
-    status = locks.check(m, [cell])[0]
-    if status.state == "unreachable":
-        rec["checks"]["lock"] = _check("skip", status.detail)
-        return finish(note=status.detail, testable=False)
-    if status.state != "fresh":
-        reasons.append(f"lock-{status.state}:{cell.lock_id}")
-        rec["checks"]["lock"] = _check("fail", status.line(), seconds=time.perf_counter() - t0)
-        rec["checks"]["lock"]["reasons"] = reasons[-1:]
-        return finish()
-    rec["checks"]["lock"] = _check("pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=time.perf_counter() - t0)
+    lock_file: Path | None = None
+    if cell.floating:
+        lock_file = cell_work / "resolved-lock.txt"
+        status = locks.resolve_floating(m, cell, lock_file)
+        if status.infra is not None:
+            rec["checks"]["lock"] = _check("skip", status.detail)
+            return finish(infra=status.detail)
+        if status.state not in ("written", "fresh"):
+            fail_check("lock", f"resolve-failed:{cell.id}", status.detail)
+            rec["evidence"].append(f"lock: {status.detail}")
+            return finish()
+        text = lock_file.read_text(encoding="utf-8")
+        rec["lock"] = {"floating": True, "index": cell.index.name if cell.index else None,
+                       "index_note": cell.index.describe() if cell.index else None,
+                       "sha256": locks.sha256_bytes(text.encode()), "text": text}
+        rec["checks"]["lock"] = _check("pass", f"resolved now from {rec['lock']['index_note']}",
+                                       seconds=time.perf_counter() - t0)
+    else:
+        status = locks.check(m, [cell])[0]
+        if status.state != "fresh":
+            # A missing or stale lock is the checkout's state, not the stack's: no evidence either way.
+            why = f"lock {status.state}: {status.detail}; regenerate: {locks.REGENERATE} -- {cell.id}"
+            rec["checks"]["lock"] = _check("skip", why)
+            return finish(infra=why)
+        path = locks.lock_path(m, cell)
+        rec["lock"] = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(path.read_bytes())}
+        rec["checks"]["lock"] = _check("pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=time.perf_counter() - t0)
 
     # build + self-test
     t0 = time.perf_counter()
     try:
-        result = builds.build(m, cell, progress=lambda msg: _say(f"  {msg}"))
+        result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: _say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
         selftest_ran_now = result.state == "built"
         rec["checks"]["build"] = _check("pass", f"{result.state}; {result.patches or 'no patches'}".replace("\n", "; "),
@@ -154,11 +239,15 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         env_dir, st = Path(exc.record["env"]), exc.record
         selftest_ran_now = not exc.record.get("reused")
         rec["checks"]["build"] = _check("pass", "built; self-test failed, so it is not linked", seconds=time.perf_counter() - t0)
+    except BuildError as exc:
+        if exc.infra is not None:
+            rec["checks"]["build"] = _check("skip", str(exc))
+            return finish(infra=f"{exc.infra}: {exc}")
+        fail_check("build", f"build-failed:{type(exc).__name__}", str(exc))
+        rec["evidence"].append(f"build: {exc}")
+        return finish()
     except FatalError as exc:
-        reason = f"build-failed:{type(exc).__name__}"
-        reasons.append(reason)
-        rec["checks"]["build"] = _check("fail", str(exc), seconds=time.perf_counter() - t0)
-        rec["checks"]["build"]["reasons"] = [reason]
+        fail_check("build", f"build-failed:{type(exc).__name__}", str(exc))
         rec["evidence"].append(f"build: {exc}")
         return finish()
     rec["seconds"]["build"] = round(time.perf_counter() - t0, 2)
@@ -172,10 +261,8 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
             tr = st["transcription"]
             rec["checks"]["selftest"] = _check("pass", f"WER {tr['wer']:.0%} on {st['audio_seconds']:.0f} s of speech (CPU)")
         else:
-            reason = verdict.classify(st["failure"].split(": ", 1)[1] if ": " in st["failure"] else st["failure"])
-            reasons.append(reason)
-            rec["checks"]["selftest"] = _check("fail", st["failure"])
-            rec["checks"]["selftest"]["reasons"] = [reason]
+            fail_check("selftest", verdict.classify(st["failure"].split(": ", 1)[1] if ": " in st["failure"] else st["failure"]),
+                       st["failure"])
             rec["evidence"].append(f"self-test: {st['failure']}")
 
     # audits (no GPU needed)
@@ -183,6 +270,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     from .audit import audit_site
 
     site = paths.site_packages(env_dir)
+    rec["cuda_runtime"] = _cuda_runtime(site)
     report = audit_site(site, sm, python=env_dir / "bin" / "python", ld_library_path=os.environ.get("LD_LIBRARY_PATH"),
                         progress=False, label=cell.id)
     rec["arch"], rec["closure"] = _arch_summary(report), _closure_summary(report)
@@ -199,41 +287,24 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     rec["checks"]["closure"]["reasons"] = closure_reasons
     reasons += arch_reasons + closure_reasons
     rec["evidence"] += rec["closure"]["missing"]
-    for name, pkg in rec["arch"]["packages"].items():
+    for name, pkg in sorted(rec["arch"]["packages"].items()):
         if not pkg["runnable"]:
             rec["evidence"].append(f"{name}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})")
 
     # the cell suite, in the cell's own python
     if suite:
         t0 = time.perf_counter()
-        cell_work = work / cell.id
-        cell_work.mkdir(parents=True, exist_ok=True)
-        audit_json = cell_work / "audit-summary.json"
-        audit_json.write_text(json.dumps({
-            "reasons": list(report.reasons),
-            "arch_evidence": [e for e in rec["evidence"] if "no sm_" in e],
-            "closure_evidence": rec["closure"]["missing"],
-        }))
-        sample = speech.selftest_speech()
-        text_file = cell_work / "reference.txt"
-        text_file.write_text(sample.text)
-        results = cell_work / "suite.json"
-        results.unlink(missing_ok=True)
-        env = builds.clean_env() | {
-            "WXM_CELL_ID": cell.id, "WXM_TARGET_SM": str(sm), "WXM_SPEECH_WAV": str(sample.wav),
-            "WXM_SPEECH_TEXT": str(text_file), "WXM_AUDIT_JSON": str(audit_json), "WXM_CELL_RESULTS": str(results),
-        }
-        proc = tools.run([str(env_dir / "bin" / "python"), "-m", "pytest", str(m.root / "tests" / "cell"), "-q",
-                          f"--junitxml={cell_work / 'junit.xml'}"], cwd=m.root, env=env, timeout=1800)
-        data = json.loads(results.read_text()) if results.exists() else None
+        env = suite_env(cell.id, sm, cell_work, static_answers(rec, site))
+        data, proc = _run_suite(m, cell, env_dir, cell_work, env, "suite")
         rec["seconds"]["suite"] = round(time.perf_counter() - t0, 2)
         if data is None:
-            reason = "suite-crashed"
-            rec["checks"]["suite"] = _check("fail", proc.last_error_line())
-            rec["checks"]["suite"]["reasons"] = [reason]
-            reasons.append(reason)
+            fail_check("suite", "suite-crashed", proc.last_error_line())
         else:
-            rec["suite"] = data
+            rec["suite"] = {k: v for k, v in data.items() if k != "observations"}
+            observations = data.get("observations") or {}
+            for key in ("gpu", "loader", "torch_arch_flags"):
+                if key in observations:
+                    rec[key] = observations[key]
             failed = [t for t in data["tests"] if t["outcome"] == "failed"]
             skipped = [t for t in data["tests"] if t["outcome"] == "skipped"]
             suite_reasons = list(dict.fromkeys(verdict.classify(t.get("error", "")) for t in failed))
@@ -247,13 +318,36 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
             rec["checks"]["suite"]["reasons"] = suite_reasons
             reasons += suite_reasons
             rec["evidence"] += [f"{t['test']}: {t.get('error', '')}" for t in failed]
+        if ld_compare:
+            # The guide's way: every nvidia/*/lib folder of the env on LD_LIBRARY_PATH. Same suite, compared.
+            folders = sorted(str(p) for p in site.glob("nvidia/*/lib") if p.is_dir())
+            with_data, _ = _run_suite(m, cell, env_dir, cell_work, env | {
+                "LD_LIBRARY_PATH": os.pathsep.join(folders), "WXM_SUITE_VARIANT": "guide-ld-library-path"}, "suite-ldlp")
+            rec["ld_library_path"] = compare_suites(data, with_data)
+            rec["ld_library_path"]["with"]["folders"] = len(folders)
+            rec["seconds"]["suite"] = round(time.perf_counter() - t0, 2)
     return finish()
 
 
-def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs: int, out: Path,
-               suite: bool = True, claims_path: Path | None = None) -> dict[str, Any]:
+def static_answers(rec: dict[str, Any], site: Path) -> dict[str, Any]:
+    """What the static audit says, for the suite to check against what the cell's own python observes."""
+    closure = rec.get("closure") or {}
+    torch_lib = (rec.get("arch") or {}).get("packages", {}).get("torch") or {}
+    loaded = {}
+    for soname, where in (closure.get("loaded") or {}).items():
+        path = where.rsplit(" (", 1)[0]
+        if not path.startswith("/"):  # the cell's own libraries; system ones are the machine's
+            loaded[soname] = str(site / path)
+    return {"site": str(site), "loaded": loaded, "missing": list(closure.get("missing_sonames") or []),
+            "torch_sass": list(torch_lib.get("sass") or []), "torch_ptx": list(torch_lib.get("ptx") or [])}
+
+
+def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs: int,
+               suite: bool = True, claims_path: Path | None = None,
+               probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     t_run = time.perf_counter()
     claims = verdict.load_claims(claims_path or m.root / "claims.toml", m)  # rejected at load if it names a bad cell
+    ld_cells = verdict.claim_cells(claims, "needs-ld-library-path")
     # One scratch folder per run: two matrix runs at once (CI shards, pytest workers) never share files.
     paths.cache_dir().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matrix-work-", dir=paths.cache_dir()))
@@ -262,17 +356,11 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
     results: dict[str, dict[str, Any]] = {}
     _say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
-        futures = {pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite): c for c in cells}
+        futures = {pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=c.id in ld_cells): c
+                   for c in cells}
         for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             cell = futures[fut]
-            try:
-                rec = fut.result()
-            except Exception as exc:  # noqa: BLE001 - a crash in one cell must not lose the others
-                rec = {"id": cell.id, "summary": cell.summary, "channel": cell.channel, "cuda": cell.cuda,
-                       "expected": cell.expected(sm).__dict__, "observed": {"status": "fail", "reasons": ["matrix-crashed"]},
-                       "verdict": "unexpected-failure", "unexpected": True, "versions": {}, "seconds": {},
-                       "checks": {name: _check("skip", "not run") for name in CHECK_NAMES},
-                       "evidence": [f"{type(exc).__name__}: {exc}"]}
+            rec = fut.result()  # a bug in a stage stops the run: it is never recorded as an outcome
             results[cell.id] = rec
             mark = "UNEXPECTED " if rec["unexpected"] else ""
             why = ", ".join(rec["observed"]["reasons"]) or rec["observed"].get("note", "")
@@ -282,6 +370,8 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
     ordered = [results[c.id] for c in cells]
     stage_totals = {k: round(sum(r["seconds"].get(k) or 0 for r in ordered), 2)
                     for k in ("build", "selftest", "audit", "suite")}
+    from . import report
+
     result = {
         "schema": RESULT_SCHEMA,
         "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -289,13 +379,9 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
         "machine": machine(),
         "selectors": [c.id for c in cells],
         "cells": ordered,
-        "claims": verdict.judge_claims(claims, results),
-        "totals": {
-            "cells": len(ordered),
-            "as_expected": sum(r["verdict"] in ("as-expected", "failed-as-expected") for r in ordered),
-            "unexpected": sum(bool(r["unexpected"]) for r in ordered),
-            "not_testable": sum(r["verdict"] == "not-testable" for r in ordered),
-        },
+        "probes": list(probes or []),
+        "claims": verdict.judge_claims(claims, results, probes or []),
+        "totals": report.totals(ordered),
         "seconds": {"total": round(time.perf_counter() - t_run, 2), **stage_totals},
     }
     return result
@@ -309,12 +395,22 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"{'cell':<28} {'expected':<44} verdict")
     for r in result["cells"]:
         exp = r["expected"]["status"] + (f" ({r['expected']['reason']})" if r["expected"].get("reason") else "")
-        why = ", ".join(r["observed"]["reasons"])
+        why = ", ".join(r["observed"]["reasons"]) or r["observed"].get("note", "")
         print(f"{r['id']:<28} {exp:<44} {r['verdict']}{f' ({why})' if why and r['verdict'] != 'failed-as-expected' else ''}")
     print(f"\n{'claim':<22} {'verdict':<13} the document says")
     for c in result["claims"]:
         print(f"{c['id']:<22} {c['verdict']:<13} {c['quote']}")
-        print(f"{'':<36} evidence: {c['evidence'][:220]}")
+        for item in c["evidence"]:
+            print(f"{'':<36} {verdict.evidence_line(item)[:200]}")
+        for why in c.get("missing", []):
+            print(f"{'':<36} missing: {why[:200]}")
+
+
+def load_probes(files: list[str]) -> list[dict[str, Any]]:
+    """The probe records of recorded results (e.g. a GPU machine's run of the cell suite)."""
+    from . import report
+
+    return [p for f in files for p in report.load_result(Path(f)).get("probes", [])]
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
@@ -322,7 +418,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     cells = m.select(args.selectors)
     sm = args.sm or m.target_sm
     jobs = args.jobs or max(1, min(len(cells), os.cpu_count() or 1))
-    result = run_matrix(m, cells, sm=sm, jobs=jobs, out=Path(args.out), suite=not args.no_suite)
+    result = run_matrix(m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes))
     from . import report
 
     written = report.write_report(result, Path(args.out))
@@ -337,6 +433,53 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_probe(python: str, *, label: str, sm: int, keyword: str | None = None) -> dict[str, Any]:
+    """The cell suite in an env the matrix did not build (a GPU machine's own stack): its GPU observations,
+    as a result with no cells and one probe record, to merge with matrix results."""
+    m = matrices.load()
+    paths.cache_dir().mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="probe-work-", dir=paths.cache_dir()))
+    try:
+        env = suite_env(label, sm, work, {})
+        results = work / "suite.json"
+        cmd = [python, "-m", "pytest", str(m.root / "tests" / "cell"), "-q", *(["-k", keyword] if keyword else [])]
+        proc = tools.run(cmd, cwd=m.root, env=env | {"WXM_CELL_RESULTS": str(results)}, timeout=1800)
+        if not results.exists():
+            raise FatalError(f"the cell suite did not run in {python}: {proc.last_error_line()}",
+                             hint="that python needs pytest (and torch for the GPU tests)")
+        data = json.loads(results.read_text())
+        versions = tools.run([python, "-c", "import json, importlib.metadata as m\n"
+                              "out = {}\nfor d in ('torch', 'ctranslate2', 'whisperx'):\n"
+                              "    try: out[d] = m.version(d)\n    except m.PackageNotFoundError: pass\n"
+                              "print(json.dumps(out))"], env=builds.clean_env())
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    obs = data.get("observations") or {}
+    probe = {"label": label, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "python": tools.run([python, "-c", "import platform; print(platform.python_version())"]).stdout.strip(),
+             "versions": json.loads(versions.stdout or "{}") if versions.ok else {},
+             "gpu": obs.get("gpu") or {"present": False},
+             "suite": {k: v for k, v in data.items() if k != "observations"}}
+    claims = verdict.load_claims(m.root / "claims.toml", m)
+    return {"schema": RESULT_SCHEMA, "generated_at": probe["generated_at"], "target_sm": sm, "machine": machine(),
+            "selectors": [], "cells": [], "probes": [probe], "claims": verdict.judge_claims(claims, {}, [probe]),
+            "totals": {"cells": 0, "as_expected": 0, "unexpected": 0, "not_testable": 0}, "seconds": {}}
+
+
+def cmd_probe(args: argparse.Namespace) -> int:
+    result = run_probe(args.python, label=args.label, sm=args.sm or matrices.load().target_sm, keyword=args.k)
+    from . import report
+
+    out = Path(args.out)
+    report.atomic_write_json(out, report.redacted(result))
+    gpu = result["probes"][0]["gpu"]
+    tests = result["probes"][0]["suite"]["tests"]
+    print(f"probe {args.label}: {'GPU ' + str(gpu.get('name')) if gpu.get('present') else 'no GPU'}; "
+          + ", ".join(f"{t['test']} {t['outcome']}" for t in tests))
+    print(f"written: {out}")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("matrix", help="build, audit and test the selected cells; judge the document's claims")
     p.add_argument("selectors", nargs="*", metavar="CELL", help="cells, aliases or globs (default: all)")
@@ -345,4 +488,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="report folder (default: reports/)")
     p.add_argument("--no-suite", action="store_true", help="skip the in-cell pytest suite (builds and audits only)")
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's claims table from this run")
+    p.add_argument("--probes", nargs="*", default=[], metavar="RESULT.json",
+                   help="judge with the GPU probe records of these results too (`probe` writes them)")
     p.set_defaults(func=cmd_matrix)
+
+    p = sub.add_parser("probe", help="run the cell suite in any python (a GPU machine's own stack) and record its "
+                       "GPU observations as a result to merge")
+    p.add_argument("--python", required=True, help="the interpreter whose stack is probed")
+    p.add_argument("--label", required=True, help="names the probe in reports (e.g. h200-host-torch)")
+    p.add_argument("--out", required=True, metavar="RESULT.json")
+    p.add_argument("--sm", type=int, default=None, help="target compute capability (default: matrix.toml's)")
+    p.add_argument("-k", default=None, metavar="EXPR", help="pytest -k selection of the cell suite's tests")
+    p.set_defaults(func=cmd_probe)

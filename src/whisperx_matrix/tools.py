@@ -25,6 +25,8 @@ _NETWORK_MARKERS = (
     "client error (connect)",
 )
 
+_DISK_MARKERS = ("no space left on device", "disk quota exceeded", "read-only file system")
+
 _SYSTEM_HINTS = {
     "ffmpeg": "install FFmpeg (Debian/Ubuntu: apt-get install ffmpeg): WhisperX decodes audio with the ffmpeg "
     "binary and torchcodec needs its shared libraries",
@@ -77,6 +79,13 @@ class Completed:
     def is_network_failure(self) -> bool:
         text = self.stderr.lower()
         return any(marker in text for marker in _NETWORK_MARKERS)
+
+    def infra_cause(self) -> str | None:
+        """"network" or "disk" when the failure is the machine's, not the stack's; None otherwise."""
+        text = self.stderr.lower()
+        if any(marker in text for marker in _DISK_MARKERS):
+            return "disk"
+        return "network" if self.is_network_failure() else None
 
 
 def run(args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,

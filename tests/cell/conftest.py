@@ -3,7 +3,8 @@
 WXM_CELL_ID, WXM_TARGET_SM, WXM_SPEECH_WAV, WXM_SPEECH_TEXT, WXM_AUDIT_JSON (the audit of this cell, made
 outside since the audit needs packages a cell does not carry), WXM_CELL_RESULTS (where to write results).
 
-Each test's outcome, its claim marker and its failure line go to WXM_CELL_RESULTS as JSON for the verdict stage.
+Each test's outcome, its claim marker and its failure line go to WXM_CELL_RESULTS as JSON for the verdict stage,
+with the observations tests record through ``observe`` (GPU facts, the real loader's answers, torch's arch list).
 """
 
 from __future__ import annotations
@@ -14,6 +15,15 @@ import os
 import pytest
 
 _results: list[dict] = []
+_observations: dict = {}
+
+
+def observe(key: str, value: object) -> None:
+    """Record an observation for the verdict stage (merged one level deep for dict values)."""
+    if isinstance(value, dict) and isinstance(_observations.get(key), dict):
+        _observations[key].update(value)
+    else:
+        _observations[key] = value
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
@@ -45,8 +55,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if out:
         tmp = out + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"cell": os.environ.get("WXM_CELL_ID"), "exitstatus": int(exitstatus), "tests": _results}, fh, indent=2)
+            json.dump({"cell": os.environ.get("WXM_CELL_ID"), "exitstatus": int(exitstatus), "tests": _results,
+                       "observations": _observations}, fh, indent=2)
         os.replace(tmp, out)
+
+
+def static_audit() -> dict:
+    """The static audit's answers for this cell (WXM_AUDIT_JSON), or {} where none was made (a probe)."""
+    path = os.environ.get("WXM_AUDIT_JSON")
+    if not path:
+        return {}
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
 
 
 def env(name: str) -> str:

@@ -684,6 +684,7 @@ def simulate(
     def rel(p: str) -> str:
         return _rel(p, root)
 
+    failed = _failed_optional_loads(proc)
     loaded = tuple(
         Loaded(
             soname=n.soname or os.path.basename(n.path),
@@ -693,6 +694,7 @@ def simulate(
             loaded_by=rel(n.loader.path) if n.loader else None,
         )
         for n in proc.nodes
+        if not any(id(c) in failed for c in n.chain())
     )
 
     def relm(m: Missing) -> Missing:
@@ -721,6 +723,25 @@ def simulate(
         via_ld_library_path=tuple(rel(p) for p in dict.fromkeys(proc.via_ld_library_path)),
         from_system=tuple(item.path for item in loaded if item.path.startswith("/") and _wheel_provided(item.soname)),
     )
+
+
+def _failed_optional_loads(proc: Process) -> set[int]:
+    """Nodes an optional dlopen could not really load: ld.so fails the whole dlopen when a DT_NEEDED of the
+    opened library (or of its dependencies) is missing, so the chain up to that dlopen is not in the process
+    (cuFile's RDMA plug-in needs libmlx5.so.1, which the real loader showed missing on a machine without
+    rdma-core). Its loader survives."""
+    failed: set[int] = set()
+    for m in proc.optional_missing:
+        if m.how != "needed":
+            continue
+        for path in m.chain:  # wanted_by first, then its loaders up to the entry module
+            node = proc._by_file.get(os.path.realpath(path))
+            if node is None:
+                break
+            failed.add(id(node))
+            if node.how == "dlopen?":
+                break
+    return failed
 
 
 def _wheel_provided(soname: str) -> bool:
