@@ -151,16 +151,19 @@ def _run_suite(m: matrices.Matrix, cell: matrices.Cell, env_dir: Path, cell_work
     return (json.loads(results.read_text()) if results.exists() else None), proc
 
 
-def suite_env(cell_id: str, sm: int, work: Path, audit: dict[str, Any]) -> dict[str, str]:
+def suite_env(cell_id: str, sm: int, work: Path, audit: dict[str, Any] | None) -> dict[str, str]:
     """The cell suite's inputs: speech with its text, and the static audit's answers that the suite checks
-    against its own observations (torch's arch list, the real loader)."""
+    against its own observations (torch's arch list, the real loader). A probe (``audit`` None) gets neither:
+    its tests that need them say so."""
+    env = builds.clean_env() | {"WXM_CELL_ID": cell_id, "WXM_TARGET_SM": str(sm)}
+    if audit is None:
+        return env
     sample = speech.selftest_speech()
     text_file = work / "reference.txt"
     text_file.write_text(sample.text)
     audit_json = work / "audit-static.json"
     audit_json.write_text(json.dumps(audit))
-    return builds.clean_env() | {"WXM_CELL_ID": cell_id, "WXM_TARGET_SM": str(sm), "WXM_SPEECH_WAV": str(sample.wav),
-                                 "WXM_SPEECH_TEXT": str(text_file), "WXM_AUDIT_JSON": str(audit_json)}
+    return env | {"WXM_SPEECH_WAV": str(sample.wav), "WXM_SPEECH_TEXT": str(text_file), "WXM_AUDIT_JSON": str(audit_json)}
 
 
 def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True,
@@ -440,7 +443,7 @@ def run_probe(python: str, *, label: str, sm: int, keyword: str | None = None) -
     paths.cache_dir().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="probe-work-", dir=paths.cache_dir()))
     try:
-        env = suite_env(label, sm, work, {})
+        env = suite_env(label, sm, work, None)
         results = work / "suite.json"
         cmd = [python, "-m", "pytest", str(m.root / "tests" / "cell"), "-q", *(["-k", keyword] if keyword else [])]
         proc = tools.run(cmd, cwd=m.root, env=env | {"WXM_CELL_RESULTS": str(results)}, timeout=1800)
