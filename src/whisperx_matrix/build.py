@@ -86,7 +86,8 @@ def expected_stamp(matrix: Matrix, cell: Cell, *, use_patches: bool, lock_file: 
         "format": BUILD_FORMAT,
         "cell": cell.id,
         "python": cell.python,
-        "lock": f"{lock_path.name} {locks.sha256_bytes(lock_path.read_bytes())}",
+        # Named by the cell's lock id, so a floating cell's lock gives the same stamp wherever it was saved.
+        "lock": f"{cell.lock_id}.txt {locks.sha256_bytes(lock_path.read_bytes())}",
         "patches": _series(matrix).fingerprint() if use_patches else None,
         "preload": list(cell.preload),
     }

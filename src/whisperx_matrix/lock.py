@@ -238,7 +238,8 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False, dest: Pat
         proc = tools.run(args, cwd=work, env=tools.uv_env())
         if not proc.ok:
             if (cause := proc.infra_cause()) is not None:
-                return LockStatus(cell.lock_id, group_ids, "failed", f"{cause}: {proc.last_error_line()}", infra=cause)
+                what = "package index unreachable" if cause == "network" else "disk full"
+                return LockStatus(cell.lock_id, group_ids, "failed", f"{what}: {proc.last_error_line()}", infra=cause)
             return LockStatus(cell.lock_id, group_ids, "failed", f"uv could not resolve: {proc.last_error_line()}")
         body = (work / "out.txt").read_text(encoding="utf-8")
     header_lines = [

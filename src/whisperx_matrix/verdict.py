@@ -172,10 +172,13 @@ class Observations:
         rec = self.cells.get(cell)
         return rec if rec is not None and rec.get("verdict") != "not-testable" else None
 
-    def why_missing(self, cell: str) -> str:
+    def why_missing(self, cell: str, what: str = "") -> str:
+        """Why a cell's observations are not there: not run, not testable (infra), or ``what`` not observed."""
         rec = self.cells.get(cell)
         if rec is None:
             return f"{cell}: not in the results judged"
+        if rec.get("verdict") != "not-testable" and what:
+            return f"{cell}: its result has no {what}"
         note = (rec.get("observed") or {}).get("note") or "not testable here"
         return f"{cell}: {note}"
 
@@ -249,7 +252,8 @@ def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
     sm = int(claim.says["sm"])
     have = [c for c in claim.cells if (r := obs.get(c)) and _torch_lib(r) and r.get("cuda_runtime")]
     if not have:
-        return _untested(obs, claim.cells)
+        return Judgement("not-testable", [], [obs.why_missing(c, "torch arch audit or CUDA runtime version")
+                                              for c in claim.cells])
     ev = []
     with_sm = []
     for c in have:
@@ -277,7 +281,7 @@ def check_max_arch(claim: Claim, obs: Observations) -> Judgement:
     r = obs.get(cell)
     lib = _torch_lib(r) if r else None
     if lib is None:
-        return _untested(obs, [cell])
+        return Judgement("not-testable", [], [obs.why_missing(cell, "torch arch audit")])
     top = max((_sm_num(a) for a in lib["sass"]), default=0)
     ev = [measured(f"torch {_ver(r, 'torch')} ({r.get('cuda')}) libtorch_cuda.so: {_kernels(r)}; highest SASS sm_{top}",
                    cell=cell)]
@@ -308,14 +312,14 @@ def check_option1_mechanism(claim: Claim, obs: Observations) -> Judgement:
                            f"{'has' if _has_sm(r_era, sm) else 'no'} sm_{sm} SASS"
                            f"{'' if (_torch_lib(r_era) or {}).get('ptx') else ', no PTX to JIT'}", cell=era))
     else:
-        missing.append(obs.why_missing(era))
+        missing.append(obs.why_missing(era, "torch arch audit"))
     if r_today and _torch_lib(r_today):
         has = _has_sm(r_today, sm)
         ev.append(measured(f"{today} (stable torch {_ver(r_today, 'torch')}, {r_today.get('cuda')}): "
                            f"{'carries' if has else 'has no'} sm_{sm} SASS", cell=today))
         parts.append("contradicted" if has else "confirmed")
     else:
-        missing.append(obs.why_missing(today))
+        missing.append(obs.why_missing(today, "torch arch audit"))
     emus = _emulation_items(obs)
     if emus:
         detected_all = True
@@ -450,7 +454,7 @@ def check_first_stable_with_arch(claim: Claim, obs: Observations) -> Judgement:
     """The measured stable cells in torch order: which carry sm_N, and the first that does."""
     sm, named = int(claim.says["sm"]), str(claim.says["torch"])
     have = [c for c in claim.cells if (r := obs.get(c)) and _torch_lib(r)]
-    missing = [obs.why_missing(c) for c in claim.cells if c not in have]
+    missing = [obs.why_missing(c, "torch arch audit") for c in claim.cells if c not in have]
     if not have:
         return Judgement("not-testable", [], missing)
     ev, first = [], None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,15 +63,40 @@ def test_missing_lock_is_reported(tiny_project: Path) -> None:
     assert status.state == "missing" and status.problem
 
 
-def test_unreachable_nightly_index_is_not_a_stale_lock(tiny_project: Path) -> None:
-    """A real unreachable index (a closed local port), not a mock: 'unreachable', not a failure."""
+def test_nightly_cell_floats_and_its_unreachable_index_is_infrastructure(tiny_project: Path) -> None:
+    """A nightly cell has no committed lock: `check` says floating (not missing, not stale); resolving it against a
+    real unreachable index (a closed local port, not a mock) is an infrastructure failure, never evidence."""
     m = matrix.load(tiny_project / "matrix.toml")
-    [status] = lock.check(m, [m.get("tiny-nightly")])
-    assert status.state == "unreachable" and not status.problem
-    assert "PyTorch index 'nightly' (set WXM_TEST_NIGHTLY_INDEX to use a mirror) unreachable" in status.detail
-    assert "127.0.0.1" not in status.detail  # reports name the index, never its host
-    with pytest.raises(NetworkError, match="index is unreachable"):
-        lock.ensure_fresh(m, m.get("tiny-nightly"))
+    cell = m.get("tiny-nightly")
+    [status] = lock.check(m, [cell])
+    assert status.state == "floating" and not status.problem
+    assert "resolved at run time from PyTorch index 'nightly'" in status.detail
+    with pytest.raises(LockError, match="floats"):
+        lock.ensure_fresh(m, cell)
+    resolved = lock.resolve_floating(m, cell, tiny_project / "resolved.txt")
+    assert resolved.state == "unreachable" and resolved.infra == "index unreachable"
+    assert "PyTorch index 'nightly' (set WXM_TEST_NIGHTLY_INDEX to use a mirror) unreachable" in resolved.detail
+    assert "127.0.0.1" not in resolved.detail  # reports name the index, never its host
+    assert not (tiny_project / "resolved.txt").exists()
+    # `nox -s lock` never writes a floating cell's lock into constraints/.
+    assert lock.compile_lock(m, cell).state == "floating"
+    assert not lock.lock_path(m, cell).exists()
+
+
+def test_lock_from_a_result_or_a_file(tiny_project: Path) -> None:
+    """--lock-from takes the lock a result kept for the cell, or a lock file; a lock of another cell is refused."""
+
+    m = matrix.load(tiny_project / "matrix.toml")
+    text = write_lock(tiny_project, "tiny").read_text()
+    result = tiny_project / "result.json"
+    result.write_text(json.dumps({"schema": 1, "cells": [{"id": "tiny", "lock": {"text": text}}]}))
+    got = lock.lock_from(m, m.get("tiny"), result, tiny_project / "locks")
+    assert got.read_text() == text and got.parent.name == "locks"
+    assert lock.lock_from(m, m.get("tiny"), lock.lock_path(m, m.get("tiny")), tiny_project / "locks").read_text() == text
+    with pytest.raises(LockError, match="not a lock of tiny-nightly"):
+        lock.lock_from(m, m.get("tiny-nightly"), lock.lock_path(m, m.get("tiny")), tiny_project / "locks")
+    with pytest.raises(LockError, match="holds no resolved lock for tiny-nightly"):
+        lock.lock_from(m, m.get("tiny-nightly"), result, tiny_project / "locks")
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
@@ -87,7 +113,7 @@ def test_real_compile_writes_hashed_lock_and_skips_unreachable(tiny_project: Pat
     m = matrix.load(tiny_project / "matrix.toml")
     results = {r.lock_id: r for r in lock.lock_all(m, m.cells)}
     assert results["tiny"].state == "written", results["tiny"].detail
-    assert results["tiny-nightly"].state == "unreachable"
+    assert results["tiny-nightly"].state == "floating"  # never locked into constraints/
     text = (tiny_project / "constraints" / "tiny.txt").read_text()
     assert "\nwhisperx==3.8.6 \\\n    --hash=sha256:" in text
     assert "\ntorch==2.8.0 \\\n" in text  # whisperx 3.8.6 pins torch~=2.8.0
@@ -113,5 +139,5 @@ def test_default_index_down_is_named_as_such(tiny_project: Path, monkeypatch: py
     monkeypatch.setenv("UV_CACHE_DIR", str(tiny_project / "uv-cache"))
     m = matrix.load(tiny_project / "matrix.toml")
     [status] = lock.lock_all(m, [m.get("tiny")])
-    assert status.state == "failed"
+    assert status.state == "failed" and status.infra == "network"
     assert status.detail.startswith("package index unreachable"), status.detail

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import random
 import shutil
 import struct
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 from whisperx_matrix import cli, report
 from whisperx_matrix.report import ReportError
 
+ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data" / "report"
 needs_matplotlib = pytest.mark.skipif(find_spec("matplotlib") is None,
                                       reason="matplotlib is not installed (pip install 'whisperx-matrix[report]')")
@@ -127,11 +129,11 @@ def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
     assert [r[0].split("<br>")[0] for r in claims] == [f"`{c['id']}`" for c in sample["claims"]]
     driver = claims[0]
     assert driver[1] == "“NVIDIA driver 565 or newer is required”" and driver[2] == "**contradicted**"
-    assert "570.26" in driver[3] and "<br>565 is too old" in driver[3]  # multi-line evidence stays in its cell
+    assert "570.26" in driver[4] and "<br>565 is too old" in driver[4]  # multi-line evidence stays in its cell
     assert [r[2] for r in claims].count("not-testable") == 2
 
     alone = report.claims_markdown(sample)
-    assert alone in md and alone.startswith("| claim | the document says | verdict | evidence |")
+    assert alone in md and alone.startswith("| claim | the document says | verdict | basis | evidence |")
     assert "| cell |" not in alone
 
 
@@ -178,31 +180,56 @@ def test_write_report_html_png_json(sample: dict[str, Any], tmp_path: Path) -> N
 
 # ---------------------------------------------------------------------------------------------- merge
 
-def test_merge_two_one_cell_results() -> None:
+def test_merge_two_one_cell_results_and_rejudge_claims() -> None:
     a, b = _load("cell-stable-cu128.json"), _load("cell-stable-cu130-cublas12.json")
-    merged = report.merge_results([a, b], sources=["a.json", "b.json"])
+    seen = []
+
+    def judge(cells, probes):  # type: ignore[no-untyped-def]
+        seen.append(sorted(cells))
+        return [{"id": "claim-x", "verdict": "confirmed", "evidence": [], "bases": []}]
+
+    merged = report.merge_results([a, b], sources=["a.json", "b.json"], judge=judge)
     assert [c["id"] for c in merged["cells"]] == ["stable-cu128", "stable-cu130-cublas12"]
     assert merged["totals"] == {"cells": 2, "as_expected": 2, "unexpected": 0, "not_testable": 0}
     assert merged["selectors"] == ["stable-cu128", "stable-cu130-cublas12"]
     assert merged["generated_at"] == b["generated_at"]
     assert merged["seconds"]["total"] == pytest.approx(a["seconds"]["total"] + b["seconds"]["total"])
-    claims = {c["id"]: c for c in merged["claims"]}
-    assert list(claims) == ["driver-565", "bashrc-ld-library-path"]
-    # each input holds one of that claim's two cells: a tie, so the later input's claim is kept
-    assert claims["bashrc-ld-library-path"]["evidence"] == b["claims"][0]["evidence"]
+    assert seen == [["stable-cu128", "stable-cu130-cublas12"]]  # judged once, on the union
+    assert merged["claims"] == [{"id": "claim-x", "verdict": "confirmed", "evidence": [], "bases": []}]
     assert [m["source"] for m in merged["merged_from"]] == ["a.json", "b.json"]
-    assert report.headline(merged) == "2 cells: 2 as expected, 0 unexpected, 0 not testable here (target sm_120)"
+    assert report.merge_results([a, b])["claims"] == []  # no verdict stage, no claims: never picked from an input
 
 
-def test_merge_later_duplicate_replaces_and_claims_follow_the_most_cells(sample: dict[str, Any]) -> None:
+def test_merge_keeps_the_later_run_of_a_cell_whatever_the_input_order(sample: dict[str, Any]) -> None:
     rerun = _load("cell-stable-cu130.json")
-    merged = report.merge_results([sample, rerun])
-    ids = [c["id"] for c in merged["cells"]]
-    assert ids == [c["id"] for c in sample["cells"]]  # replaced in place, not appended
-    assert merged["cells"][ids.index("stable-cu130")]["verdict"] == "failed-as-expected"
-    assert merged["totals"] == {"cells": 9, "as_expected": 5, "unexpected": 2, "not_testable": 2}
-    claim = next(c for c in merged["claims"] if c["id"] == "cu130-cublas12")
-    assert claim == next(c for c in sample["claims"] if c["id"] == "cu130-cublas12")  # sample holds both its cells
+    for inputs in ([sample, rerun], [rerun, sample]):
+        merged = report.merge_results(inputs, order=[c["id"] for c in sample["cells"]])
+        ids = [c["id"] for c in merged["cells"]]
+        assert ids == [c["id"] for c in sample["cells"]]
+        later = max((sample, rerun), key=lambda r: r["generated_at"])
+        assert merged["cells"][ids.index("stable-cu130")] == next(c for c in later["cells"] if c["id"] == "stable-cu130")
+
+
+def _split(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """A full result as CI's fan-out would give it: one result per cell, and one holding the GPU probes."""
+    parts = [dict(result, cells=[c], probes=[], claims=[], selectors=[c["id"]]) for c in result["cells"]]
+    return parts + [dict(result, cells=[], probes=result.get("probes") or [], claims=[], selectors=[])]
+
+
+def test_merging_per_cell_results_in_any_order_gives_the_full_runs_verdicts() -> None:
+    """The published report split into per-cell results, merged in several orders: every order re-judges to the
+    same claims as the full run (and as the report itself)."""
+    full = report.load_result(ROOT / "reports" / "matrix.json")
+    order, judge = report.matrix_judge(ROOT)
+    expected = judge({c["id"]: c for c in full["cells"]}, full.get("probes") or [])
+    assert expected == full["claims"]
+    parts = _split(full)
+    orders = [parts, parts[::-1], random.Random(7).sample(parts, len(parts)), random.Random(11).sample(parts, len(parts))]
+    merged = [report.merge_results(o, order=order, judge=judge) for o in orders]
+    for m in merged:
+        assert m["claims"] == expected
+        assert [c["id"] for c in m["cells"]] == [c["id"] for c in full["cells"]]
+    assert len({json.dumps({k: v for k, v in m.items() if k != "merged_from"}, sort_keys=True) for m in merged}) == 1
 
 
 def test_merge_orders_by_matrix_and_refuses_mixed_targets() -> None:

@@ -78,77 +78,174 @@ def test_claim_with_unknown_check_is_rejected(tmp_path: Path) -> None:
 
 
 def _cell(cid: str, cuda: str, torch: str, sass: list[str], *, status: str = "pass", reasons: list[str] | None = None,
-          missing: list[str] | None = None, loaded: dict[str, str] | None = None, ld_dep: bool = False) -> dict:
-    return {"id": cid, "cuda": cuda, "versions": {"torch": torch, "whisperx": "3.8.6", "pyannote-audio": "4.0.7"},
+          missing: list[str] | None = None, loaded: dict[str, str] | None = None, runtime: str | None = None,
+          pyannote: str = "4.0.7", channel: str = "stable") -> dict:
+    """A cell result as run.py writes it, with the observations the checks read."""
+    return {"id": cid, "cuda": cuda, "channel": channel,
+            "versions": {"torch": torch, "whisperx": "3.8.6", "pyannote-audio": pyannote, "torchaudio": torch},
             "verdict": "as-expected" if status == "pass" else "failed-as-expected",
             "observed": {"status": status, "reasons": reasons or []}, "evidence": [],
+            "cuda_runtime": runtime or f"{cuda[2:4]}.{cuda[4:]}.90",
             "arch": {"packages": {"torch": {"sass": sass, "ptx": [], "runnable": True}}},
-            "closure": {"missing_sonames": missing or [], "loaded": loaded or {}, "ld_library_path_dependent": ld_dep}}
+            "closure": {"missing_sonames": missing or [], "loaded": loaded or {}}}
 
 
 def _claim(cid: str) -> verdict.Claim:
     return next(c for c in verdict.load_claims(ROOT / "claims.toml", MATRIX) if c.id == cid)
 
 
+def _judge(cid: str, cells: dict, probes: list | None = None) -> dict:
+    [result] = verdict.judge_claims([_claim(cid)], cells, probes or [])
+    return result
+
+
+def _text(result: dict) -> str:
+    return " | ".join(verdict.evidence_line(e) for e in result["evidence"]) + " | " + " | ".join(result.get("missing", []))
+
+
+UNREACHABLE = {"verdict": "not-testable", "observed": {"status": "not-testable", "reasons": [],
+                                                       "note": "not testable here (infra: index unreachable)"}}
 SM120 = ["sm_70", "sm_80", "sm_90", "sm_100", "sm_120"]
 UPTO90 = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
 
 
-def test_driver_claim_is_contradicted_by_cuda_128_minimum() -> None:
-    outcomes = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
-                "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
-    v, evidence = verdict.check_driver_minimum(_claim("driver-565"), outcomes)
-    assert v == "contradicted" and ">= 570.26" in evidence and "stable-cu126 (cu126)" in evidence
+def test_every_evidence_item_has_a_basis_and_a_cited_one_names_its_source() -> None:
+    cells = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
+             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    result = _judge("driver-565", cells)
+    assert result["verdict"] == "contradicted"
+    assert result["bases"] == ["measured", "cited"]
+    assert all(e["basis"] in verdict.BASES for e in result["evidence"])
+    [cite] = [e for e in result["evidence"] if e["basis"] == "cited"]
+    assert "570.26" in cite["text"] and "Release Notes" in cite["source"]
+    assert "stable-cu128: torch 2.8.0 carries sm_120 SASS; bundles CUDA runtime 12.8.90" in _text(result)
+
+
+def test_driver_claim_without_a_cell_carrying_sm120_is_not_judged_from_the_table_alone() -> None:
+    result = _judge("driver-565", {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90)})
+    assert result["verdict"] == "not-testable" and "carries sm_120" in " ".join(result["missing"])
 
 
 def test_max_arch_claim_confirmed_when_sm90_is_the_top() -> None:
-    outcomes = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90)}
-    assert verdict.check_max_arch(_claim("stable-251-sm90"), outcomes)[0] == "confirmed"
-    outcomes["option1-stable-cu124"]["arch"]["packages"]["torch"]["sass"] = SM120
-    assert verdict.check_max_arch(_claim("stable-251-sm90"), outcomes)[0] == "contradicted"
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90)}
+    assert _judge("stable-251-sm90", cells)["verdict"] == "confirmed"
+    cells["option1-stable-cu124"]["arch"]["packages"]["torch"]["sass"] = SM120
+    assert _judge("stable-251-sm90", cells)["verdict"] == "contradicted"
 
 
-def test_libcupti_claim_contradicted_when_it_resolves_and_cublas12_is_missing() -> None:
+EMULATION = {"label": "h200", "gpu": {"present": True, "name": "NVIDIA H200", "sm": 90, "no_kernel_emulation": {
+    "is_available": True, "name": "NVIDIA H200", "capability": "9.0", "torch": "2.11.0+cu130",
+    "emulation": "CUDA_FORCE_PTX_JIT=1",
+    "first_kernel_error": "AcceleratorError: CUDA error: no kernel image is available for execution on the device"}}}
+
+
+def test_option1_judged_in_two_parts_measured_today_and_emulated_for_the_guides_era() -> None:
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
+             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    without_gpu = _judge("option1-not-detected", cells)
+    assert without_gpu["verdict"] == "contradicted" and without_gpu["bases"] == ["measured"]
+    assert "no GPU run of the cell suite's no-kernel-image emulation" in " ".join(without_gpu["missing"])
+    with_gpu = _judge("option1-not-detected", cells, [EMULATION])
+    assert with_gpu["verdict"] == "contradicted" and with_gpu["bases"] == ["measured", "emulated"]
+    assert "is_available() True" in _text(with_gpu) and "no kernel image" in _text(with_gpu)
+    assert "missing" not in with_gpu
+
+
+def test_option1_confirmed_when_the_emulated_gpu_goes_undetected_and_today_has_no_kernels() -> None:
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
+             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", UPTO90)}
+    undetected = {"label": "x", "gpu": {"present": True, "name": "GPU", "sm": 90, "no_kernel_emulation": {
+        "is_available": False, "name": None, "emulation": "CUDA_FORCE_PTX_JIT=1"}}}
+    assert _judge("option1-not-detected", cells, [undetected])["verdict"] == "confirmed"
+
+
+def test_option2_is_judged_on_the_nightly_cell_only_and_shows_the_stable_proxy() -> None:
     cu130 = _cell("stable-cu130", "cu130", "2.11.0", SM120, status="fail", reasons=["missing-soname:libcublas.so.12"],
                   missing=["libcublas.so.12"], loaded={"libcupti.so.13": "nvidia/cu13/lib/libcupti.so.13 (nvidia-cuda-cupti 13.0.85)"})
-    outcomes = {"stable-cu130": cu130, "nightly-cu130": {"verdict": "not-testable", "observed": {"note": "index unreachable"}}}
-    v, evidence = verdict.check_missing_soname(_claim("option2-libcupti13"), outcomes)
-    assert v == "contradicted"
-    assert "libcupti.so.13 resolved to nvidia/cu13/lib/libcupti.so.13" in evidence
-    assert "what is really missing: libcublas.so.12" in evidence and "index unreachable" in evidence
+    result = _judge("option2-libcupti13", {"stable-cu130": cu130, "nightly-cu130": UNREACHABLE})
+    assert result["verdict"] == "not-testable"  # an unreachable index is not evidence
+    assert "nightly-cu130: not testable here (infra: index unreachable)" in result["missing"]
+    assert "libcupti.so.13 resolved to nvidia/cu13/lib/libcupti.so.13" in _text(result)
+    nightly = dict(cu130, id="nightly-cu130", channel="nightly", versions={"torch": "2.11.0.dev20261101"})
+    result = _judge("option2-libcupti13", {"stable-cu130": cu130, "nightly-cu130": nightly})
+    assert result["verdict"] == "contradicted" and result["evidence"][0]["basis"] == "measured"
+    assert "missing from the closure: libcublas.so.12" in _text(result)
 
 
-def test_option3_not_testable_without_the_nightly_index_but_cites_the_stable_proxy() -> None:
-    outcomes = {"nightly-cu128": {"verdict": "not-testable", "observed": {"note": "index unreachable"}},
-                "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
-    v, evidence = verdict.check_cell_passes(_claim("option3-works"), outcomes)
-    assert v == "not-testable" and "stable-cu128 (torch 2.8.0), passes" in evidence
+def test_a_nightly_cell_from_a_stand_in_index_is_emulated_evidence() -> None:
+    """A 'nightly' index that served a release (the loopback stand-in) is named as an emulation, not a measurement."""
+    stand_in = _cell("nightly-cu128", "cu128", "2.10.0", SM120, channel="nightly")
+    result = _judge("option3-works", {"nightly-cu128": stand_in})
+    assert result["verdict"] == "confirmed" and result["bases"] == ["emulated"]
+    assert "serving torch 2.10.0, a release" in result["evidence"][0]["emulation"]
 
 
-def test_ld_library_path_claim() -> None:
-    outcomes = {c: _cell(c, "cu128", "2.8.0", SM120) for c in ("stable-cu128", "doc-recipe-cu128", "stable-cu130-cublas12")}
-    assert verdict.check_needs_ld_library_path(_claim("ld-library-path"), outcomes)[0] == "contradicted"
-    outcomes["stable-cu128"]["closure"]["ld_library_path_dependent"] = True
-    assert verdict.check_needs_ld_library_path(_claim("ld-library-path"), outcomes)[0] == "confirmed"
+def test_option3_not_testable_without_the_nightly_index_but_shows_the_stable_proxy() -> None:
+    result = _judge("option3-works", {"nightly-cu128": UNREACHABLE,
+                                      "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)})
+    assert result["verdict"] == "not-testable" and "stable-cu128 (stable torch 2.8.0, same CUDA build): passes" in _text(result)
+
+
+def _ldlp(without: bool, with_: bool) -> dict:
+    side = lambda ok: {"passed": ok, "summary": "9 of 9 passed" if ok else "8 of 9 passed (x)", "reasons": []}  # noqa: E731
+    return {"without": side(without), "with": side(with_) | {"folders": 14}}
+
+
+def test_ld_library_path_claim_compares_two_runs_of_the_suite() -> None:
+    cells = {c: _cell(c, "cu128", "2.8.0", SM120) for c in ("stable-cu128", "doc-recipe-cu128", "stable-cu130-cublas12")}
+    assert _judge("ld-library-path", cells)["verdict"] == "not-testable"  # nothing was compared
+    for c in cells.values():
+        c["ld_library_path"] = _ldlp(True, True)
+    result = _judge("ld-library-path", cells)
+    assert result["verdict"] == "contradicted" and "set to its 14 nvidia/*/lib folders" in _text(result)
+    cells["stable-cu128"]["ld_library_path"] = _ldlp(False, True)
+    assert _judge("ld-library-path", cells)["verdict"] == "confirmed"
+
+
+def test_pyannote_claim_needs_cells_differing_in_pyannote_alone_and_the_stated_reason() -> None:
+    old = _cell("stable-cu130-pyannote3", "cu130", "2.11.0", SM120, status="fail", pyannote="3.4.0",
+                reasons=["AttributeError:torchaudio.AudioMetaData"])
+    new = _cell("stable-cu130-cublas12", "cu130", "2.11.0", SM120)
+    cells = {"stable-cu130-pyannote3": old, "stable-cu130-cublas12": new}
+    assert _judge("pyannote4-torch210", cells)["verdict"] == "confirmed"
+    old["observed"]["reasons"] = ["missing-soname:libcublas.so.12"]  # fails, but not for pyannote's reason
+    assert _judge("pyannote4-torch210", cells)["verdict"] == "contradicted"
+    old["versions"]["torch"] = "2.10.0"
+    assert _judge("pyannote4-torch210", cells)["verdict"] == "not-testable"
 
 
 def test_patch_claim_needs_both_halves() -> None:
     patched = _cell("doc-recipe-cu128", "cu128", "2.8.0", SM120)
     unpatched = _cell("doc-recipe-cu128-unpatched", "cu128", "2.8.0", SM120, status="fail", reasons=["TypeError:use_auth_token"])
-    outcomes = {"doc-recipe-cu128": patched, "doc-recipe-cu128-unpatched": unpatched,
-                "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
-    assert verdict.check_patch_needed(_claim("patch-use-auth-token"), outcomes)[0] == "confirmed"
+    cells = {"doc-recipe-cu128": patched, "doc-recipe-cu128-unpatched": unpatched,
+             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    assert _judge("patch-use-auth-token", cells)["verdict"] == "confirmed"
     unpatched["observed"]["reasons"] = ["missing-module:omegaconf"]
-    assert verdict.check_patch_needed(_claim("patch-use-auth-token"), outcomes)[0] == "contradicted"
+    assert _judge("patch-use-auth-token", cells)["verdict"] == "contradicted"
 
 
-def test_stable_with_blackwell_claim_names_the_first_stable_release() -> None:
-    outcomes = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
-                "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
-    v, evidence = verdict.check_first_stable_with_arch(_claim("switch-stable-26"), outcomes)
-    assert v == "contradicted" and "torch 2.7.1 (cu126, from the default index): no sm_120" in evidence
+def test_stable_with_blackwell_claim_names_the_first_measured_stable_release() -> None:
+    cells = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
+             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    result = _judge("switch-stable-26", cells)
+    assert result["verdict"] == "not-testable" and "no measured cell has torch 2.6" in result["missing"]
+    cells["stable-torch26-cu124"] = _cell("stable-torch26-cu124", "cu124", "2.6.0", UPTO90, status="fail",
+                                          reasons=["UnpicklingError:weights_only"])
+    result = _judge("switch-stable-26", cells)
+    assert result["verdict"] == "contradicted"
+    assert "stable-torch26-cu124: torch 2.6.0 (cu124, default index): no sm_120 SASS" in _text(result)
+    assert "of those measured: 2.8.0" in _text(result)
 
 
-def test_a_check_that_cannot_read_its_data_is_not_testable_not_a_crash() -> None:
-    [result] = verdict.judge_claims([_claim("stable-251-sm90")], {"option1-stable-cu124": {"verdict": "as-expected"}})
-    assert result["verdict"] == "not-testable" and "could not evaluate" in result["evidence"]
+def test_a_check_that_cannot_read_its_data_raises_it_is_never_a_verdict() -> None:
+    broken = {"option1-stable-cu124": {"verdict": "as-expected", "arch": {"packages": {"torch": {"sass": None}}}}}
+    with pytest.raises(TypeError):
+        verdict.judge_claims([_claim("stable-251-sm90")], broken)
+
+
+def test_claims_name_only_cells_of_the_matrix_in_their_roles() -> None:
+    ids = set(MATRIX.ids())
+    for claim in verdict.load_claims(ROOT / "claims.toml", MATRIX):
+        named = set(claim.cells) | {v for k, v in claim.says.items() if k in ("cell", "old", "new", "patched",
+                                                                              "unpatched", "upstream", "proxy", "today")}
+        assert named <= ids, claim.id
