@@ -110,6 +110,13 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
 
 
+@nox.session(default=False, reuse_venv=True, tags=["gpu"])
+def gpu(session: nox.Session) -> None:
+    """GPU tests: tests/gpu is outside pytest's testpaths, so they run here only (each skips with its reason)."""
+    _tool_venv(session, "test")
+    session.run("pytest", "tests/gpu", *session.posargs)
+
+
 @nox.session(default=False, reuse_venv=True)
 def doctor(session: nox.Session) -> None:
     """Read this machine's GPU and driver and name the cell to use (`-- --sm 120 --driver 575.51.03`)."""

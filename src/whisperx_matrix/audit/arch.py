@@ -13,6 +13,7 @@ available" unless the library dispatches around them.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 from collections.abc import Collection, Iterable
@@ -77,9 +78,20 @@ class ArchAudit:
         return json.dumps(self.to_dict(), indent=2)
 
 
-def _arch_key(tag: str) -> tuple[int, str]:
-    arch = Arch.parse(tag.split()[0])
-    return (arch.cc, arch.variant)
+_TAG_KINDS = ("sm_", "compute_", "lto_")
+
+
+def _arch_key(tag: str) -> tuple[int, str, int, tuple[int, ...], str]:
+    """A total order on arch tags: by compute capability, variant, then kind (SASS, PTX, LTO IR), then PTX
+    ISA version, then the tag itself. ``compute_50`` and ``lto_50`` (or two PTX versions of one arch) must
+    not tie: the tags come from sets, whose iteration order changes with PYTHONHASHSEED, so a tie would
+    reorder the audit's lists from run to run.
+    """
+    name, _, rest = tag.partition(" ")
+    arch = Arch.parse(name)
+    kind = next((i for i, prefix in enumerate(_TAG_KINDS) if name.startswith(prefix)), len(_TAG_KINDS))
+    isa = tuple(int(n) for n in re.findall(r"\d+", rest))  # "(PTX 8.7)" -> (8, 7)
+    return (arch.cc, arch.variant, kind, isa, tag)
 
 
 def judge_library(found: FileFatbins, target: Arch, *, rel: str, package: str) -> LibraryArch:

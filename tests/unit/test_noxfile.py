@@ -1,0 +1,64 @@
+"""noxfile.py, read as source (no nox import): the GPU tests have a session, since pytest's testpaths leave them out."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _sessions() -> dict[str, ast.FunctionDef]:
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    out = {}
+    for node in tree.body:
+        if not isinstance(node, ast.FunctionDef):
+            continue
+        for deco in node.decorator_list:
+            call = deco if isinstance(deco, ast.Call) else None
+            func = call.func if call else deco
+            if isinstance(func, ast.Attribute) and func.attr == "session":
+                out[node.name] = node
+    return out
+
+
+def _keywords(fn: ast.FunctionDef) -> dict[str, object]:
+    call = next(d for d in fn.decorator_list if isinstance(d, ast.Call))
+    return {k.arg: ast.literal_eval(k.value) for k in call.keywords if k.arg}
+
+
+def _runs(fn: ast.FunctionDef) -> list[ast.Call]:
+    return [
+        n
+        for n in ast.walk(fn)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "run"
+    ]
+
+
+def test_gpu_session_runs_tests_gpu_with_posargs() -> None:
+    gpu = _sessions().get("gpu")
+    assert gpu is not None, "noxfile.py has no `gpu` session"
+    assert _keywords(gpu).get("default") is False  # a plain `nox` runs `tests` only
+    doc = ast.get_docstring(gpu) or ""
+    assert doc and "\n" not in doc.strip() and "tests/gpu" in doc
+    calls = _runs(gpu)
+    pytest_runs = [c for c in calls if c.args and isinstance(c.args[0], ast.Constant) and c.args[0].value == "pytest"]
+    assert pytest_runs, "the gpu session never runs pytest"
+    args = pytest_runs[0].args
+    assert any(isinstance(a, ast.Constant) and a.value == "tests/gpu" for a in args)
+    assert any(isinstance(a, ast.Starred) and ast.unparse(a.value) == "session.posargs" for a in args)
+
+
+def test_tests_gpu_is_left_to_the_gpu_session() -> None:
+    """pytest's testpaths leave tests/gpu out (they need a GPU and a built cell); the gpu session is what runs it."""
+    testpaths = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["pytest"]["ini_options"][
+        "testpaths"
+    ]
+    assert "tests/gpu" not in testpaths
+    assert (ROOT / "tests" / "gpu").is_dir() and any((ROOT / "tests" / "gpu").glob("test_*.py"))
