@@ -491,7 +491,8 @@ def _large_v3_batch(data: dict[str, Any], spec: dict[str, Any]) -> tuple[str, di
 
 def _where(name: str, run: dict[str, Any], stage: dict[str, Any]) -> dict[str, Any]:
     return {"run": name, "model": run.get("model"), "weights": run.get("model_weights"), "file": stage.get("file"),
-            "audio_s": stage.get("audio_s")}
+            "audio_s": stage.get("audio_s"), "compute_type": stage.get("compute_type"),
+            "batch_size": stage.get("batch_size")}
 
 
 def _target_asr(data: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
@@ -564,7 +565,7 @@ def _memory_estimate(data: dict[str, Any], run: dict[str, Any], stages: list[dic
                   "(min(batch size, windows in the file))",
         "points_windows_mib": [list(p) for p in points], "per_window_mib": per_window,
         "fixed_mib": round(fixed), "fit_residuals_mib": [round(r, 1) for r in residuals],
-        "label": "estimate; memory depends on the model's shape, not on its weight values"}
+        "label": "memory depends on the model's shape, not on its weight values"}
     model = (data.get("machine") or {}).get("synthetic_model") or {}
     bytes_per = {"float16": 2, "float32": 4, "int8_float16": 1}.get(run.get("compute_type"))
     if model.get("parameters") and bytes_per:
