@@ -125,6 +125,12 @@ def doctor(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", default=False)
+def figures(session: nox.Session) -> None:
+    """The READMEs' measured numbers, rendered from benchmarks/results/: `-- --check` (default) or `-- --update`."""
+    _cli(session, "figures", *(session.posargs or ["--check"]))
+
+
+@nox.session(venv_backend="none", default=False)
 def wheelhouse(session: nox.Session) -> None:
     """Download every locked wheel of the cells into a folder: `-- CELL... --dest DIR` (then build --offline)."""
     _cli(session, "wheelhouse", *session.posargs)

@@ -24,6 +24,7 @@ COMMANDS = {
     "doctor": "whisperx_matrix.doctor",
     "wheelhouse": "whisperx_matrix.wheelhouse",
     "report": "whisperx_matrix.report",
+    "figures": "whisperx_matrix.figures",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

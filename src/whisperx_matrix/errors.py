@@ -89,6 +89,12 @@ class UnexpectedOutcomeError(FatalError):
     exit_code = 11
 
 
+class FiguresError(FatalError):
+    """A results file lacks a field a README figure needs, or a README's figure blocks are missing or out of date."""
+
+    exit_code = 12
+
+
 class NotBuiltError(FatalError):
     """A command needs a cell venv that has not been built."""
 

@@ -230,7 +230,7 @@ def test_minutes_and_stm_parsing():
     assert bench.stm_text("sample 1 A 6.68 7.16 Hello?\nsample 1 B 7.6 8.1 Oh, hello.\n") == "Hello? Oh, hello."
 
 
-def test_summary_judges_the_issue_targets_on_dialogue_files_only():
+def test_summary_and_cpu_targets_judge_dialogue_files_only():
     from whisperx_matrix import bench
 
     stages = [
@@ -243,15 +243,88 @@ def test_summary_judges_the_issue_targets_on_dialogue_files_only():
         {"stage": "align", "status": "ok", "file": "dialogue-1min.wav", "audio_s": 60, "wall_s": 10, "rtf": 6.0},
         {"stage": "batch_sweep[int8,bs64]", "kind": "batch_sweep", "status": "oom", "file": "dialogue-1min.wav"},
     ]
-    s = bench.summarise_transcribe({"device": "cpu", "model_weights": "real", "stages": stages})
+    result = {"ok": True, "device": "cpu", "model": "tiny.en", "model_weights": "real", "stages": stages}
+    s = bench.summarise_transcribe(result)
     one = s["per_file"]["dialogue-1min.wav"]
     assert one["batched_over_sequential"] == 2.0
     assert one["pipeline_rtf"] == 3.0 and one["pipeline_stages"] == ["vad+asr (batched)", "align"]
-    assert all(s["targets"].values())
+    targets = bench.transcribe_targets({"device": "cpu", "result": result})
+    assert set(targets) == set(bench.CPU_TARGETS)
+    assert targets["cpu_faster_than_real_time"]["slowest_rtf"] == 6.0  # sample.wav's 0.5x is not a dialogue file
+    assert all(t["met"] for t in targets.values())
     stages[1]["wer"] = 0.2
-    assert not all(bench.summarise_transcribe({"device": "cpu", "model_weights": "real", "stages": stages})["targets"].values())
-    synthetic = bench.summarise_transcribe({"device": "cuda", "model_weights": "synthetic", "stages": stages})
-    assert "targets" not in synthetic
+    targets = bench.transcribe_targets({"device": "cpu", "result": result})
+    assert targets["cpu_wer"] == targets["cpu_wer"] | {"worst_wer": 0.2, "met": False}
+    synthetic = {"device": "cpu", "result": result | {"model_weights": "synthetic"}}
+    assert all(t["met"] is None and t["not_measured"] for t in bench.transcribe_targets(synthetic).values())
+
+
+def _gpu_stage(kind, bs, file, *, rtf, wall, peak=None, windows=47, weights="synthetic", **extra):
+    return {"stage": f"{kind}[float16,bs{bs}]", "kind": kind, "compute_type": "float16", "batch_size": bs, "file": file,
+            "status": "ok", "audio_s": 1000.0, "rtf": rtf, "wall_s": wall, "gpu_peak_mib": peak, "windows": windows,
+            "weights": weights, **extra}
+
+
+def test_gpu_targets_are_computed_from_the_measured_stages():
+    from whisperx_matrix import bench
+
+    f = "dialogue-20min.flac"
+    large = {"ok": True, "model": "large-v3-shaped", "model_weights": "synthetic", "compute_type": "float16",
+             "max_new_tokens": 100, "stages": [
+                 _gpu_stage("whisperx_batched", 16, f, rtf=200.0, wall=5.0, peak=9000, tokens_per_window=50.0),
+                 _gpu_stage("batch_sweep", 8, f, rtf=140.0, wall=7.1, peak=6000),
+                 _gpu_stage("batch_sweep", 32, f, rtf=250.0, wall=4.0, peak=15000),
+                 _gpu_stage("batch_sweep", 64, f, rtf=260.0, wall=3.8, peak=20000)]}
+    tiny = {"ok": True, "model": "tiny.en", "model_weights": "real", "compute_type": "float16", "stages": [
+        _gpu_stage("whisperx_batched", 16, f, rtf=500.0, wall=2.0, peak=1300, weights="real", tokens_per_window=75.0),
+        {"stage": "align", "status": "ok", "file": f, "audio_s": 1000.0, "wall_s": 10.0, "rtf": 100.0},
+        {"stage": "diarize", "status": "ok", "file": f, "audio_s": 1000.0, "wall_s": 8.0, "rtf": 125.0}]}
+    data = {"device": "cuda", "cu130_check": {"ok": False, "stages": []}, "tiny_en": tiny, "large": large,
+            "machine": {"synthetic_model": {"parameters": 1_000_000_000}}}
+    t = bench.transcribe_targets(data)
+    assert set(t) == set(bench.GPU_TARGETS)
+    asr = t["asr_large_v3_fp16_bs16"]
+    assert (asr["run"], asr["rtf"], asr["met"]) == ("large", 200.0, True)
+    assert asr["other_batch_sizes_rtf"] == {"8": 140.0, "32": 250.0, "64": 260.0}
+    assert asr["real_weights_tokens_per_window"] == {"tiny_en": 75.0}
+    pipe = t["pipeline"]
+    assert (pipe["run"], pipe["total_s"], pipe["rtf"], pipe["met"]) == ("tiny_en", 20.0, 50.0, False)
+    assert "large" in pipe["not_measured_for"]
+    mem = t["gpu_memory_large_v3_fp16_bs16"]
+    assert (mem["peak_mib"], mem["limit_mib"], mem["met"]) == (9000, 7629, False)
+    assert mem["batch_sizes_within_limit"] == {"8": {"peak_mib": 6000, "rtf": 140.0}}
+    est = mem["asr_estimate"]  # points (8, 6000), (16, 9000), (32, 15000), (47, 20000): windows capped at 47
+    assert [p[0] for p in est["points_windows_mib"]] == [8, 16, 32, 47]
+    assert est["weights_mib"] == round(2e9 / 2**20)
+    assert est["weights_and_batch_mib"] == round(2e9 / 2**20 + 16 * est["per_window_mib"])
+    large["stages"][0]["gpu_peak_mib"] = 7000
+    assert bench.transcribe_targets(data)["gpu_memory_large_v3_fp16_bs16"]["met"] is True
+    del data["large"]
+    assert bench.transcribe_targets(data)["asr_large_v3_fp16_bs16"]["met"] is None
+
+
+def test_summarise_file_rewrites_summary_and_targets_only(tmp_path):
+    from whisperx_matrix import bench
+
+    result = {"ok": True, "device": "cpu", "model": "tiny.en", "model_weights": "real", "stages": [
+        {"stage": "whisperx_batched[int8,bs8]", "kind": "whisperx_batched", "status": "ok", "file": "dialogue-1min.wav",
+         "audio_s": 60, "wall_s": 10, "rtf": 6.0, "wer": 0.05}]}
+    data = {"device": "cpu", "result": result, "summary": {"stale": True}, "targets": {"typed by hand": True}}
+    path = tmp_path / "transcribe-cpu-2026-01-01.json"
+    path.write_text(json.dumps(data))
+    assert bench.summarise_results(tmp_path) == [(path, True)]
+    new = json.loads(path.read_text())
+    assert new["result"] == result and new["summary"] == bench.summarise_transcribe(result)
+    assert new["targets"] == bench.transcribe_targets(data)
+    assert bench.summarise_results(tmp_path) == [(path, False)]
+
+
+def test_committed_transcribe_results_carry_what_the_code_computes():
+    from whisperx_matrix import bench
+
+    for path in sorted((ROOT / "benchmarks" / "results").glob("transcribe-*.json")):
+        data = json.loads(path.read_text())
+        assert bench.summarise_file(data) == data, f"{path.name}: run python -m whisperx_matrix bench summarise"
 
 
 def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_use_no_gpu_here(monkeypatch):
