@@ -30,12 +30,7 @@ def _say(msg: str) -> None:
 
 
 def machine_info() -> dict[str, Any]:
-    mem_gib = 0
-    try:
-        with open("/proc/meminfo") as fh:
-            mem_gib = round(int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1]) / 1024 / 1024)
-    except (OSError, StopIteration, ValueError):
-        pass
+    mem_gib = paths.memory_gib()
     cpu = ""
     try:
         with open("/proc/cpuinfo") as fh:
@@ -199,7 +194,7 @@ def bench_matrix(m: matrices.Matrix, *, sm: int) -> dict[str, Any]:
 
     cells = m.select([])
     t0 = time.perf_counter()
-    result = run.run_matrix(m, cells, sm=sm, jobs=max(1, min(len(cells), os.cpu_count() or 1)), out=Path(os.devnull))
+    result = run.run_matrix(m, cells, sm=sm, jobs=max(1, min(len(cells), os.cpu_count() or 1)))
     wall = time.perf_counter() - t0
     per_cell = {c["id"]: {k: v for k, v in c["seconds"].items() if v is not None} for c in result["cells"]}
     return {"wall_s": round(wall, 1), "stages_s": {k: v for k, v in result["seconds"].items() if k != "total"},

@@ -26,3 +26,13 @@ def site_packages(env: Path) -> Path:
     if not found:
         raise FileNotFoundError(f"no lib/python3*/site-packages under {env}")
     return found[0]
+
+
+def memory_gib() -> int:
+    """This machine's memory in GiB, rounded to nearest (one figure for reports and benchmarks); 0 if unknown."""
+    try:
+        with open("/proc/meminfo") as fh:
+            kib = int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1])
+    except (OSError, StopIteration, ValueError):
+        return 0
+    return round(kib / 1024 / 1024)

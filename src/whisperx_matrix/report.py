@@ -630,6 +630,20 @@ def matrix_judge(root: Path | None = None) -> tuple[list[str], Judge]:
     return m.ids(), lambda cells, probes: verdict.judge_claims(claims, cells, probes)
 
 
+# Keys whose values may differ between two runs of the same inputs: when and how long, and whether a build was
+# made or reused. Everything else in a result is a function of the inputs.
+VOLATILE_KEYS = frozenset({"generated_at", "seconds", "built_at", "work", "merged_from"})
+
+
+def without_volatile(data: Any) -> Any:
+    """``data`` with every VOLATILE_KEYS entry removed, at any depth: what two runs must agree on byte for byte."""
+    if isinstance(data, Mapping):
+        return {k: without_volatile(v) for k, v in data.items() if k not in VOLATILE_KEYS}
+    if isinstance(data, list):
+        return [without_volatile(v) for v in data]
+    return data
+
+
 def atomic_write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _commit({path: (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")})

@@ -43,12 +43,7 @@ def _check(status: str, detail: str = "", *, expected: bool = True, seconds: flo
 
 def machine() -> dict[str, Any]:
     """What the run ran on, for the report (no host names, no paths, no secrets)."""
-    mem = 0
-    try:
-        with open("/proc/meminfo") as fh:
-            mem = int(next(ln for ln in fh if ln.startswith("MemTotal")).split()[1]) // (1024 * 1024)
-    except (OSError, StopIteration, ValueError):
-        pass
+    mem = paths.memory_gib()
     gpu = None
     try:
         from . import doctor
@@ -236,8 +231,8 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: _say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
         selftest_ran_now = result.state == "built"
-        rec["checks"]["build"] = _check("pass", f"{result.state}; {result.patches or 'no patches'}".replace("\n", "; "),
-                                        seconds=time.perf_counter() - t0)
+        rec["checks"]["build"] = _check("pass", (result.patches or "no patches").replace("\n", "; "),
+                                        seconds=time.perf_counter() - t0) | {"work": result.state}
     except SelfTestError as exc:
         env_dir, st = Path(exc.record["env"]), exc.record
         selftest_ran_now = not exc.record.get("reused")

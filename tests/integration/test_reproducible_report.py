@@ -1,0 +1,35 @@
+"""The same inputs give the same report: two real matrix runs over the same cells (builds reused, suites run
+again) write byte-identical matrix.json and matrix.md once times are set aside (report.VOLATILE_KEYS: when,
+how long, and whether a build was made or reused)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from whisperx_matrix import matrix, report, run
+
+pytestmark = [pytest.mark.slow, pytest.mark.network]
+
+ROOT = Path(__file__).resolve().parents[2]
+CELLS = ["stable-cu128", "stable-cu130"]
+
+
+def _run(out: Path) -> tuple[str, str]:
+    m = matrix.load(ROOT / "matrix.toml")
+    result = run.run_matrix(m, m.select(CELLS), sm=120, jobs=2)
+    report.write_report(result, out)
+    data = json.loads((out / "matrix.json").read_text())
+    md = (out / "matrix.md").read_text().replace(data["generated_at"], "<time>")
+    return json.dumps(report.without_volatile(data), indent=2, sort_keys=True), md
+
+
+def test_two_runs_write_identical_reports_apart_from_times(tmp_path: Path) -> None:
+    _run(tmp_path / "warm")  # builds what is missing, so the two compared runs do the same work
+    first, second = _run(tmp_path / "a"), _run(tmp_path / "b")
+    assert first[0] == second[0]
+    assert first[1] == second[1]
+    data = json.loads(first[0])
+    assert [c["id"] for c in data["cells"]] == CELLS and data["claims"]  # the comparison is over real content
