@@ -182,7 +182,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         status = "not-testable" if infra else ("fail" if unique else "pass")
         rec["observed"] = {"status": status, "reasons": [] if infra else unique}
         if infra:
-            rec["observed"]["note"] = f"not testable here (infra: {infra})"
+            rec["observed"]["note"] = f"not testable here, infra: {infra}"
         rec["verdict"] = verdict.judge_cell(expected, unique, testable=infra is None)
         rec["unexpected"] = rec["verdict"] in verdict.UNEXPECTED
         for check in rec["checks"].values():  # a failing check is expected only if its reason was expected
