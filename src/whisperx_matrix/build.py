@@ -298,7 +298,7 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     try:
         t0 = time.perf_counter()
         progress(f"{cell.id}: creating venv (python {cell.python})")
-        proc = tools.run([tools.uv_bin(), "venv", "--quiet", "--relocatable", "--python", cell.python, str(tmp)],
+        proc = tools.run([tools.uv_bin(), "venv", "--quiet", "--relocatable", "--python", tools.python_for(cell.python), str(tmp)],
                          env=tools.uv_env())
         if not proc.ok:
             raise BuildError(f"cell {cell.id}: uv venv failed: {proc.last_error_line()}",

@@ -31,7 +31,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     for c in cells:
         alias = f" (alias {', '.join(c.aliases)})" if c.aliases else ""
-        print(f"{c.id:<28} {c.channel:<8} {c.cuda:<6} expect {c.expected(args.sm).describe():<40}{alias}")
+        print(f"{c.id:<34} {c.channel:<8} {c.cuda:<6} expect {c.expected(args.sm).describe():<40}{alias}")
         if args.verbose:
             print(f"    {c.summary}")
     return 0

@@ -289,18 +289,26 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
             raise fail(f"unknown field {key!r} in cell {cell_id!r}{did_you_mean(key, _CELL_FIELDS)}", cell_id, key)
         by_id[cell_id] = raw
 
+    amends = _amends(data.get("amend", []), fail)
     cells: list[Cell] = []
     built: dict[str, Cell] = {}
     for cell_id, raw in by_id.items():
         merged, lock_id = _resolve_extends(cell_id, by_id, fail)
-        cell = _make_cell(cell_id, merged, defaults, indexes, fail)
-        if lock_id != cell_id:
-            parent = built.get(lock_id) or _make_cell(lock_id, _resolve_extends(lock_id, by_id, fail)[0], defaults, indexes, fail)
-            if parent.lock_inputs() != cell.lock_inputs():
-                lock_id = cell_id
-        cell = replace(cell, lock_id=lock_id)
-        built[cell_id] = cell
-        cells.append(cell)
+        # A list of Pythons is an axis: the first keeps the cell's id, each other one is the cell `<id>-pyXY`
+        # with its own lock (the cibuildwheel way: identifiers carry the interpreter).
+        for i, python in enumerate(_pythons(merged, defaults, fail, cell_id)):
+            suffix = "" if i == 0 else f"-py{python.replace('.', '')}"
+            vid, vlock = cell_id + suffix, lock_id + suffix
+            variant = _amended(dict(merged, python=python, aliases=[a + suffix for a in merged.get("aliases", [])]),
+                               vid, amends)
+            cell = _make_cell(vid, variant, defaults, indexes, fail)
+            if vlock != vid:
+                parent = built.get(vlock)
+                if parent is None or parent.lock_inputs() != cell.lock_inputs():
+                    vlock = vid
+            cell = replace(cell, lock_id=vlock)
+            built[vid] = cell
+            cells.append(cell)
 
     names: dict[str, str] = {}
     for cell in cells:
@@ -312,6 +320,49 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
     if not isinstance(target_sm, int):
         raise fail("'target_sm' must be an integer like 120", key="target_sm")
     return Matrix(path=path, cells=tuple(cells), indexes=indexes, target_sm=target_sm)
+
+
+def _pythons(raw: Mapping[str, Any], defaults: Mapping[str, Any], fail: Any, cell_id: str) -> list[str]:
+    value = raw.get("python", defaults.get("python", "3.11"))
+    versions = value if isinstance(value, list) else [value]
+    if not versions or not all(isinstance(v, str) and re.fullmatch(r"3\.\d+", v) for v in versions):
+        raise fail(f"python must be a version like \"3.12\" or a list of them, got {value!r}", cell_id, "python")
+    if len(set(versions)) != len(versions):
+        raise fail(f"python lists a version twice: {value!r}", cell_id, "python")
+    return list(versions)
+
+
+@dataclass(frozen=True)
+class Amend:
+    """An [[amend]] table: extra requirement lines for every cell its selector matches (per-Python pins)."""
+
+    select: Selector
+    requires: tuple[str, ...]
+    reason: str
+
+
+def _amends(raw: Any, fail: Any) -> list[Amend]:
+    if not isinstance(raw, list):
+        raise fail("[[amend]] must be an array of tables", key="amend")
+    out = []
+    for tbl in raw:
+        select, reason = tbl.get("select"), tbl.get("reason")
+        if not isinstance(select, str) or not select or not isinstance(reason, str) or not reason:
+            raise fail("each [[amend]] needs a `select` pattern and the `reason` for it", key="amend")
+        unknown = set(tbl) - {"select", "requires", "reason"}
+        if unknown:
+            raise fail(f"unknown field {sorted(unknown)[0]!r} in [[amend]] (select, requires, reason)", key="amend")
+        out.append(Amend(Selector(tuple(select.split())), tuple(_str_list(tbl, "requires", fail, None)), reason))
+    return out
+
+
+def _amended(raw: dict[str, Any], cell_id: str, amends: list[Amend]) -> dict[str, Any]:
+    probe = Cell(id=cell_id, summary="", channel="stable", cuda="cu128", python="", platform="", requirements=(),
+                 pins={}, aliases=tuple(raw.get("aliases", ())))
+    for amend in amends:
+        if amend.select(probe):
+            raw = dict(raw, requires=list(raw.get("requires", [])) + list(amend.requires))
+    return raw
 
 
 def _resolve_extends(cell_id: str, by_id: Mapping[str, dict[str, Any]], fail: Any) -> tuple[dict[str, Any], str]:
@@ -392,7 +443,7 @@ def _make_cell(cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]
         index = indexes[name]
     if channel == "nightly" and index is None:
         raise fail("a nightly cell needs an index (PyPI carries no torch nightlies)", cell_id, "channel")
-    python = str(raw.get("python", defaults.get("python", "3.11")))
+    python = str(raw["python"])
     requirements = raw.get("requirements", defaults.get("requirements", []))
     expect = _expectation(raw.get("expect", {"status": "pass"}), fail, cell_id, "expect")
     expect_sm_raw = raw.get("expect_sm", {})

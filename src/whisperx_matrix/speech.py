@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import shutil
 import tempfile
 import wave
 from dataclasses import dataclass
@@ -63,9 +64,25 @@ class Speech:
 
 
 @functools.cache
-def _espeak_version() -> str:
+def _espeak_version() -> str | None:
+    """espeak-ng's version line, or None where it is not installed (see _cached_elsewhere)."""
+    if shutil.which("espeak-ng") is None:
+        return None
     out = tools.run([tools.require("espeak-ng"), "--version"])
     return out.stdout.strip()
+
+
+def _cached_elsewhere(segments: list[tuple[str, str]], folder: Path, name: str) -> Speech | None:
+    """Speech of the same text and voices made by another machine's espeak-ng (a GPU runner without it is given
+    the WAV made here): used only where espeak-ng is absent."""
+    for meta_path in sorted(folder.glob(f"{name}-*.json")):
+        meta = json.loads(meta_path.read_text())
+        source = meta.get("source") or {}
+        if source.get("segments") == [list(s) for s in segments] and source.get("voices") == list(VOICES) \
+                and source.get("gap") == GAP_SECONDS and meta_path.with_suffix(".wav").exists():
+            return Speech(meta_path.with_suffix(".wav"), meta["text"], tuple(Turn(**t) for t in meta["turns"]),
+                          meta["seconds"])
+    return None
 
 
 def _say(text: str, voice: str, out: Path) -> None:
@@ -80,9 +97,15 @@ def synthesize(segments: list[tuple[str, str]], name: str) -> Speech:
     for spk, _ in segments:
         if spk not in speakers:
             speakers.append(spk)
-    key_src = json.dumps([segments, VOICES, GAP_SECONDS, _espeak_version()]).encode()
-    key = hashlib.sha256(key_src).hexdigest()[:16]
     folder = paths.cache_dir() / "audio"
+    version = _espeak_version()
+    if version is None:
+        found = _cached_elsewhere(segments, folder, name)
+        if found is not None:
+            return found
+        tools.require("espeak-ng")  # says how to install it
+    key_src = json.dumps([segments, VOICES, GAP_SECONDS, version]).encode()
+    key = hashlib.sha256(key_src).hexdigest()[:16]
     wav_path = folder / f"{name}-{key}.wav"
     meta_path = wav_path.with_suffix(".json")
     if wav_path.exists() and meta_path.exists():
@@ -113,7 +136,9 @@ def synthesize(segments: list[tuple[str, str]], name: str) -> Speech:
         out.writeframes(bytes(frames))
     seconds = len(frames) / (params.sampwidth * params.framerate)
     text = " ".join(t.text for t in turns)
-    meta_path.write_text(json.dumps({"text": text, "turns": [t.__dict__ for t in turns], "seconds": seconds}))
+    source = {"segments": [list(s) for s in segments], "voices": list(VOICES), "gap": GAP_SECONDS, "espeak": version}
+    meta_path.write_text(json.dumps({"text": text, "turns": [t.__dict__ for t in turns], "seconds": seconds,
+                                     "source": source}))
     tmp_wav.replace(wav_path)
     return Speech(wav_path, text, tuple(turns), seconds)
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from .errors import ToolMissingError
 
@@ -48,6 +49,19 @@ def uv_bin() -> str:
         raise ToolMissingError(
             "uv is not installed", hint="pip install uv (nox sessions install it for you: nox -s env-cu128)"
         ) from None
+
+
+@functools.cache
+def python_for(version: str) -> str:
+    """What to pass uv as --python for ``version``: the version itself where uv finds one, else a pyenv install
+    of it (pyenv's shims refuse a version that is not selected, so uv's discovery misses those)."""
+    if run([uv_bin(), "python", "find", version], env=uv_env()).ok:
+        return version
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
+    found = [p for p in (root / "versions").glob(f"{version}.*/bin/python{version}") if os.access(p, os.X_OK)]
+    if found:
+        return str(max(found, key=lambda p: [int(x) for x in p.parts[-3].split(".") if x.isdigit()]))
+    return version  # uv then says, in its own words, that it found none
 
 
 def require(program: str) -> str:

@@ -478,21 +478,17 @@ def download(matrix: Matrix, cells: Iterable[Cell], dest: Path, *, progress: Cal
     plus the build requirements of any sdist, so an offline uv can build it. Then check every hash."""
     dest.mkdir(parents=True, exist_ok=True)
     say = progress or (lambda _msg: None)
-    by_target: dict[Target, dict[str, Pin]] = {}
+    # One pip call per lock: pip resolves a request file as one environment, so two cells that pin different
+    # versions of a project (whisperx 3.8.6 and 3.7.6) cannot share one.
+    per_lock: list[tuple[Target, list[Pin]]] = []
     lock_ids = []
     for lock_id, group in locks.lock_groups(cells).items():
-        path = locks.ensure_fresh(matrix, group[0])
-        pins, target = read_lock(path)
+        pins, target = read_lock(locks.ensure_fresh(matrix, group[0]))
         lock_ids.append(lock_id)
-        bucket = by_target.setdefault(target, {})
-        for pin in pins:
-            old = bucket.get(pin.spec())
-            bucket[pin.spec()] = Pin(pin.name, pin.version, pin.hashes | (old.hashes if old else frozenset()))
+        per_lock.append((target, sorted(pins, key=lambda p: p.spec())))
     before = {p.name for p in dest.iterdir()}
-    total = 0
-    for target, bucket in by_target.items():
-        pins = sorted(bucket.values(), key=lambda p: p.spec())
-        total += len(pins)
+    total = len({p.spec() for _, pins in per_lock for p in pins})
+    for target, pins in per_lock:
         todo = [p for p, _ in missing(pins, dest, check_hashes=True)]
         say(f"{len(pins) - len(todo)} of {len(pins)} distributions already in {dest}; fetching {len(todo)} "
             f"({target.describe()})")

@@ -70,6 +70,16 @@ def test_cpu_transcription_word_error_rate(cpu_pipeline) -> None:  # type: ignor
     assert wer <= MAX_WER, f"transcript-wrong:wer={wer:.2f} {hypothesis[:100]!r}"
 
 
+@pytest.mark.claim("cell-transcribes")
+def test_faster_whisper_decodes_audio() -> None:
+    """faster-whisper's own decoder (PyAV), which direct faster-whisper users call: av 19 breaks it with
+    "open() got an unexpected keyword argument 'metadata_errors'" (why the 3.12 cells pin av<19)."""
+    from faster_whisper import decode_audio
+
+    audio = decode_audio(env("WXM_SPEECH_WAV"))
+    assert len(audio) > 16000, f"decoded {len(audio)} samples"
+
+
 def _runs_on(sm: int, flags: list[str]) -> list[str]:
     """The entries of an arch list that run on sm: SASS of the same major and a lower or equal minor, or PTX of
     a lower or equal compute capability (the driver JIT-compiles it)."""
