@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The GPU job through the product's own front door, on the lent GPU machine standing in for the self-hosted
+# runner (issue #12). The workflow's jobs run step by step from .github/workflows/gpu-matrix.yml itself
+# (scripts/run_workflow_job.py); this script only does what a runner's set-up does: tools on PATH and a
+# package mirror, which here is a carried folder of wheels because that machine has no network.
+#
+# Needs: $PARTS/p.NNN, the parts of a tar made here (docs/gpu-runner.md says how) holding wh/ (every wheel of
+# the chosen cells' locks, plus nox, uv, hatchling, editables, the package's own dependencies and
+# imageio-ffmpeg for an ffmpeg binary) and wxm-cache/audio/ (the self-test speech made here: no espeak-ng
+# there). python3 with PyYAML (the machine's own).
+# Usage: OUT=DIR scripts/gpu_front_door.sh cell CELL...   (one `cell` job per CELL)
+#        OUT=DIR scripts/gpu_front_door.sh report         (the merge job)
+# Writes $OUT/steps-<job>.json (each step's exit code and seconds) and, for report, the merged report files.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:?set OUT to the folder for results}
+PARTS=${PARTS:-/tmp/parts}
+STAGE=${STAGE:-/tmp/wxm-runner}
+T0=$(date +%s)
+log() { echo "[front-door $(( $(date +%s) - T0 ))s] $*"; }
+
+if [ ! -d "$STAGE/wh" ]; then
+    log "unpacking $(ls "$PARTS" | wc -l) parts"
+    mkdir -p "$STAGE" && cat "$PARTS"/p.* | tar xf - -C "$STAGE" || { echo "error: the parts do not make a tar" >&2; exit 2; }
+    rm -rf "$PARTS"
+fi
+if [ ! -x "$STAGE/tools/bin/nox" ]; then
+    log "runner tools: nox, uv, ffmpeg (imageio-ffmpeg)"
+    python3 -m venv "$STAGE/tools" && "$STAGE/tools/bin/pip" install -q --no-index --find-links "$STAGE/wh" nox uv imageio-ffmpeg || exit 2
+    ln -sf "$("$STAGE/tools/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" "$STAGE/tools/bin/ffmpeg"
+fi
+export PATH="$STAGE/tools/bin:$PATH"
+# The runner's package mirror, offline: uv and pip read these; nothing reaches a network.
+export UV_OFFLINE=1 UV_FIND_LINKS="$STAGE/wh" PIP_NO_INDEX=1 PIP_FIND_LINKS="$STAGE/wh" WXM_CACHE="$STAGE/wxm-cache"
+unset LD_LIBRARY_PATH
+WF=.github/workflows/gpu-matrix.yml
+job=${1:?cell or report}; shift
+rc=0
+if [ "$job" = cell ]; then
+    for cell in "$@"; do
+        log "job cell ($cell)"
+        python3 scripts/run_workflow_job.py "$WF" cell --matrix "cell=$cell" --artifacts "$STAGE/artifacts" \
+            --record "$OUT/steps-cell-$cell.json" || rc=1
+    done
+else
+    log "job report"
+    python3 scripts/run_workflow_job.py "$WF" report --artifacts "$STAGE/artifacts" --record "$OUT/steps-report.json" || rc=1
+    cp "$STAGE"/artifacts/matrix-report/matrix.{json,md,html,png} "$OUT/" 2>/dev/null
+fi
+log "done (exit $rc)"
+exit $rc
