@@ -16,6 +16,7 @@ cd "$(dirname "$0")/.."
 OUT=${OUT:?set OUT to the folder for results}
 PARTS=${PARTS:-/tmp/parts}
 STAGE=${STAGE:-/tmp/wxm-runner}
+HOST_PY=$(command -v python3)  # the machine's python (PyYAML), before the tools' venv comes first on PATH
 T0=$(date +%s)
 log() { echo "[front-door $(( $(date +%s) - T0 ))s] $*"; }
 
@@ -39,12 +40,12 @@ rc=0
 if [ "$job" = cell ]; then
     for cell in "$@"; do
         log "job cell ($cell)"
-        python3 scripts/run_workflow_job.py "$WF" cell --matrix "cell=$cell" --artifacts "$STAGE/artifacts" \
+        "$HOST_PY" scripts/run_workflow_job.py "$WF" cell --matrix "cell=$cell" --artifacts "$STAGE/artifacts" \
             --record "$OUT/steps-cell-$cell.json" || rc=1
     done
 else
     log "job report"
-    python3 scripts/run_workflow_job.py "$WF" report --artifacts "$STAGE/artifacts" --record "$OUT/steps-report.json" || rc=1
+    "$HOST_PY" scripts/run_workflow_job.py "$WF" report --artifacts "$STAGE/artifacts" --record "$OUT/steps-report.json" || rc=1
     cp "$STAGE"/artifacts/matrix-report/matrix.{json,md,html,png} "$OUT/" 2>/dev/null
 fi
 log "done (exit $rc)"

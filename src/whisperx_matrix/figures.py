@@ -25,6 +25,7 @@ from .errors import FiguresError
 
 RESULTS_DIR = "benchmarks/results"
 REPORT = "reports/matrix.json"
+GPU_REPORT = "reports/gpu/matrix.json"  # the merged report of the gpu-matrix workflow run on the GPU machine
 UPDATE = "python -m whisperx_matrix figures --update (nox -s figures -- --update)"
 
 # kind -> file name pattern in benchmarks/results; the newest by the date in the name is used.
@@ -136,7 +137,7 @@ class Results:
 
     def __getitem__(self, kind: str) -> Doc:
         if kind not in self.docs:
-            where = REPORT if kind == "report" else f"{RESULTS_DIR}/{KINDS.get(kind, kind)}"
+            where = {"report": REPORT, "gpu-report": GPU_REPORT}.get(kind, f"{RESULTS_DIR}/{KINDS.get(kind, kind)}")
             raise FiguresError(f"no results file {where}", hint="run the benchmark that writes it")
         return self.docs[kind]
 
@@ -150,6 +151,8 @@ class Results:
                 docs[kind] = _read(root, found[-1])
         if (root / REPORT).is_file():
             docs["report"] = _read(root, root / REPORT)
+        if (root / GPU_REPORT).is_file():
+            docs["gpu-report"] = _read(root, root / GPU_REPORT)
         names = frozenset(p.name for p in folder.iterdir()) if folder.is_dir() else frozenset()
         return cls(docs, names)
 
@@ -769,11 +772,44 @@ def files_table(r: Results) -> str:
     return "\n".join(rows)
 
 
+def gpu_front_door(r: Results) -> str:
+    """The matrix run on the GPU machine through the workflow's own jobs: the merged report, cell by cell."""
+    rep = r["gpu-report"]
+    gpu = rep.sub("machine", "gpu")
+    totals = rep.sub("totals")
+    head = (f"`nox -s matrix`, run on one {gpu.text('name')} (compute capability {gpu.text('compute_capability')}, "
+            f"driver {gpu.text('driver')}, CUDA {gpu.text('cuda')}) by the `gpu-matrix` workflow's own `cell` and "
+            f"`report` jobs, step by step from the YAML (`scripts/gpu_front_door.sh`, offline, wheels carried in): "
+            f"{int(totals.num('cells'))} cells, {int(totals.num('as_expected'))} as expected, "
+            f"{int(totals.num('unexpected'))} unexpected ([`reports/gpu/matrix.md`](reports/gpu/matrix.md)).")
+    rows = ["| cell | Python | verdict | cell suite on the GPU | GPU tests |", "|---|---|---|---|---|"]
+    emulation = None
+    for i in range(len(rep.get("cells"))):
+        cell = rep.sub("cells", i)
+        tests = [cell.sub("suite", "tests", j) for j in range(len(cell.get("suite", "tests")))]
+        failed = [t for t in tests if t.text("outcome") == "failed"]
+        gpu_tests = ", ".join(f"`{t.text('test')}` {t.text('outcome')} ({sec(t.num('seconds'))} s)"
+                              for t in tests if "gpu" in t.text("test"))
+        reasons = ", ".join(f"`{x}`" for x in cell.get("observed", "reasons"))
+        rows.append(f"| `{cell.text('id')}` | {cell.text('python')} | {cell.text('verdict')}{' ' + reasons if reasons else ''} "
+                    f"| {len(tests) - len(failed)} passed, {len(failed)} failed | {gpu_tests} |")
+        if emulation is None and cell.has("gpu", "no_kernel_emulation"):
+            emulation = cell.sub("gpu", "no_kernel_emulation")
+    text = wrap(head) + "\n\n" + "\n".join(rows)
+    if emulation is not None:
+        text += "\n\n" + wrap(
+            f"The no-kernel-image emulation inside the product-built cell (torch {emulation.text('torch')}, "
+            f"{emulation.text('emulation')}): `torch.cuda.is_available()` {emulation.get('is_available')}, device "
+            f"{emulation.text('name')}, first kernel: `{emulation.text('first_kernel_error')}`.")
+    return text
+
+
 # ------------------------------------------------------------------------------------------ the documents
 
 Renderer = Callable[[Results], str]
 DOCUMENTS: dict[str, dict[str, Renderer]] = {
     "README.md": {
+        "figures:gpu-front-door": gpu_front_door,
         "figures:gpu-cu130": gpu_cu130,
         "bench": bench_block,
         "figures:build-noop": build_noop,

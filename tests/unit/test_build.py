@@ -178,3 +178,17 @@ def test_forced_rebuild_that_fails_keeps_the_env_in_force(tiny_project: Path, mo
     forced = _build(tiny_project, force=True)
     assert forced.state == "built" and env.resolve() != before and not before.exists()
     assert _build(tiny_project).state == "up-to-date"
+
+
+def test_a_missing_python_is_infrastructure_not_a_failure_of_the_stack(tiny_project: Path) -> None:
+    """A cell for a Python this machine lacks (3.4 here, for real: uv finds none) cannot be built; the error says
+    so and marks it as the machine's, so the matrix records the cell as not testable, never as evidence."""
+    from whisperx_matrix.errors import BuildError
+
+    toml = tiny_project / "matrix.toml"
+    toml.write_text(toml.read_text().replace('id = "tiny"\n', 'id = "tiny"\npython = "3.4"\n', 1))
+    m = matrix.load(toml)
+    write_lock(tiny_project)
+    with pytest.raises(BuildError) as err:
+        build.build(m, m.get("tiny"), selftest=False)
+    assert err.value.infra == "no python 3.4" and "install Python 3.4" in (err.value.hint or "")

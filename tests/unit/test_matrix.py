@@ -207,3 +207,70 @@ def test_nightly_cells_carry_no_registry_host_in_code() -> None:
     """Nightly URLs live in matrix.toml only, each overridable by its env variable."""
     for cell in MATRIX.select("nightly-*"):
         assert cell.index is not None and cell.index.env.startswith("WXM_INDEX_")
+
+
+PYTHON_AXIS = """\
+schema = 1
+[defaults]
+python = "3.11"
+requirements = ["req.txt"]
+
+[[amend]]
+select = "*-py312"
+requires = ["av<19"]
+reason = "faster-whisper's decode_audio breaks with av 19"
+
+[[cells]]
+id = "base"
+channel = "stable"
+cuda = "cu128"
+python = ["3.11", "3.12"]
+aliases = ["cu128"]
+pins = { whisperx = "3.8.6" }
+
+[[cells]]
+id = "base-unpatched"
+extends = "base"
+aliases = []
+patches = false
+
+[[cells]]
+id = "only-311"
+extends = "base"
+aliases = []
+python = "3.11"
+requires = ["six"]
+"""
+
+
+def test_python_list_is_an_axis_with_its_own_ids_locks_and_selectors(tmp_path: Path) -> None:
+    path = tmp_path / "matrix.toml"
+    path.write_text(PYTHON_AXIS)
+    mx = m.load(path)
+    assert mx.ids() == ["base", "base-py312", "base-unpatched", "base-unpatched-py312", "only-311"]
+    by = {c.id: c for c in mx.cells}
+    assert by["base"].python == "3.11" and by["base-py312"].python == "3.12"
+    assert by["base-py312"].lock_id == "base-py312" and by["base-unpatched-py312"].lock_id == "base-py312"
+    assert by["base-py312"].aliases == ("cu128-py312",)
+    assert [c.id for c in mx.select("*-py312")] == ["base-py312", "base-unpatched-py312"]
+    # [[amend]] adds its lines to the cells its selector matches, and only to those
+    assert "av<19" in by["base-py312"].requires and "av<19" not in by["base"].requires
+    assert by["base"].lock_inputs()["python"] == "3.11" and by["base-py312"].lock_inputs()["python"] == "3.12"
+
+
+@pytest.mark.parametrize(("old", "new", "message"), [
+    ('python = ["3.11", "3.12"]', 'python = ["3.11", "3.11"]', "python lists a version twice"),
+    ('python = ["3.11", "3.12"]', 'python = ["three"]', "python must be a version like"),
+    ('reason = "faster-whisper', 'why = "faster-whisper', "needs a `select` pattern and the `reason`"),
+])
+def test_python_axis_and_amend_errors_name_the_field(tmp_path: Path, old: str, new: str, message: str) -> None:
+    path = tmp_path / "matrix.toml"
+    path.write_text(PYTHON_AXIS.replace(old, new))
+    with pytest.raises(ConfigError, match=message):
+        m.load(path)
+
+
+def test_real_matrix_runs_the_working_cells_on_python_312_with_the_av_pin() -> None:
+    py312 = {c.id: c for c in MATRIX.select("*-py312")}
+    assert {"stable-cu128-py312", "doc-recipe-cu128-py312", "stable-cu130-py312", "stable-cu130-cublas12-py312"} <= set(py312)
+    assert all("av<19" in c.requires and c.python == "3.12" for c in py312.values())
