@@ -10,6 +10,7 @@
 # there). python3 with PyYAML (the machine's own).
 # Usage: OUT=DIR scripts/gpu_front_door.sh cell CELL...   (one `cell` job per CELL)
 #        OUT=DIR scripts/gpu_front_door.sh report         (the merge job)
+#        OUT=DIR scripts/gpu_front_door.sh bench | bench-large-v3   (the transcription benchmark jobs)
 # Writes $OUT/steps-<job>.json (each step's exit code and seconds) and, for report, the merged report files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,7 +38,12 @@ unset LD_LIBRARY_PATH
 WF=.github/workflows/gpu-matrix.yml
 job=${1:?cell or report}; shift
 rc=0
-if [ "$job" = cell ]; then
+export RUNNER_TEMP="$STAGE/runner-temp"; mkdir -p "$RUNNER_TEMP"
+if [ "$job" = bench ] || [ "$job" = bench-large-v3 ]; then
+    log "job $job"
+    "$HOST_PY" scripts/run_workflow_job.py "$WF" "$job" --artifacts "$STAGE/artifacts" --record "$OUT/steps-$job.json" || rc=1
+    for f in "$STAGE"/artifacts/bench-*/*.json; do [ -f "$f" ] && cp "$f" "$OUT/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+elif [ "$job" = cell ]; then
     for cell in "$@"; do
         log "job cell ($cell)"
         "$HOST_PY" scripts/run_workflow_job.py "$WF" cell --matrix "cell=$cell" --artifacts "$STAGE/artifacts" \

@@ -81,12 +81,12 @@ def test_the_real_gpu_workflow_is_understood() -> None:
     import yaml
 
     data = yaml.safe_load((ROOT / ".github" / "workflows" / "gpu-matrix.yml").read_text())
-    for job in ("cell", "report"):
+    for job in ("cell", "report", "bench", "bench-large-v3"):
         for step in data["jobs"][job]["steps"]:
             if "uses" in step:
                 assert step["uses"].split("@")[0] in ("actions/checkout", "actions/upload-artifact",
                                                       "actions/download-artifact")
             else:
-                ctx = {"matrix": {"cell": "x"}, "inputs": {}, "secrets": {}, "github": {}}
+                ctx = {"matrix": {"cell": "x"}, "inputs": {}, "secrets": {}, "github": {"ref": "x"}}
                 for value in [step["run"], *(step.get("env") or {}).values()]:
                     rwj.substitute(str(value), ctx)
