@@ -1,6 +1,10 @@
 """On a GPU machine with a cu130 torch stack: does CTranslate2 run on the GPU without, then with, the cu12 cuBLAS?
 
 Usage: python gpu_ctranslate2_cublas12.py AUDIO.wav REFERENCE.txt CUBLAS12_LIB_DIR OUT.json
+
+Kept beside the workflow's own jobs because it checks the GPU machine's preinstalled cu130 stack, which needs
+no wheels carried; the front door's `stable-cu130-py312` and `stable-cu130-cublas12-py312` cells answer the same
+question in product-built envs once their cu13 wheels (about 3.5 GB) are carried (docs/gpu-runner.md).
 Each case runs in its own child process, so a library loaded in one never leaks into the other.
 """
 

@@ -4,7 +4,6 @@ reach (PyTorch's nightly index). Real wheels, real HTTP, real hashes; only the i
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.server
 import os
 import threading
@@ -13,13 +12,7 @@ from pathlib import Path
 
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+from whisperx_matrix.wheelhouse import sha256_file
 
 
 def build_index(root: Path, wheels: Iterable[Path]) -> Path:
@@ -38,7 +31,7 @@ def build_index(root: Path, wheels: Iterable[Path]) -> Path:
                     os.link(whl, target)
                 except OSError:
                     target.symlink_to(whl)
-            links.append(f'<a href="{whl.name}#sha256={_sha256(whl)}">{whl.name}</a>')
+            links.append(f'<a href="{whl.name}#sha256={sha256_file(whl)}">{whl.name}</a>')
         (folder / "index.html").write_text("<html><body>" + "".join(links) + "</body></html>")
     (root / "index.html").write_text("".join(f'<a href="{n}/">{n}</a>' for n in sorted(projects)))
     return root

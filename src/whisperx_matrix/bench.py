@@ -57,8 +57,12 @@ def _du_bytes(*folders: Path) -> int:
 
 
 def portable(text: str, root: Path) -> str:
-    """Results are committed: the checkout and the home folder become '.' and '~' (no machine paths)."""
-    return text.replace(str(root.resolve()), ".").replace(str(Path.home()), "~")
+    """Results are committed: the checkout, a CI runner's temp folder and the home folder become '.',
+    '$RUNNER_TEMP' and '~' (no machine paths)."""
+    text = text.replace(str(root.resolve()), ".")
+    if os.environ.get("RUNNER_TEMP"):
+        text = text.replace(os.environ["RUNNER_TEMP"].rstrip("/"), "$RUNNER_TEMP")
+    return text.replace(str(Path.home()), "~")
 
 
 def _write(kind: str, data: dict[str, Any], results_dir: Path) -> Path:

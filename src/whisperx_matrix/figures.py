@@ -38,6 +38,9 @@ KINDS = {
     "audit": "audit-*.json",
     "matrix": "matrix-*.json",
     "profile": "profile-diarization-*.json",
+    # `nox -s bench -- transcribe` run by the gpu-matrix workflow's bench jobs, inside a cell the product built
+    "fd-tiny": "front-door-*-transcribe-tiny-en-*.json",
+    "fd-large": "front-door-*-transcribe-large-v3-synthetic-*.json",
 }
 # The transcribe plots' name part -> the run of the merged GPU file they show (bench.plot_transcribe's suffixes).
 GPU_PLOTS = {"tiny-en": "tiny_en", "large-v3-synthetic": "synthetic_large_v3"}
@@ -804,12 +807,48 @@ def gpu_front_door(r: Results) -> str:
     return text
 
 
+def _dialogue_summary(per_file: Doc) -> Doc:
+    """The summary of the longest dialogue file, from a transcribe summary's ``per_file``."""
+    files = [(name, d) for name, d in per_file.items() if name.startswith("dialogue")]
+    if not files:
+        raise per_file._fail([], "no dialogue file in")
+    return max(files, key=lambda item: int(re.search(r"(\d+)min", item[0]).group(1)))[1]
+
+
+def gpu_front_door_bench(r: Results) -> str:
+    """The transcription benchmark through the workflow's bench jobs, against the side scripts' figures."""
+    tiny, large, side = r["fd-tiny"], r["fd-large"], r["gpu"]
+    t, lg = _dialogue_summary(tiny.sub("summary", "per_file")), _dialogue_summary(large.sub("summary", "per_file"))
+    side_t = _dialogue_summary(side.sub("summary", "tiny_en", "per_file"))
+    side_l = _dialogue_summary(side.sub("summary", "synthetic_large_v3", "per_file"))
+    mem = large.sub("targets", "gpu_memory_large_v3_fp16_bs16")
+    cold = tiny.sub("result").stage(stage="cold_first_call")
+    rows = [f"| setting (20-min file, batch 16, fp16) | through the workflow ({_gpu_short(tiny.text('gpu', 'name'))}, "
+            f"cell `{tiny.text('cell')}`) | "
+            f"side scripts ({_gpu_short(side.text('gpu', 'name'))}, machine stack) | ratio |", "|---|---|---|---|"]
+    for label, a, b in (("tiny.en (real weights), WhisperX batched", t, side_t),
+                        ("large-v3-shaped (synthetic weights), WhisperX batched", lg, side_l)):
+        rows.append(f"| {label} | {x(a.num('batched_rtf'))} | {x(b.num('batched_rtf'))} | "
+                    f"{a.num('batched_rtf') / b.num('batched_rtf'):.2f} |")
+    rows.append(f"| whole pipeline, tiny.en (VAD + ASR + alignment + diarization) | {x(t.num('pipeline_rtf'))} | "
+                f"{x(side_t.num('pipeline_rtf'))} | {t.num('pipeline_rtf') / side_t.num('pipeline_rtf'):.2f} |")
+    text = "\n".join(rows)
+    text += "\n\n" + wrap(
+        f"The large-v3-shaped run has alignment and diarization stages too: its whole pipeline runs at "
+        f"{x(lg.num('pipeline_rtf'))} real time; its peak GPU memory at batch 16 is {mib(mem.num('peak_mib'))} "
+        f"({mem.text('peak_source')}). tiny.en's first CTranslate2 call on the machine took "
+        f"{sec(cold.num('wall_s'))} s (PTX JIT; this file does not record the JIT cache's state). Files: "
+        f"[`{tiny.name}`]({RESULTS_DIR}/{tiny.name}), [`{large.name}`]({RESULTS_DIR}/{large.name}).")
+    return text
+
+
 # ------------------------------------------------------------------------------------------ the documents
 
 Renderer = Callable[[Results], str]
 DOCUMENTS: dict[str, dict[str, Renderer]] = {
     "README.md": {
         "figures:gpu-front-door": gpu_front_door,
+        "figures:gpu-front-door-bench": gpu_front_door_bench,
         "figures:gpu-cu130": gpu_cu130,
         "bench": bench_block,
         "figures:build-noop": build_noop,

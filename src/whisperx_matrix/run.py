@@ -405,10 +405,22 @@ def print_summary(result: dict[str, Any]) -> None:
 
 
 def load_probes(files: list[str]) -> list[dict[str, Any]]:
-    """The probe records of recorded results (e.g. a GPU machine's run of the cell suite)."""
+    """The GPU observations of recorded results: their probe records, and the GPU facts of each cell a GPU
+    machine ran (as a probe named after the cell and the GPU, so a cell id is never judged twice)."""
     from . import report
 
-    return [p for f in files for p in report.load_result(Path(f)).get("probes", [])]
+    out: list[dict[str, Any]] = []
+    for f in files:
+        data = report.load_result(Path(f))
+        out += data.get("probes", [])
+        gpu_name = ((data.get("machine") or {}).get("gpu") or {}).get("name") or "a GPU"
+        for cell in data.get("cells", []):
+            if (cell.get("gpu") or {}).get("present"):
+                tests = [t for t in (cell.get("suite") or {}).get("tests", []) if "gpu" in t["test"]]
+                out.append({"label": f"{cell['id']} (the matrix, run on {gpu_name})", "generated_at": data.get("generated_at"),
+                            "python": cell.get("python"), "versions": cell.get("versions", {}), "gpu": cell["gpu"],
+                            "suite": {"cell": cell["id"], "tests": tests}, "built_by": "the matrix"})
+    return out
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.server
-import threading
 import zipfile
 from pathlib import Path
 
 import pytest
+from pep503 import build_index, serve
 
 from whisperx_matrix import lock, matrix
 
@@ -45,28 +44,13 @@ def _wheel(folder: Path, name: str, version: str) -> Path:
 @pytest.fixture
 def nightly_index(tmp_path: Path):  # type: ignore[no-untyped-def]
     """A PEP 503 simple index on localhost serving stand-in torch, torchaudio and torchvision nightlies."""
-    root = tmp_path / "index"
+    made = tmp_path / "wheels"
+    wheels = []
     for name, version in (("torch", NIGHTLY), ("torchaudio", NIGHTLY), ("torchvision", "0.25.0.dev20260101")):
-        folder = root / name
-        folder.mkdir(parents=True)
-        whl = _wheel(folder, name, version)
-        sha = hashlib.sha256(whl.read_bytes()).hexdigest()
-        (folder / "index.html").write_text(f'<html><body><a href="{whl.name}#sha256={sha}">{whl.name}</a></body></html>')
-    (root / "index.html").write_text("".join(f'<a href="{n}/">{n}</a>' for n in ("torch", "torchaudio", "torchvision")))
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        def __init__(self, *a, **kw):  # type: ignore[no-untyped-def]
-            super().__init__(*a, directory=str(root), **kw)
-
-        def log_message(self, *args):  # type: ignore[no-untyped-def]
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
+        (made / name).mkdir(parents=True)
+        wheels.append(_wheel(made / name, name, version))
+    with serve(build_index(tmp_path / "index", wheels)) as url:
+        yield url
 
 
 def test_nightly_cell_locks_from_its_index(tiny_project: Path, nightly_index: str, monkeypatch: pytest.MonkeyPatch) -> None:

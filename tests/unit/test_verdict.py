@@ -249,3 +249,41 @@ def test_claims_name_only_cells_of_the_matrix_in_their_roles() -> None:
         named = set(claim.cells) | {v for k, v in claim.says.items() if k in ("cell", "old", "new", "patched",
                                                                               "unpatched", "upstream", "proxy", "today")}
         assert named <= ids, claim.id
+
+
+def test_infrastructure_failures_make_a_cell_not_testable_and_are_never_evidence(tiny_project: Path) -> None:
+    """A missing lock (the checkout's state) and an unreachable nightly index (a closed local port, for real):
+    both cells come out not-testable with the cause named, no reason recorded, and nothing unexpected."""
+    from whisperx_matrix import run
+
+    m = matrix.load(tiny_project / "matrix.toml")
+    for cid, cause in (("tiny", "infra: lock missing"), ("tiny-nightly", "infra: PyTorch index 'nightly'")):
+        rec = run.run_cell(m, m.get(cid), sm=120, work=tiny_project / "work")
+        assert rec["verdict"] == "not-testable" and not rec["unexpected"], rec
+        assert rec["observed"]["reasons"] == [] and cause in rec["observed"]["note"]
+        assert rec["checks"]["build"]["status"] == "skip"  # nothing was built on a broken premise
+    judged = verdict.judge_claims([_claim("option3-works")], {"nightly-cu128": dict(rec, id="nightly-cu128")})
+    assert judged[0]["verdict"] == "not-testable" and judged[0]["evidence"] == []
+
+
+def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) -> None:
+    """A GPU machine's matrix result: each cell's GPU facts become a probe named after the cell and the GPU."""
+    import json
+
+    from whisperx_matrix import run
+
+    result = {"schema": 1, "generated_at": "t", "target_sm": 120, "machine": {"gpu": {"name": "NVIDIA H200"}},
+              "cells": [{"id": "stable-cu128-py312", "python": "3.12", "versions": {"torch": "2.8.0"},
+                         "gpu": EMULATION["gpu"], "suite": {"tests": [{"test": "test_gpu_facts_are_recorded",
+                                                                        "outcome": "passed"},
+                                                                       {"test": "test_imports[torch]", "outcome": "passed"}]}}],
+              "probes": [EMULATION]}
+    path = tmp_path / "gpu.json"
+    path.write_text(json.dumps(result))
+    probes = run.load_probes([str(path)])
+    assert [p["label"] for p in probes] == ["h200", "stable-cu128-py312 (the matrix, run on NVIDIA H200)"]
+    assert [t["test"] for t in probes[1]["suite"]["tests"]] == ["test_gpu_facts_are_recorded"]
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
+             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    emulated = [e for e in _judge("option1-not-detected", cells, probes)["evidence"] if e["basis"] == "emulated"]
+    assert [e["where"] for e in emulated] == ["probe h200", "probe stable-cu128-py312 (the matrix, run on NVIDIA H200)"]
