@@ -304,6 +304,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--max-new-tokens", type=int, default=None)
     t.add_argument("--diarize-max-seconds", type=float, default=None,
                    help="skip diarization of longer files (default on cpu: 70, as it runs below real time there)")
+    t.add_argument("--fresh-jit-cache", action="store_true",
+                   help="give the run an empty CUDA JIT cache (CUDA_CACHE_PATH), for a cold first-call figure")
     t.add_argument("--export-audio", default=None, metavar="DIR",
                    help="only write the benchmark audio (FLAC 16 kHz), references and RTTMs into DIR (for the GPU machine)")
     p.set_defaults(func=cmd_bench)
@@ -764,7 +766,10 @@ def cmd_transcribe(m: matrices.Matrix, args: argparse.Namespace) -> int:
                              max_new_tokens=args.max_new_tokens, diarize_max_seconds=diar_cap)
     _say(f"bench transcribe: running in {args.cell}'s python, LD_LIBRARY_PATH unset ...")
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, env=clean_env(), stdout=subprocess.PIPE, text=True)
+    child_env = clean_env()
+    if args.fresh_jit_cache:  # the first call's figure is then the cold one; the result records the cache state
+        child_env["CUDA_CACHE_PATH"] = tempfile.mkdtemp(prefix="cuda-jit-", dir=scratch)
+    proc = subprocess.run(cmd, env=child_env, stdout=subprocess.PIPE, text=True)
     wall = round(time.perf_counter() - t0, 1)
     try:
         result = json.loads(raw.read_text())

@@ -347,3 +347,13 @@ def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_
     listed["pids"] = [1]  # NVML lists another pid namespace's pids (a container)
     assert s.gpu_now() == 900 * 2**20 and s.gpu_source.startswith("nvml-device-used")
     assert s.device_used_peak == 900 * 2**20
+
+
+def test_the_cuda_jit_cache_state_is_recorded_with_the_first_call(tmp_path: Path) -> None:
+    """An empty, a warm and a disabled cache, read from real folders (no GPU needed to read a folder)."""
+    fresh = tmp_path / "jit"
+    assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)}) == {"path": "CUDA_CACHE_PATH", "entries": 0, "state": "empty"}
+    (fresh / "a").mkdir(parents=True)
+    (fresh / "a" / "entry.bin").write_bytes(b"x")
+    assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)})["state"] == "warm"
+    assert bt.cuda_jit_cache_state({"CUDA_CACHE_DISABLE": "1"})["state"] == "disabled"
