@@ -25,8 +25,13 @@ nox.options.sessions = ["tests"]
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT / "src"))
 from whisperx_matrix import matrix as _matrix  # noqa: E402  (cells are data: session names come from it)
+from whisperx_matrix.errors import FatalError  # noqa: E402
 
-MATRIX = _matrix.load(ROOT / "matrix.toml")
+try:
+    MATRIX = _matrix.load(ROOT / "matrix.toml")
+except FatalError as _exc:  # a malformed matrix.toml: its one-line cause, not a traceback from every session
+    print(_exc.render(), file=sys.stderr)
+    raise SystemExit(_exc.exit_code) from None
 
 
 def _cli(session: nox.Session, *args: str) -> None:
@@ -105,6 +110,7 @@ def bench(session: nox.Session) -> None:
 @nox.session(reuse_venv=True)
 def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real cell builds and the documented outcome end to end."""
+    _cli(session, "preflight", "tests")  # every missing system program named at once, before any install
     _tool_venv(session, "test")
     # loadfile: a module-scoped fixture (the end-to-end matrix run) is built once, on one worker.
     session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)

@@ -165,9 +165,21 @@ def selftest_script() -> Path:
     return Path(__file__).parent / "cellside" / "selftest.py"
 
 
+# What a cell process may see of ours: what a program needs to run, caches, and CPU/GPU knobs. An allow-list, so a
+# token (HF_TOKEN, a CI's *_TOKEN, a cloud key) never reaches the third-party code of a cell; nothing in a cell
+# needs one (the hubs are offline). LD_LIBRARY_PATH is not on it: a cell built right needs none.
+CELL_ENV_NAMES = frozenset({
+    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
+    "XDG_CACHE_HOME", "WXM_CACHE", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "NLTK_DATA",
+    "PYTHONHASHSEED", "PYTHONUNBUFFERED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "CUDA_VISIBLE_DEVICES", "CUDA_CACHE_PATH", "CUDA_CACHE_DISABLE", "NVIDIA_VISIBLE_DEVICES",
+})
+CELL_ENV_PREFIXES = ("LC_", "OPENBLAS_")
+
+
 def clean_env() -> dict[str, str]:
-    """The environment a cell runs with: no LD_LIBRARY_PATH (a cell built right needs none), offline hubs."""
-    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "PYTHONPATH", "PYTHONHOME")}
+    """The environment a cell runs with: the allow-list above, and offline hubs."""
+    env = {k: v for k, v in os.environ.items() if k in CELL_ENV_NAMES or k.startswith(CELL_ENV_PREFIXES)}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", PYANNOTE_METRICS_ENABLED="false")
     return env
 

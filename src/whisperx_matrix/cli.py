@@ -16,6 +16,7 @@ COMMANDS = {
     "list": "whisperx_matrix.commands",
     "lock": "whisperx_matrix.commands",
     "build": "whisperx_matrix.commands",
+    "preflight": "whisperx_matrix.commands",
     "matrix": "whisperx_matrix.run",
     "probe": "whisperx_matrix.run",
     "bench": "whisperx_matrix.bench",

@@ -58,9 +58,26 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def preflight(work: str) -> None:
+    """All the system programs ``work`` needs, checked before anything is downloaded (tools.preflight)."""
+    from . import speech, tools
+
+    for program in tools.preflight(work, satisfied={"espeak-ng": speech.selftest_speech_cached()}):
+        _say(f"warning: {program} not found ({tools.SYSTEM_PROGRAMS[program][1]}); "
+             f"{tools.install_line([program])} to run that test too")
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    preflight(args.work)
+    print(f"preflight {args.work}: every system program it needs is here")
+    return 0
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     m = matrices.load()
     cells = m.select(args.selectors)
+    if not args.no_selftest:
+        preflight("build")
     wheelhouse = Path(args.wheelhouse).resolve() if args.wheelhouse else None
     lock_from = Path(args.lock_from).resolve() if args.lock_from else None
     if lock_from is not None and len(cells) != 1:
@@ -99,6 +116,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", action="store_true", help="exit non-zero naming each stale lock and what changed")
     p.add_argument("--upgrade", action="store_true", help="re-resolve even if the inputs are unchanged")
     p.set_defaults(func=cmd_lock)
+
+    p = sub.add_parser("preflight", help="check every system program a kind of work needs, at once")
+    p.add_argument("work", choices=("build", "matrix", "bench", "tests"))
+    p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("build", help="build cell venvs from their locks (atomic, hash-checked, self-tested)")
     _add_selectors(p, required=True)

@@ -207,7 +207,7 @@ class _Locator:
     def where(self, cell_id: str | None, key: str | None = None) -> str:
         start = 0
         if cell_id is not None:
-            id_re = re.compile(rf"^\s*id\s*=\s*[\"']{re.escape(cell_id)}[\"']")
+            id_re = re.compile(rf"^\s*id\s*=\s*[\"']?{re.escape(str(cell_id))}[\"']?\s*$")
             for i, line in enumerate(self.lines):
                 if id_re.match(line):
                     start = i

@@ -300,7 +300,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         else:
             rec["suite"] = {k: v for k, v in data.items() if k != "observations"}
             observations = data.get("observations") or {}
-            for key in ("gpu", "loader", "torch_arch_flags"):
+            for key in ("gpu", "loader", "torch_arch_flags", "env_names"):
                 if key in observations:
                     rec[key] = observations[key]
             failed = [t for t in data["tests"] if t["outcome"] == "failed"]
@@ -424,8 +424,11 @@ def load_probes(files: list[str]) -> list[dict[str, Any]]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
+    from .commands import preflight
+
     m = matrices.load()
     cells = m.select(args.selectors)
+    preflight("matrix")
     sm = args.sm or m.target_sm
     jobs = args.jobs or max(1, min(len(cells), os.cpu_count() or 1))
     result = run_matrix(m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes))

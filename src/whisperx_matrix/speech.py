@@ -143,6 +143,11 @@ def synthesize(segments: list[tuple[str, str]], name: str) -> Speech:
     return Speech(wav_path, text, tuple(turns), seconds)
 
 
+def selftest_speech_cached() -> bool:
+    """Whether the self-test speech can be had without espeak-ng (made before, here or on another machine)."""
+    return _cached_elsewhere([("A", SELFTEST_TEXT)], paths.cache_dir() / "audio", "selftest") is not None
+
+
 def selftest_speech() -> Speech:
     return synthesize([("A", SELFTEST_TEXT)], "selftest")
 

@@ -35,6 +35,40 @@ _SYSTEM_HINTS = {
 }
 
 
+# System programs the sessions need: Debian/Ubuntu package and why. Checked together, before any download.
+SYSTEM_PROGRAMS = {
+    "ffmpeg": ("ffmpeg", "WhisperX decodes audio with it; torchcodec needs its libraries"),
+    "espeak-ng": ("espeak-ng", "speaks the test audio"),
+    "patch": ("patch", "applies the WhisperX patch series"),
+    "chromium": ("chromium", "renders the HTML report in a test"),
+}
+NEEDS = {  # what each kind of work needs; chromium only warns (its test skips without it)
+    "build": ("ffmpeg", "espeak-ng", "patch"),
+    "matrix": ("ffmpeg", "espeak-ng", "patch"),
+    "bench": ("ffmpeg", "espeak-ng"),
+    "tests": ("ffmpeg", "espeak-ng", "patch", "chromium"),
+}
+OPTIONAL = frozenset({"chromium"})
+
+
+def install_line(programs: Sequence[str]) -> str:
+    return "sudo apt-get install -y " + " ".join(SYSTEM_PROGRAMS[p][0] for p in programs)
+
+
+def preflight(work: str, *, satisfied: Mapping[str, bool] | None = None) -> list[str]:
+    """Check every system program ``work`` needs at once. Raises ToolMissingError naming all the missing required
+    ones with one install line; returns the missing optional ones. ``satisfied`` marks programs whose work is
+    already done (espeak-ng where the test speech is cached)."""
+    satisfied = satisfied or {}
+    missing = [p for p in NEEDS[work] if shutil.which(p) is None and not satisfied.get(p)]
+    required = [p for p in missing if p not in OPTIONAL]
+    if required:
+        why = "; ".join(f"{p} ({SYSTEM_PROGRAMS[p][1]})" for p in required)
+        raise ToolMissingError(f"missing system programs for {work}: {why}",
+                               hint=f"{install_line(missing)}  (Debian/Ubuntu), then run this again")
+    return missing
+
+
 @functools.cache
 def uv_bin() -> str:
     """The uv executable: the one on PATH, else the one the `uv` Python package ships."""

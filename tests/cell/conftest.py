@@ -51,6 +51,7 @@ def _first_line(report: pytest.TestReport) -> str:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    observe("env_names", sorted(os.environ))  # names only, never values: proves which variables a cell saw
     out = os.environ.get("WXM_CELL_RESULTS")
     if out:
         tmp = out + ".tmp"

@@ -14,7 +14,8 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE = {"HF_TOKEN": "hf_FAKEtokenDoNotLeak0123456789", "WXM_CI_TOKEN": "ci-FAKE-secret-42-abcdef"}
+FAKE = {"HF_TOKEN": "hf_FAKEtokenDoNotLeak0123456789", "WXM_CI_TOKEN": "ci-FAKE-secret-42-abcdef",
+        "AWS_SECRET_ACCESS_KEY": "aws-FAKE-key-0987654321"}
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -24,7 +25,7 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_no_token_in_any_output(tmp_path: Path) -> None:
     reports, bench = tmp_path / "reports", tmp_path / "bench"
-    matrix = _run("matrix", "stable-cu128", "--no-suite", "--out", str(reports), cwd=ROOT)
+    matrix = _run("matrix", "stable-cu128", "--out", str(reports), cwd=ROOT)
     assert matrix.returncode == 0, matrix.stderr[-2000:]
     audit = _run("bench", "audit", "--cell", "stable-cu128", "--results", str(bench), cwd=ROOT)
     assert audit.returncode == 0, audit.stderr[-2000:]
@@ -38,3 +39,7 @@ def test_no_token_in_any_output(tmp_path: Path) -> None:
         assert not any(v in stream for v in FAKE.values())
     result = json.loads((reports / "matrix.json").read_text())
     assert result["machine"]["hf_token_present"] is True
+    # The cell's own processes never saw the tokens: the cell suite records the names of its environment.
+    [cell] = result["cells"]
+    assert "PATH" in cell["env_names"] and "HF_HUB_OFFLINE" in cell["env_names"]
+    assert not set(FAKE) & set(cell["env_names"]), set(FAKE) & set(cell["env_names"])

@@ -192,3 +192,33 @@ def test_a_missing_python_is_infrastructure_not_a_failure_of_the_stack(tiny_proj
     with pytest.raises(BuildError) as err:
         build.build(m, m.get("tiny"), selftest=False)
     assert err.value.infra == "no python 3.4" and "install Python 3.4" in (err.value.hint or "")
+
+
+def test_cell_processes_get_an_allow_listed_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fake tokens and keys in our environment never reach a cell; what a program needs does."""
+    for name in ("HF_TOKEN", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "WXM_CI_TOKEN", "LD_LIBRARY_PATH", "PYTHONPATH"):
+        monkeypatch.setenv(name, "fake-value-123")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    env = build.clean_env()
+    assert not {"HF_TOKEN", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "WXM_CI_TOKEN", "LD_LIBRARY_PATH", "PYTHONPATH"} & set(env)
+    assert "fake-value-123" not in env.values()
+    assert env["PATH"] == os.environ["PATH"] and env["LC_ALL"] == "C.UTF-8" and env["HF_HUB_OFFLINE"] == "1"
+
+
+def test_preflight_names_every_missing_program_at_once(tmp_path: Path) -> None:
+    """ffmpeg, espeak-ng and patch really hidden from PATH (only python is left), and an empty speech cache: one
+    message names all three, with one install line; the CLI exits with the missing-tool code."""
+    import sys
+
+    bare = tmp_path / "bin"
+    bare.mkdir()
+    (bare / "python").symlink_to(sys.executable)
+    env = {"PATH": str(bare), "WXM_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(build.__file__).parents[1]),
+           "HOME": str(tmp_path)}
+    proc = subprocess.run([str(bare / "python"), "-m", "whisperx_matrix", "preflight", "tests"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 8, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 2 and "Traceback" not in proc.stderr
+    assert all(p in lines[0] for p in ("ffmpeg", "espeak-ng", "patch"))
+    assert lines[1].strip() == "hint: sudo apt-get install -y ffmpeg espeak-ng patch chromium  (Debian/Ubuntu), then run this again"
