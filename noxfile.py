@@ -73,6 +73,12 @@ for _cell in MATRIX.cells:
     _env_session(_cell)
 
 
+@nox.session(venv_backend="none", default=False, tags=["env"])
+def env(session: nox.Session) -> None:
+    """Build the cell the doctor picks for this GPU and driver, saying why (the working cell where there is no GPU)."""
+    _cli(session, "build", "--for-this-machine", *session.posargs)
+
+
 @nox.session(venv_backend="none", default=False)
 def patches(session: nox.Session) -> None:
     """The WhisperX patch series: `-- check` tries it on every release in range; apply/revert/status CELL."""

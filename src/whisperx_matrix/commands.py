@@ -22,16 +22,26 @@ def _add_selectors(p: argparse.ArgumentParser, *, required: bool = False) -> Non
                    help="cell ids, aliases or globs (e.g. 'stable-*', '*-cu130', 'stable-cu{128,130}')")
 
 
+def expectations(cell: matrices.Cell, sm: int | None) -> str:
+    """A cell's expected outcome: for one target when ``sm`` is given, else the default and every per-target one
+    (so a CPU or sm_90 user is not shown only the sm_120 expectation)."""
+    if sm is not None:
+        return f"on sm_{sm}: {cell.expected(sm).describe()}"
+    parts = [cell.expect.describe()] + [f"on sm_{n}: {e.describe()}" for n, e in sorted(cell.expect_sm.items())]
+    return "; ".join(parts)
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     m = matrices.load()
     cells = m.select(args.selectors)
     if args.json:
-        print(json.dumps([{"id": c.id, "channel": c.channel, "cuda": c.cuda, "aliases": list(c.aliases),
-                           "lock": c.lock_id, "expect": c.expected(args.sm).__dict__} for c in cells]))
+        print(json.dumps([{"id": c.id, "channel": c.channel, "cuda": c.cuda, "python": c.python, "aliases": list(c.aliases),
+                           "lock": c.lock_id, "expect": c.expect.__dict__,
+                           "expect_sm": {str(n): e.__dict__ for n, e in sorted(c.expect_sm.items())}} for c in cells]))
         return 0
     for c in cells:
         alias = f" (alias {', '.join(c.aliases)})" if c.aliases else ""
-        print(f"{c.id:<34} {c.channel:<8} {c.cuda:<6} expect {c.expected(args.sm).describe():<40}{alias}")
+        print(f"{c.id:<34} {c.channel:<8} {c.cuda:<6} expect {expectations(c, args.sm)}{alias}")
         if args.verbose:
             print(f"    {c.summary}")
     return 0
@@ -75,7 +85,19 @@ def cmd_preflight(args: argparse.Namespace) -> int:
 
 def cmd_build(args: argparse.Namespace) -> int:
     m = matrices.load()
-    cells = m.select(args.selectors)
+    if args.for_this_machine:
+        from . import doctor, tools
+
+        if args.selectors:
+            raise LockError("--for-this-machine picks the cell itself", hint="name cells, or pass --for-this-machine alone")
+        cell, why = doctor.choose_cell(m, doctor.collect(), python_ok=tools.python_available)
+        _say(f"building {cell.id}: {why}")
+        cells = [cell]
+    else:
+        if not args.selectors:
+            raise LockError("build needs cells (ids, aliases or globs) or --for-this-machine",
+                            hint="nox -s env picks the cell for this GPU; nox -s env-cu128 builds the working cell")
+        cells = m.select(args.selectors)
     if not args.no_selftest:
         preflight("build")
     wheelhouse = Path(args.wheelhouse).resolve() if args.wheelhouse else None
@@ -107,7 +129,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the cells (a dry run of the selection)")
     _add_selectors(p)
     p.add_argument("--json", action="store_true", help="one JSON list (for CI fan-out)")
-    p.add_argument("--sm", type=int, default=120, help="target compute capability for expectations (default 120)")
+    p.add_argument("--sm", type=int, default=None, help="show the expectation for this compute capability only "
+                   "(default: the default one and every per-target one)")
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_list)
 
@@ -122,7 +145,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_preflight)
 
     p = sub.add_parser("build", help="build cell venvs from their locks (atomic, hash-checked, self-tested)")
-    _add_selectors(p, required=True)
+    _add_selectors(p)
+    p.add_argument("--for-this-machine", action="store_true",
+                   help="let the doctor pick the cell for this GPU and driver (the working cell where there is no GPU)")
     p.add_argument("--no-patches", action="store_true", help="build without the WhisperX patch series")
     p.add_argument("--no-selftest", action="store_true", help="skip the import and transcription self-test")
     p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")

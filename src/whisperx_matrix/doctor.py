@@ -530,6 +530,34 @@ def diagnose(matrix: Matrix, machine: Machine, *, sm: int | None = None, driver:
     return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), best.cell, why)
 
 
+WORKING_ALIAS = "cu128"  # the working cell, built where no GPU is found (its self-test runs on the CPU)
+
+
+def choose_cell(matrix: Matrix, machine: Machine, *, python_ok: Callable[[str], bool] | None = None,
+                use_audit: bool = False) -> tuple[Cell, str]:
+    """The cell `nox -s env` builds here, and why: the doctor's recommendation for this GPU and driver, or the
+    working cell where there is no GPU. A cell whose Python this machine lacks gives way to its variant on a
+    Python it has (stable-cu128 -> stable-cu128-py312 on a Python 3.12 machine). FatalError if none can run."""
+    from .errors import FatalError
+
+    if not machine.gpus:
+        cell = matrix.get(WORKING_ALIAS)
+        why = f"no NVIDIA GPU found here ({machine.source}): building the working cell, whose self-test runs on the CPU"
+    else:
+        report = diagnose(matrix, machine, use_audit=use_audit)
+        if report.recommended is None:
+            raise FatalError(f"no cell can run on this machine: {report.why}",
+                             hint="nox -s doctor shows each cell's reason; nox -s env-<cell> builds one anyway")
+        cell = matrix.get(report.recommended)
+        why = f"the doctor recommends it for {machine.gpus[0].name} (sm_{machine.gpus[0].sm}), driver {machine.driver}: {report.why}"
+    if python_ok is not None and not python_ok(cell.python):
+        variants = [c for c in matrix.cells if c.id.startswith(cell.id + "-py") and python_ok(c.python)]
+        if variants:
+            why += f"; Python {cell.python} is not here, so its Python {variants[0].python} variant"
+            cell = variants[0]
+    return cell, why
+
+
 # --- presentation --------------------------------------------------------------------------------------
 
 

@@ -98,6 +98,11 @@ def python_for(version: str) -> str:
     return version  # uv then says, in its own words, that it found none
 
 
+def python_available(version: str) -> bool:
+    """Whether uv finds (or can be pointed at) a Python of this version here."""
+    return run([uv_bin(), "python", "find", python_for(version)], env=uv_env()).ok
+
+
 def require(program: str) -> str:
     found = shutil.which(program)
     if not found:

@@ -267,3 +267,31 @@ def test_h100_recording(real_matrix: matrix.Matrix) -> None:
     assert smi is not None and smi.gpus[0].sm == 90 and smi.driver == report.machine.driver
     assert report.recommended == "stable-cu128"
     assert fits(report)["option1-stable-cu124"].kernels == "sass"
+
+
+# --- nox -s env: the cell for this machine ----------------------------------------------------------------
+
+
+def test_env_picks_the_doctors_cell_for_recorded_gpus(real_matrix: matrix.Matrix) -> None:
+    """Recorded RTX 5070 (driver 570) and H100 outputs: the cell the doctor recommends, and why."""
+    for case, gpu in (("rtx5070-570", "RTX 5070"), ("h100", "H100")):
+        machine = doctor.collect(loader=loader_for(case), runner=runner_for(case))
+        cell, why = doctor.choose_cell(real_matrix, machine)
+        assert cell.id == "stable-cu128" and gpu in why and "doctor recommends" in why
+
+
+def test_env_without_a_gpu_builds_the_working_cell_and_says_so(real_matrix: matrix.Matrix) -> None:
+    machine = doctor.Machine(gpus=(), driver=None, cuda=None, source="none")
+    cell, why = doctor.choose_cell(real_matrix, machine)
+    assert cell.id == "stable-cu128" and why.startswith("no NVIDIA GPU found here")
+    # A machine with Python 3.12 only gets the 3.12 variant of the same cell.
+    cell, why = doctor.choose_cell(real_matrix, machine, python_ok=lambda v: v == "3.12")
+    assert cell.id == "stable-cu128-py312" and "Python 3.11 is not here" in why
+
+
+def test_env_on_a_driver_too_old_for_the_gpu_stops_with_the_reason(real_matrix: matrix.Matrix) -> None:
+    from whisperx_matrix.errors import FatalError
+
+    machine = doctor.collect(loader=loader_for("rtx5070-565"), runner=runner_for("rtx5070-565"))
+    with pytest.raises(FatalError, match="no cell can run on this machine: .*570 series"):
+        doctor.choose_cell(real_matrix, machine)

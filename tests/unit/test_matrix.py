@@ -274,3 +274,13 @@ def test_real_matrix_runs_the_working_cells_on_python_312_with_the_av_pin() -> N
     py312 = {c.id: c for c in MATRIX.select("*-py312")}
     assert {"stable-cu128-py312", "doc-recipe-cu128-py312", "stable-cu130-py312", "stable-cu130-cublas12-py312"} <= set(py312)
     assert all("av<19" in c.requires and c.python == "3.12" for c in py312.values())
+
+
+def test_cells_listing_shows_every_target_not_only_sm_120() -> None:
+    """`nox -s cells` on a CPU or sm_90 machine must not show only the sm_120 expectation as if it were the rule."""
+    from whisperx_matrix.commands import expectations
+
+    cell = MATRIX.get("stable-cu126")
+    assert expectations(cell, None) == "fail (UnpicklingError:weights_only); on sm_120: fail (arch-unsupported:sm_120)"
+    assert expectations(cell, 90) == "on sm_90: fail (UnpicklingError:weights_only)"
+    assert expectations(MATRIX.get("option1-stable-cu124"), None) == "pass; on sm_120: fail (arch-unsupported:sm_120)"
