@@ -542,7 +542,8 @@ def choose_cell(matrix: Matrix, machine: Machine, *, python_ok: Callable[[str], 
 
     if not machine.gpus:
         cell = matrix.get(WORKING_ALIAS)
-        why = f"no NVIDIA GPU found here ({machine.source}): building the working cell, whose self-test runs on the CPU"
+        notes = f" ({'; '.join(machine.notes)})" if machine.notes else ""
+        why = f"no NVIDIA GPU found here{notes}: building the working cell, whose self-test runs on the CPU"
     else:
         report = diagnose(matrix, machine, use_audit=use_audit)
         if report.recommended is None:
