@@ -27,7 +27,7 @@ from typing import Any
 
 from . import lock as locks
 from . import paths, tools
-from .errors import BuildError, NotBuiltError, SelfTestError
+from .errors import BuildError, LockError, NetworkError, NotBuiltError, SelfTestError
 from .matrix import Cell, Matrix
 
 STAMP = "whisperx-matrix-stamp.json"
@@ -248,8 +248,6 @@ def resolve_and_build(matrix: Matrix, cell: Cell, *, lock_from: Path | None = No
     if lock_from is not None:
         lock_file = locks.lock_from(matrix, cell, lock_from, folder)
     else:
-        from .errors import LockError, NetworkError
-
         lock_file = folder / f"{cell.lock_id}-resolved.txt"
         progress(f"{cell.id}: resolving from {cell.index.describe() if cell.index else 'its index'} (floating cell)")
         status = locks.resolve_floating(matrix, cell, lock_file)
@@ -310,7 +308,7 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     try:
         t0 = time.perf_counter()
         progress(f"{cell.id}: creating venv (python {cell.python})")
-        proc = tools.run([tools.uv_bin(), "venv", "--quiet", "--relocatable", "--python", tools.python_for(cell.python), str(tmp)],
+        proc = tools.run([tools.uv_bin(), "venv", "--quiet", "--relocatable", "--python", tools.find_python(cell.python) or cell.python, str(tmp)],
                          env=tools.uv_env())
         if not proc.ok:
             raise BuildError(f"cell {cell.id}: uv venv failed: {proc.last_error_line()}",

@@ -185,7 +185,9 @@ class Selector:
     patterns: tuple[str, ...]
 
     def __call__(self, cell: Cell) -> bool:
-        names = (cell.id, *cell.aliases)
+        return self.matches(cell.id, *cell.aliases)
+
+    def matches(self, *names: str) -> bool:
         return any(
             fnmatch.fnmatchcase(name, pat)
             for raw in self.patterns
@@ -357,10 +359,8 @@ def _amends(raw: Any, fail: Any) -> list[Amend]:
 
 
 def _amended(raw: dict[str, Any], cell_id: str, amends: list[Amend]) -> dict[str, Any]:
-    probe = Cell(id=cell_id, summary="", channel="stable", cuda="cu128", python="", platform="", requirements=(),
-                 pins={}, aliases=tuple(raw.get("aliases", ())))
     for amend in amends:
-        if amend.select(probe):
+        if amend.select.matches(cell_id, *raw.get("aliases", ())):
             raw = dict(raw, requires=list(raw.get("requires", [])) + list(amend.requires))
     return raw
 

@@ -116,6 +116,11 @@ def _cuda_runtime(site: Path) -> str | None:
     return None
 
 
+def _failure_reasons(failed: list[dict[str, Any]]) -> list[str]:
+    """The reason tokens of failed cell-suite tests, once each, in order."""
+    return list(dict.fromkeys(verdict.classify(t.get("error", "")) for t in failed))
+
+
 def compare_suites(without: dict[str, Any] | None, with_: dict[str, Any] | None) -> dict[str, Any]:
     """The suite run twice (LD_LIBRARY_PATH unset, then set): each side judged on the tests that ran in both,
     so a test one run skips on purpose does not tip the comparison."""
@@ -129,7 +134,7 @@ def compare_suites(without: dict[str, Any] | None, with_: dict[str, Any] | None)
         if data is None:
             return {"passed": False, "summary": "the suite crashed", "reasons": ["suite-crashed"]}
         failed = [tests[n] for n in common if tests[n]["outcome"] == "failed"]
-        reasons = list(dict.fromkeys(verdict.classify(t.get("error", "")) for t in failed))
+        reasons = _failure_reasons(failed)
         text = f"{len(common) - len(failed)} of {len(common)} passed"
         return {"passed": not failed, "summary": text + (f" ({', '.join(reasons)})" if reasons else ""), "reasons": reasons}
 
@@ -237,14 +242,10 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         env_dir, st = Path(exc.record["env"]), exc.record
         selftest_ran_now = not exc.record.get("reused")
         rec["checks"]["build"] = _check("pass", "built; self-test failed, so it is not linked", seconds=time.perf_counter() - t0)
-    except BuildError as exc:
-        if exc.infra is not None:
+    except FatalError as exc:
+        if isinstance(exc, BuildError) and exc.infra is not None:  # the machine's failure, not the stack's
             rec["checks"]["build"] = _check("skip", str(exc))
             return finish(infra=f"{exc.infra}: {exc}")
-        fail_check("build", f"build-failed:{type(exc).__name__}", str(exc))
-        rec["evidence"].append(f"build: {exc}")
-        return finish()
-    except FatalError as exc:
         fail_check("build", f"build-failed:{type(exc).__name__}", str(exc))
         rec["evidence"].append(f"build: {exc}")
         return finish()
@@ -292,7 +293,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     # the cell suite, in the cell's own python
     if suite:
         t0 = time.perf_counter()
-        env = suite_env(cell.id, sm, cell_work, static_answers(rec, site))
+        env = suite_env(cell.id, sm, cell_work, static_answers(report, site))
         data, proc = _run_suite(m, cell, env_dir, cell_work, env, "suite")
         rec["seconds"]["suite"] = round(time.perf_counter() - t0, 2)
         if data is None:
@@ -305,7 +306,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
                     rec[key] = observations[key]
             failed = [t for t in data["tests"] if t["outcome"] == "failed"]
             skipped = [t for t in data["tests"] if t["outcome"] == "skipped"]
-            suite_reasons = list(dict.fromkeys(verdict.classify(t.get("error", "")) for t in failed))
+            suite_reasons = _failure_reasons(failed)
             passed = len(data["tests"]) - len(failed) - len(skipped)
             detail = f"{passed} passed, {len(failed)} failed, {len(skipped)} skipped"
             if failed:
@@ -327,16 +328,12 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     return finish()
 
 
-def static_answers(rec: dict[str, Any], site: Path) -> dict[str, Any]:
+def static_answers(report: Any, site: Path) -> dict[str, Any]:
     """What the static audit says, for the suite to check against what the cell's own python observes."""
-    closure = rec.get("closure") or {}
-    torch_lib = (rec.get("arch") or {}).get("packages", {}).get("torch") or {}
-    loaded = {}
-    for soname, where in (closure.get("loaded") or {}).items():
-        path = where.rsplit(" (", 1)[0]
-        if not path.startswith("/"):  # the cell's own libraries; system ones are the machine's
-            loaded[soname] = str(site / path)
-    return {"site": str(site), "loaded": loaded, "missing": list(closure.get("missing_sonames") or []),
+    torch_lib = _arch_summary(report)["packages"].get("torch") or {}
+    loaded = {item.soname: str(site / item.path) for item in report.closure.process.loaded
+              if not item.path.startswith("/")}  # the cell's own libraries; system ones are the machine's
+    return {"site": str(site), "loaded": loaded, "missing": list(report.closure.missing),
             "torch_sass": list(torch_lib.get("sass") or []), "torch_ptx": list(torch_lib.get("ptx") or [])}
 
 

@@ -28,13 +28,6 @@ _NETWORK_MARKERS = (
 
 _DISK_MARKERS = ("no space left on device", "disk quota exceeded", "read-only file system")
 
-_SYSTEM_HINTS = {
-    "ffmpeg": "install FFmpeg (Debian/Ubuntu: apt-get install ffmpeg): WhisperX decodes audio with the ffmpeg "
-    "binary and torchcodec needs its shared libraries",
-    "espeak-ng": "install espeak-ng (Debian/Ubuntu: apt-get install espeak-ng): it speaks the test audio",
-}
-
-
 # System programs the sessions need: Debian/Ubuntu package and why. Checked together, before any download.
 SYSTEM_PROGRAMS = {
     "ffmpeg": ("ffmpeg", "WhisperX decodes audio with it; torchcodec needs its libraries"),
@@ -86,27 +79,28 @@ def uv_bin() -> str:
 
 
 @functools.cache
-def python_for(version: str) -> str:
+def find_python(version: str) -> str | None:
     """What to pass uv as --python for ``version``: the version itself where uv finds one, else a pyenv install
-    of it (pyenv's shims refuse a version that is not selected, so uv's discovery misses those)."""
+    of it (pyenv's shims refuse a version that is not selected, so uv's discovery misses those); None if neither."""
     if run([uv_bin(), "python", "find", version], env=uv_env()).ok:
         return version
     root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
     found = [p for p in (root / "versions").glob(f"{version}.*/bin/python{version}") if os.access(p, os.X_OK)]
     if found:
         return str(max(found, key=lambda p: [int(x) for x in p.parts[-3].split(".") if x.isdigit()]))
-    return version  # uv then says, in its own words, that it found none
+    return None
 
 
 def python_available(version: str) -> bool:
-    """Whether uv finds (or can be pointed at) a Python of this version here."""
-    return run([uv_bin(), "python", "find", python_for(version)], env=uv_env()).ok
+    return find_python(version) is not None
 
 
 def require(program: str) -> str:
     found = shutil.which(program)
     if not found:
-        raise ToolMissingError(f"{program} not found on PATH", hint=_SYSTEM_HINTS.get(program, f"install {program}"))
+        package, why = SYSTEM_PROGRAMS.get(program, (program, "it is needed"))
+        raise ToolMissingError(f"{program} not found on PATH",
+                               hint=f"install {package} (Debian/Ubuntu: apt-get install {package}): {why}")
     return found
 
 

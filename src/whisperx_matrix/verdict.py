@@ -101,24 +101,9 @@ def evidence_line(item: Mapping[str, Any] | str) -> str:
     return f"{basis}: {item.get('text')}"
 
 
-# Cited facts: each names its source. Nothing else in this module states a fact it did not observe.
+# Cited facts come from doctor.CUDA_DRIVERS (NVIDIA's table, cited there) and name this source. Nothing else in
+# this module states a fact it did not observe.
 CUDA_RELEASE_NOTES = "NVIDIA CUDA Toolkit Release Notes, Table 3 (toolkit driver version)"
-DRIVER_RELEASE_NOTES = "NVIDIA Linux driver 570 release notes, supported GPUs (GeForce RTX 50 series first listed)"
-
-
-@dataclass(frozen=True)
-class CitedDriver:
-    cuda: str  # "12.8"
-    driver: str  # the minimum Linux driver of that toolkit's GA release
-
-
-# CUDA runtime major.minor -> the toolkit's minimum Linux driver (CUDA_RELEASE_NOTES).
-TOOLKIT_DRIVERS: dict[str, CitedDriver] = {
-    c.cuda: c for c in (
-        CitedDriver("12.4", "550.54.14"), CitedDriver("12.6", "560.28.03"), CitedDriver("12.8", "570.26"),
-        CitedDriver("12.9", "575.51.03"), CitedDriver("13.0", "580.65.06"),
-    )
-}
 
 
 # --- claims -------------------------------------------------------------------------------------------
@@ -267,11 +252,13 @@ def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
         return Judgement("not-testable", ev, [f"no cell of {', '.join(have)} carries sm_{sm} kernels"])
     first = min(with_sm, key=lambda c: _v(obs.cells[c]["cuda_runtime"]))
     runtime = ".".join(str(obs.cells[first]["cuda_runtime"]).split(".")[:2])
-    cite = TOOLKIT_DRIVERS.get(runtime)
+    from .doctor import CUDA_DRIVERS  # the cited table the doctor judges drivers by
+
+    cite = next((d for d in CUDA_DRIVERS.values() if d.cuda == runtime), None)
     if cite is None:
         return Judgement("not-testable", ev, [f"no cited driver floor for CUDA {runtime}"])
-    ev.append(cited(f"CUDA {cite.cuda} needs Linux driver >= {cite.driver}", source=CUDA_RELEASE_NOTES))
-    floor = _v(cite.driver).release[0]
+    ev.append(cited(f"CUDA {cite.cuda} needs Linux driver >= {cite.toolkit_driver}", source=CUDA_RELEASE_NOTES))
+    floor = _v(cite.toolkit_driver).release[0]
     verdict = "contradicted" if floor > int(claim.says["driver"]) else "confirmed"
     return Judgement(verdict, ev)
 
