@@ -13,7 +13,7 @@ import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -304,5 +304,5 @@ def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, pr
             progress(f"[{n}/{len(groups)}] locking {lock_id}")
         root = matrix.get(lock_id) if lock_id != group[0].id else group[0]
         status = compile_lock(matrix, root, upgrade=upgrade)
-        results.append(LockStatus(status.lock_id, tuple(c.id for c in group), status.state, status.detail, status.infra))
+        results.append(replace(status, cells=tuple(c.id for c in group)))
     return results
