@@ -143,6 +143,12 @@ def figures(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", default=False)
+def disk(session: nox.Session) -> None:
+    """What the project keeps on disk, hardlinks counted once: `-- --json FILE`, `-- --since FILE`."""
+    _cli(session, "disk", *session.posargs)
+
+
+@nox.session(venv_backend="none", default=False)
 def wheelhouse(session: nox.Session) -> None:
     """Download every locked wheel of the cells into a folder: `-- CELL... --dest DIR` (then build --offline)."""
     _cli(session, "wheelhouse", *session.posargs)

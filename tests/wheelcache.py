@@ -1,10 +1,11 @@
-"""Real wheels for the audit tests, downloaded once into the shared cache and extracted member by member.
+"""Real wheels for the audit tests, from uv's cache: no second copy of what the cells already downloaded.
 
-``wheel("torch==2.5.1")`` downloads with ``pip download --no-deps`` into ``cache_dir()/wheels`` (the shared
-cache; other tests and benchmarks reuse it). ``extract(spec, patterns)`` unpacks only the members that match
-(plus the dist-info RECORD, so files map back to their distribution) into ``cache_dir()/extracted/<wheel>``.
-``site_from(tmp, {spec: patterns})`` hardlinks several extracted wheels into one site-packages-like tree, so
-$ORIGIN RPATHs between packages (torch -> nvidia/*/lib) resolve as in a real venv.
+``installed("torch==2.5.1")`` installs one wheel with ``uv pip install --no-deps --target`` under
+``cache_dir()/sites``; uv hardlinks from its cache, so a wheel a cell uses costs nothing more on disk.
+``site_from(tmp, {spec: patterns})`` hardlinks the matching members of several wheels into one
+site-packages-like tree, so $ORIGIN RPATHs between packages (torch -> nvidia/*/lib) resolve as in a real venv.
+``wheel(spec)`` is for the few tests that must serve a wheel file itself (a stand-in index): those are downloaded
+with ``pip download --no-deps`` into ``cache_dir()/wheels``.
 
 Tests that use these helpers need the package index: mark them ``@pytest.mark.network``.
 """
@@ -17,7 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
-import zipfile
+import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from whisperx_matrix.paths import cache_dir
+from whisperx_matrix.tools import uv_bin, uv_env
 
 
 def wheels_dir() -> Path:
@@ -78,43 +80,53 @@ def wheel(spec: str) -> Path:
     return found[-1]
 
 
+def _site_name(spec: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in spec.replace("==", "-"))
+
+
 @functools.cache
-def _extract(spec: str, patterns: tuple[str, ...]) -> Path:
-    whl = wheel(spec)
-    out = cache_dir() / "extracted" / whl.name[: -len(".whl")]
-    with zipfile.ZipFile(whl) as zf:
-        for info in zf.infolist():
-            name = info.filename
-            wanted = name.endswith(".dist-info/RECORD") or any(fnmatch.fnmatchcase(name, p) for p in patterns)
-            if not wanted or info.is_dir():
-                continue
-            target = out / name
-            if target.is_file() and target.stat().st_size == info.file_size:
-                continue  # extracted by an earlier run
-            target.parent.mkdir(parents=True, exist_ok=True)
-            partial = target.with_name(target.name + ".part")
-            with zf.open(info) as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-            mode = (info.external_attr >> 16) & 0o777
-            os.chmod(partial, mode or 0o644)
-            os.replace(partial, target)  # atomic: a killed run leaves no half file under the real name
-    return out
-
-
-def extract(spec: str, patterns: Iterable[str] = ("*.so", "*.so.*")) -> Path:
-    """A folder laid out like site-packages with the wheel's members matching ``patterns``."""
-    return _extract(spec, tuple(patterns))
+def installed(spec: str) -> Path:
+    """A site-packages-like folder holding one wheel (``name==version``, ``.*`` allowed), installed by uv with
+    --no-deps --target from uv's own cache: hardlinks, so a wheel the cells already use costs no second copy.
+    Kept under ``cache_dir()/sites`` between runs. Each process installs into its own temporary folder and
+    renames it into place, so an interrupted install is never mistaken for a finished one, and two pytest
+    workers wanting the same wheel do not write into each other's files (the old extractor's ``.part`` files
+    did: a FileNotFoundError under ``-n 2``)."""
+    root = cache_dir() / "sites"
+    done = root / _site_name(spec)
+    if (done / ".complete").is_file():
+        return done
+    root.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=done.name + ".", suffix=".part", dir=root))
+    try:
+        subprocess.run(
+            [uv_bin(), "pip", "install", "--quiet", "--no-deps", "--link-mode", "hardlink",
+             "--python", sys.executable, "--target", str(partial), spec],
+            check=True, env=uv_env(),
+        )
+        (partial / ".complete").write_text(spec + "\n")
+        try:
+            os.replace(partial, done)  # only finished trees are ever renamed into place
+        except OSError:
+            if not (done / ".complete").is_file():  # not another worker finishing first: a real failure
+                raise
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)
+    return done
 
 
 def site_from(dest: Path, wheels: Mapping[str, Iterable[str]]) -> Path:
-    """Hardlink the extracted members of several wheels into ``dest`` (one site-packages-like tree)."""
+    """Hardlink the members of several wheels matching their patterns (plus each dist-info RECORD, which maps
+    files back to their distribution) into ``dest``: one site-packages-like tree."""
     dest.mkdir(parents=True, exist_ok=True)
     for spec, patterns in wheels.items():
-        src_root = extract(spec, patterns)
+        src_root = installed(spec)
+        wanted = tuple(patterns)
         for src in src_root.rglob("*"):
-            if src.is_dir() or src.name.endswith(".part"):
+            rel = src.relative_to(src_root).as_posix()
+            if src.is_dir() or not (rel.endswith(".dist-info/RECORD") or any(fnmatch.fnmatchcase(rel, p) for p in wanted)):
                 continue
-            target = dest / src.relative_to(src_root)
+            target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
                 os.link(src, target)
@@ -129,7 +141,7 @@ def cuobjdump() -> Path | None:
     if found:
         return Path(found)
     try:
-        root = extract("nvidia-cuda-cuobjdump", ("*/bin/cuobjdump",))
+        root = installed("nvidia-cuda-cuobjdump")
     except (subprocess.CalledProcessError, FileNotFoundError):
         return None
     hits = sorted(root.rglob("cuobjdump"))

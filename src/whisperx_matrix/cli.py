@@ -26,6 +26,7 @@ COMMANDS = {
     "wheelhouse": "whisperx_matrix.wheelhouse",
     "report": "whisperx_matrix.report",
     "figures": "whisperx_matrix.figures",
+    "disk": "whisperx_matrix.diskuse",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -11,6 +11,7 @@ import json
 import shutil
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
@@ -144,7 +145,11 @@ def lock_groups(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
 
 
 def index_reachable(url: str, timeout: float = 8.0) -> str | None:
-    """None if the index answers, else a one-line reason."""
+    """None if the index answers, else a one-line reason. A ``file://`` index (a mirror on disk) answers when its
+    folder exists."""
+    if url.startswith("file:"):
+        folder = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+        return None if folder.is_dir() else f"no such folder: {folder}"
     req = urllib.request.Request(url.rstrip("/") + "/", method="GET")
     try:
         with urllib.request.urlopen(req, timeout=timeout):

@@ -81,6 +81,8 @@ def _arch_summary(report: Any) -> dict[str, Any]:
         name = p.package.split()[0]
         packages[name] = {"status": p.status, "runnable": p.runnable, "sass": list(p.sass), "ptx": list(p.ptx),
                           "via": p.via}
+        if p.origins:
+            packages[name]["origins"] = [{"libraries": list(libs), "archs": list(tags)} for libs, tags in p.origins]
     # torch's own kernels live in libtorch_cuda.so; the package total also counts bundled CUDA libraries
     # (torch 2.5.1's compute_90 PTX is cuSPARSELt's), so claims about "torch's kernels" cite this file.
     for lib in arch.libraries:
@@ -277,8 +279,9 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     arch_reasons = [r for r in report.reasons if r.startswith("arch-unsupported")]
     closure_reasons = [r for r in report.reasons if r.startswith("missing-soname")]
     torch_arch = rec["arch"]["packages"].get("torch", {})
+    torch_where = f"torch ({torch_arch['library']})" if torch_arch.get("library") else "torch"
     rec["checks"]["arch"] = _check("fail" if arch_reasons else "pass",
-                                   f"sm_{sm}: torch SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
+                                   f"sm_{sm}: {torch_where} SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
                                    f"PTX {' '.join(torch_arch.get('ptx', [])) or '-'}")
     rec["checks"]["arch"]["reasons"] = arch_reasons
     rec["checks"]["closure"] = _check("fail" if closure_reasons else "pass",
@@ -288,7 +291,8 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     rec["evidence"] += rec["closure"]["missing"]
     for name, pkg in sorted(rec["arch"]["packages"].items()):
         if not pkg["runnable"]:
-            rec["evidence"].append(f"{name}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})")
+            where = f"{name} ({pkg['library']})" if pkg.get("library") else name
+            rec["evidence"].append(f"{where}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})")
 
     # the cell suite, in the cell's own python
     if suite:

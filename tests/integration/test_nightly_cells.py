@@ -1,19 +1,23 @@
 """Nightly cells float, end to end, where a nightly index answers. The PyTorch nightly index is out of reach here,
-so a loopback PEP 503 index stands in for it, serving PyPI's real wheels: torch 2.10.0 (a cu128 build, which
+so a PEP 503 index on disk (a ``file://`` URL) stands in for it, serving PyPI's real wheels: torch 2.10.0 (a cu128 build, which
 satisfies the cells' `torch>=2.10.0.dev0`), torchaudio 2.10.0 and torchvision 0.25.0 as the cu128 nightly; torch
 2.11.0 (cu130), torchaudio 2.11.0 and torchvision 0.26.0 as the cu130 one. Both nightly cells are resolved at run
 time, built, audited, run their suite and are judged; the claims about options 2 and 3 come from those cells'
-own observations, labelled as an emulation (the index served releases, not nightlies)."""
+own observations, labelled as an emulation (the index served releases, not nightlies).
+
+The stand-in lives at one fixed place in the shared cache: uv keys its cache by index URL, and a loopback server
+on a new port each run left a new 2.8 GB copy of both torches in uv's cache every run."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
-from pep503 import build_index, serve
+from pep503 import build_index
 from wheelcache import wheel
 
 from whisperx_matrix import build, matrix, run
+from whisperx_matrix.paths import cache_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -26,12 +30,12 @@ STAND_INS = {
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("indexes")
-    with pytest.MonkeyPatch.context() as mp, serve(root) as url:
+    root = cache_dir() / "standin-index"
+    with pytest.MonkeyPatch.context() as mp:
         for var, specs in STAND_INS.items():
             name = var.rsplit("_", 1)[1].lower()
             build_index(root / name, [wheel(s) for s in specs])
-            mp.setenv(var, f"{url}{name}/")
+            mp.setenv(var, (root / name).as_uri() + "/")
         m = matrix.load(ROOT / "matrix.toml")
         out = run.run_matrix(m, m.select(["nightly-*"]), sm=120, jobs=2)
         # The same env again, from the lock the run kept: nothing is re-resolved, the build is the same one.

@@ -140,6 +140,27 @@ def test_package_takes_its_worst_library() -> None:
     assert pkgs["numpy 2.0"].status == NO_GPU_CODE and pkgs["numpy 2.0"].runnable
 
 
+def test_package_row_says_which_library_each_arch_comes_from() -> None:
+    """torch 2.5.1's shape: its own kernels are SASS only; the PTX in the package total is the bundled
+    cuSPARSELt's. The package row lists both, and its origins say which is which."""
+    from whisperx_matrix.audit.arch import ArchAudit
+    from whisperx_matrix.audit.report import format_arch
+
+    own = judge_library(_lib(_sass("50", "90")), SM120, rel="torch/lib/libtorch_cuda.so", package="torch 2.5.1")
+    bundled = judge_library(_lib(_sass("90") + (_ptx("52"), _ptx("90"))), SM120,
+                            rel="torch/lib/libcusparseLt.so.0", package="torch 2.5.1")
+    (pkg,) = judge_packages([own, bundled], SM120)
+    assert pkg.ptx == ("compute_52 (PTX 8.7)", "compute_90 (PTX 8.7)") and own.ptx == ()
+    assert pkg.origins == (
+        (("torch/lib/libtorch_cuda.so",), ("sm_50",)),
+        (("torch/lib/libcusparseLt.so.0",), ("compute_52 (PTX 8.7)", "compute_90 (PTX 8.7)")),
+        (("torch/lib/libcusparseLt.so.0", "torch/lib/libtorch_cuda.so"), ("sm_90",)),
+    )
+    audit = ArchAudit("site", "sm_120", False, None, (pkg,), (own, bundled), (), 2, 0.0)
+    text = format_arch(audit)
+    assert "compute_52/8.7 compute_90/8.7  <- libcusparseLt.so.0" in text and "sm_50  <- libtorch_cuda.so" in text
+
+
 def test_soname_tables() -> None:
     assert provider("libcublas.so.12") == "nvidia-cublas-cu12"
     assert provider("libcublas.so.13") == "nvidia-cublas"

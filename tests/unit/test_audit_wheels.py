@@ -40,7 +40,7 @@ TORCH_CUDA = ("torch/lib/*.so*", "torch/_C*.so")
 
 
 def torch_lib(version: str, name: str = "libtorch_cuda.so") -> Path:
-    return wheelcache.extract(f"torch=={version}", TORCH_CUDA) / "torch" / "lib" / name
+    return wheelcache.installed(f"torch=={version}") / "torch" / "lib" / name
 
 
 def in_every_module(path: Path) -> set[str]:
@@ -76,6 +76,23 @@ def test_torch_251_cu124_cannot_run_on_sm120() -> None:
     assert audit.reason == "arch-unsupported:sm_120" and not audit.runnable
 
 
+def test_option1_torch_package_ptx_is_the_bundled_cusparselt_s() -> None:
+    """The option-1 torch (2.5.1): the package row lists PTX compute_52..compute_90 while libtorch_cuda.so has
+    none. Both are true; the origins say the PTX is cuSPARSELt's, so the row and the claim's evidence agree."""
+    lib_dir = torch_lib("2.5.1").parent
+    root = lib_dir.parent.parent
+    audit = audit_arch(root, 120, files=sorted(lib_dir.glob("*.so*")))
+    (torch,) = [p for p in audit.packages if p.package == "torch 2.5.1"]
+    assert torch.ptx and all(t.startswith("compute_") for t in torch.ptx)
+    ptx_from = {lib for libs, tags in torch.origins for lib in libs if any(t.startswith("compute_") for t in tags)}
+    assert len(ptx_from) == 1 and next(iter(ptx_from)).startswith("torch/lib/libcusparseLt")
+    cuda = next(lib for lib in audit.libraries if lib.path == "torch/lib/libtorch_cuda.so")
+    assert cuda.ptx == ()
+    from whisperx_matrix.audit.report import format_arch
+
+    assert "<- libcusparseLt" in format_arch(audit)
+
+
 def test_torch_271_cu126_has_no_sm120() -> None:
     """torch 2.7.1 from PyPI is the cu126 build: sm_50..sm_90, no PTX; not runnable on sm_120."""
     lib = torch_lib("2.7.1")
@@ -100,7 +117,7 @@ def test_torch_2110_cu130_arch_list() -> None:
 
 
 def test_ctranslate2_485_runs_on_sm120_through_ptx_only() -> None:
-    root = wheelcache.extract("ctranslate2==4.8.5", SOS)
+    root = wheelcache.installed("ctranslate2==4.8.5")
     audit = audit_arch(root, 120)
     (pkg,) = [p for p in audit.packages if p.package == "ctranslate2 4.8.5"]
     assert (pkg.status, pkg.via) == ("runnable", "ptx-jit")
@@ -169,7 +186,7 @@ def test_cuobjdump_agrees_on_real_wheels() -> None:
     tool = wheelcache.cuobjdump()
     if tool is None:
         pytest.skip("no cuobjdump")
-    ct2 = next((wheelcache.extract("ctranslate2==4.8.5", SOS) / "ctranslate2.libs").glob("libctranslate2-*"))
+    ct2 = next((wheelcache.installed("ctranslate2==4.8.5") / "ctranslate2.libs").glob("libctranslate2-*"))
     for lib in (ct2, torch_lib("2.5.1")):
         assert sorted(as_cuobjdump_names(lib)) == sorted(cuobjdump_list(tool, lib)), lib.name
 

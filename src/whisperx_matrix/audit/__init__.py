@@ -213,14 +213,14 @@ def format_report(report: AuditReport, *, all_rows: bool = False) -> str:
 
 def find_cuobjdump(site: Path | None = None) -> Path | None:
     """cuobjdump on PATH, else from an nvidia-cuda-cuobjdump wheel installed under ``site``, else one that
-    the tests unpacked into the shared cache (``cache_dir()/extracted``)."""
+    the tests installed into the shared cache (``cache_dir()/sites``)."""
     from ..paths import cache_dir
 
     found = shutil.which("cuobjdump")
     if found:
         return Path(found)
     roots = [Path(site)] if site is not None else []
-    roots += sorted((cache_dir() / "extracted").glob("nvidia_cuda_cuobjdump-*"))
+    roots += sorted((cache_dir() / "sites").glob("nvidia-cuda-cuobjdump*"))
     for root in roots:
         for hit in sorted(root.glob("nvidia/*/bin/cuobjdump")):
             if os.access(hit, os.X_OK):

@@ -55,6 +55,9 @@ class PackageArch:
     via: str
     reason: str | None
     in_process: bool | None = None  # some of its GPU libraries are loaded by the simulated process
+    # Where each arch tag comes from: groups of (libraries, tags they all carry), so a package total that
+    # mixes a bundled library's PTX with the package's own SASS reads as such.
+    origins: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -173,9 +176,22 @@ def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArc
                 via=via,
                 reason=None if status != NOT_RUNNABLE else f"arch-unsupported:{target.sm()}",
                 in_process=bool(used) if known else None,
+                origins=arch_origins(gpu),
             )
         )
     return out
+
+
+def arch_origins(libs: Iterable[LibraryArch]) -> tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]:
+    """Each SASS/PTX tag of ``libs`` grouped by the exact set of libraries that carry it, in arch order."""
+    carriers: dict[str, list[str]] = {}
+    for lib in libs:
+        for tag in (*lib.sass, *lib.ptx):
+            carriers.setdefault(tag, []).append(lib.path)
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for tag in sorted(carriers, key=_arch_key):
+        groups.setdefault(tuple(sorted(carriers[tag])), []).append(tag)
+    return tuple(sorted(((k, tuple(v)) for k, v in groups.items()), key=lambda g: (_arch_key(g[1][0]), g[0])))
 
 
 def audit_arch(

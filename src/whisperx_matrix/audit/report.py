@@ -39,6 +39,17 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
             for p in gpu
         ]
         out += ["  " + r for r in _table(rows, ["PACKAGE", "STATUS", "VIA", "LOADED", "SASS", "PTX (arch/ISA)"])]
+        mixed = [p for p in gpu if len(p.origins) > 1]
+        if mixed:
+            out.append("")
+            out.append("  where each package's archs come from (a package total can mix its own kernels with a bundled")
+            out.append("  library's):")
+            for p in mixed:
+                out.append(f"    {p.package}:")
+                for libraries, tags in p.origins:
+                    shown = ", ".join(lib.rsplit("/", 1)[-1] for lib in libraries[:4])
+                    more = f" (+{len(libraries) - 4} more)" if len(libraries) > 4 else ""
+                    out.append(f"      {_archs(tags)}  <- {shown}{more}")
     libs = [lib for lib in audit.libraries if all_libraries or lib.status not in (NO_GPU_CODE, "runnable")]
     if libs:
         out.append("")
