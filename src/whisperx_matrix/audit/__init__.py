@@ -28,17 +28,9 @@ from ..errors import ConfigError, NotBuiltError
 from ..fsutil import atomic_write_text
 from . import elf
 from .arch import ArchAudit, LibraryArch, PackageArch, audit_arch, judge_library
-from .closure import (
-    ClosureAudit,
-    Missing,
-    ProcessImage,
-    SearchEnv,
-    audit_closure,
-    default_entries,
-    read_preload,
-    simulate,
-)
+from .closure import ClosureAudit, ProcessImage, audit_closure, default_entries, read_preload, simulate
 from .fatbin import Arch, ptx_jits_on, sass_runs_on, scan
+from .loader import Missing, SearchEnv
 from .report import format_arch, format_closure
 
 __all__ = [
