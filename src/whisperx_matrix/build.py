@@ -29,11 +29,11 @@ from . import lock as locks
 from . import paths, tools
 from .errors import BuildError, LockError, NetworkError, NotBuiltError, SelfTestError
 from .matrix import Cell, Matrix
+from .paths import PRELOAD_MODULE
 
 STAMP = "whisperx-matrix-stamp.json"
 SELFTEST = "whisperx-matrix-selftest.json"
 BUILD_FORMAT = 1
-PRELOAD_MODULE = "whisperx_matrix_preload"
 SELFTEST_MAX_WER = 0.35
 
 Progress = Callable[[str], None]

@@ -372,12 +372,7 @@ def locked_versions(matrix: Matrix, cell: Cell) -> dict[str, str]:
         text = locks.lock_path(matrix, cell).read_text(encoding="utf-8")
     except OSError:
         return {}
-    found = {}
-    for line in text.splitlines():
-        m = re.match(r"^([A-Za-z0-9._-]+)==([^\s;\\]+)", line)
-        if m:
-            found[m.group(1).lower()] = m.group(2)
-    return found
+    return {pin.name: pin.version for pin in locks.read_pins(text)}
 
 
 def torch_version(matrix: Matrix, cell: Cell) -> str | None:

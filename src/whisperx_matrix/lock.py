@@ -13,13 +13,17 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import NormalizedName, canonicalize_name
+
 from . import tools
 from .errors import LockError, NetworkError
+from .fsutil import atomic_write_text
 from .matrix import Cell, Matrix
 
 LOCK_FORMAT = 1
@@ -93,6 +97,54 @@ def _parse_header(head: list[str]) -> LockHeader | None:
     if cell is None or digest is None or inputs is None:
         return None
     return LockHeader(cell=cell, input_hash=digest, inputs=inputs)
+
+
+@dataclass(frozen=True)
+class Pin:
+    """One locked distribution: ``six==1.16.0`` and the sha256 digests the lock allows."""
+
+    name: NormalizedName
+    version: str
+    hashes: frozenset[str]  # hex digests
+
+    def spec(self) -> str:
+        return f"{self.name}=={self.version}"
+
+
+def read_pins(text: str, marker_env: Mapping[str, str] | None = None) -> list[Pin]:
+    """The exact pins of a lock's text, in its order. ``marker_env``: keep only the pins whose marker holds
+    there (a lock's target, which is not the machine reading it); None keeps every pin."""
+    pins: list[Pin] = []
+    for entry in _logical_lines(text):
+        req_part, *hash_parts = entry.split("--hash=")
+        try:
+            req = Requirement(req_part.strip())
+        except InvalidRequirement:
+            continue  # an option line (--index-url ...) carries no distribution
+        if marker_env is not None and req.marker is not None and not req.marker.evaluate(dict(marker_env)):
+            continue
+        exact = [s.version for s in req.specifier if s.operator == "=="]
+        if not exact:
+            continue
+        hashes = frozenset(h.strip().split(":", 1)[1] for h in hash_parts if h.strip().startswith("sha256:"))
+        pins.append(Pin(canonicalize_name(req.name), exact[0], hashes))
+    return pins
+
+
+def _logical_lines(text: str) -> Iterable[str]:
+    """Lines with backslash continuations joined, comments dropped."""
+    buf = ""
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        buf += line
+        if buf.strip():
+            yield buf.strip()
+        buf = ""
+    if buf.strip():
+        yield buf.strip()
 
 
 def diff_inputs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -255,8 +307,8 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False, dest: Pat
         f"{_HASH_PREFIX}{digest}",
         _INPUTS_PREFIX + json.dumps(inputs, sort_keys=True, separators=(",", ":")),
     ]
-    atomic_write(path, "\n".join(header_lines) + "\n" + body)
-    return LockStatus(cell.lock_id, group_ids, "written", f"{sum(1 for ln in body.splitlines() if '==' in ln and not ln.startswith('#'))} packages")
+    atomic_write_text(path, "\n".join(header_lines) + "\n" + body)
+    return LockStatus(cell.lock_id, group_ids, "written", f"{len(read_pins(body))} packages")
 
 
 def resolve_floating(matrix: Matrix, cell: Cell, dest: Path) -> LockStatus:
@@ -286,18 +338,11 @@ def lock_from(matrix: Matrix, cell: Cell, source: Path, dest_dir: Path) -> Path:
         found = header.cell if header else "no whisperx-matrix header"
         raise LockError(f"{source}: not a lock of {cell.lock_id} ({found})", hint="pass the lock this cell was built from")
     dest = dest_dir / f"{cell.lock_id}-{sha256_bytes(text.encode())[7:19]}.txt"
-    atomic_write(dest, text)
+    atomic_write_text(dest, text)
     return dest
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder and rename, so a crash never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False, encoding="utf-8") as fh:
-        fh.write(text)
-        tmp = Path(fh.name)
-    tmp.replace(path)
+atomic_write = atomic_write_text  # bench.py and figures.py import it from here
 
 
 def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, progress: Any = None) -> list[LockStatus]:

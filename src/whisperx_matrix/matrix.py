@@ -9,7 +9,6 @@ from __future__ import annotations
 import fnmatch
 import os
 import re
-import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -18,18 +17,13 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from .errors import ConfigError, FatalError, UnknownCellError, did_you_mean
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.10 only
-    import tomli as tomllib
+from .errors import ConfigError, UnknownCellError, did_you_mean
+from .tomlfile import TomlLocator, entry_id, read_toml
 
 SCHEMA = 1
 CHANNELS = ("stable", "nightly")
 STATUSES = ("pass", "fail")
 _CUDA_RE = re.compile(r"^cu(\d{2})(\d)$")
-_ID_RE = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 
 # Fields a cell may set, and whether they feed the lock (a cell that `extends` another shares its lock
 # when none of the lock fields differ).
@@ -199,36 +193,6 @@ class Selector:
 # --- loading -------------------------------------------------------------------------------------------
 
 
-class _Locator:
-    """Finds the line of a cell's field in the TOML text, so errors can name file, line and field."""
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.lines = text.splitlines()
-
-    def where(self, cell_id: str | None, key: str | None = None) -> str:
-        start = 0
-        if cell_id is not None:
-            id_re = re.compile(rf"^\s*id\s*=\s*[\"']?{re.escape(str(cell_id))}[\"']?\s*$")
-            for i, line in enumerate(self.lines):
-                if id_re.match(line):
-                    start = i
-                    break
-            # A cell's table begins at the nearest [[cells]] above its id line.
-            for i in range(start, -1, -1):
-                if self.lines[i].strip() == "[[cells]]":
-                    start = i
-                    break
-        if key is not None:
-            key_re = re.compile(rf"^\s*{re.escape(key)}\s*=")
-            for i in range(start, len(self.lines)):
-                if i > start and self.lines[i].strip().startswith("[") and cell_id is not None:
-                    break
-                if key_re.match(self.lines[i]):
-                    return f"{self.path.name}:{i + 1}"
-        return f"{self.path.name}:{start + 1}"
-
-
 def find_matrix(start: Path | None = None) -> Path:
     """matrix.toml from $WXM_MATRIX, else the nearest one at or above ``start`` (default: cwd)."""
     env = os.environ.get("WXM_MATRIX")
@@ -243,18 +207,6 @@ def find_matrix(start: Path | None = None) -> Path:
     )
 
 
-def read_toml(path: Path, *, error: type[FatalError] = ConfigError, missing_hint: str) -> tuple[dict[str, Any], str]:
-    """A TOML file's data and text (the text lets errors name lines), or ``error`` with a one-line cause."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise error(f"cannot read {path}: {exc.strerror}", hint=missing_hint) from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        raise error(f"{path.name}: not valid TOML: {exc}", hint="fix the syntax at that line") from None
-
-
 def load(path: Path | None = None) -> Matrix:
     path = path or find_matrix()
     data, text = read_toml(path, missing_hint="check the path (or WXM_MATRIX)")
@@ -262,10 +214,10 @@ def load(path: Path | None = None) -> Matrix:
 
 
 def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
-    loc = _Locator(path, text)
+    loc = TomlLocator(text, "cells")
 
-    def fail(msg: str, cell_id: str | None = None, key: str | None = None) -> ConfigError:
-        return ConfigError(f"{loc.where(cell_id, key)}: {msg}", hint=f"edit {path.name} (see its header)")
+    def fail(msg: str, cell_id: object | None = None, key: str | None = None) -> ConfigError:
+        return ConfigError(f"{path.name}:{loc.line(cell_id, key)}: {msg}", hint=f"edit {path.name} (see its header)")
 
     if data.get("schema") != SCHEMA:
         raise fail(f"'schema' must be {SCHEMA}, got {data.get('schema')!r}", key="schema")
@@ -280,16 +232,7 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
 
     by_id: dict[str, dict[str, Any]] = {}
     for raw in raw_cells:
-        cell_id = raw.get("id")
-        if not isinstance(cell_id, str) or not _ID_RE.match(cell_id):
-            raise fail(f"cell id {cell_id!r} must be lowercase letters, digits, '.' and '-'", cell_id, "id")
-        if cell_id in by_id:
-            raise fail(f"duplicate cell id {cell_id!r}", cell_id, "id")
-        unknown = set(raw) - _CELL_FIELDS
-        if unknown:
-            key = sorted(unknown)[0]
-            raise fail(f"unknown field {key!r} in cell {cell_id!r}{did_you_mean(key, _CELL_FIELDS)}", cell_id, key)
-        by_id[cell_id] = raw
+        by_id[entry_id(raw, what="cell", fields=_CELL_FIELDS, seen=by_id, fail=fail)] = raw
 
     amends = _amends(data.get("amend", []), fail)
     cells: list[Cell] = []

@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The module a cell's preload .pth imports (build.py writes it into site-packages; the closure audit reads it).
+PRELOAD_MODULE = "whisperx_matrix_preload"
+
 
 def envs_dir(project_root: Path) -> Path:
     """Cell venvs: ``$WXM_ENVS``, else ``<project>/envs``. Keep it on the uv cache's filesystem so uv

@@ -33,12 +33,12 @@ import json
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import FatalError, ToolMissingError
+from .fsutil import atomic_write_bytes, atomic_write_many
 from .verdict import evidence_line
 
 SCHEMA = 1
@@ -293,7 +293,7 @@ def update_readme(readme: Path, result: Mapping[str, Any]) -> bool:
     new = text[: start + len(CLAIMS_START)] + block + text[end:]
     if new == text:
         return False
-    _commit({readme: new.encode("utf-8")})
+    atomic_write_bytes(readme, new.encode("utf-8"))
     return True
 
 
@@ -487,42 +487,6 @@ def _glyph_filter() -> Callable[[str], str]:
 
 # ---------------------------------------------------------------------------------------------- writing
 
-def _commit(files: Mapping[Path, bytes]) -> None:
-    """Write every file to a temp name beside it (fsynced), then rename each into place in the given order.
-    On any failure the temps are removed; files not yet renamed keep their old content."""
-    temps: dict[Path, str] = {}
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        for target, data in files.items():
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-            temps[target] = tmp
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o666 & ~umask)
-        for target, tmp in temps.items():
-            os.replace(tmp, target)
-    finally:
-        for tmp in temps.values():
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:
-                pass
-    for folder in {t.parent for t in files}:
-        try:
-            dfd = os.open(folder, os.O_RDONLY)
-        except OSError:
-            continue
-        try:
-            os.fsync(dfd)
-        except OSError:
-            pass
-        finally:
-            os.close(dfd)
-
-
 def write_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Render ``result`` into ``out_dir`` (matrix.json, .md, .html, .png), atomically; returns kind -> path."""
     out_dir = Path(out_dir)
@@ -538,7 +502,7 @@ def write_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
         "json": (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"),
     }
     paths = {kind: out_dir / name for kind, name in FILES.items()}
-    _commit({paths[kind]: rendered[kind] for kind in FILES})  # FILES order: JSON last
+    atomic_write_many({paths[kind]: rendered[kind] for kind in FILES})  # FILES order: JSON last
     return paths
 
 
@@ -645,8 +609,7 @@ def without_volatile(data: Any) -> Any:
 
 
 def atomic_write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _commit({path: (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")})
+    atomic_write_bytes(path, (json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
 def load_result(path: Path) -> dict[str, Any]:

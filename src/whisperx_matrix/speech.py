@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
 import json
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import paths, tools
+from .fsutil import atomic_write_bytes, atomic_write_text
 
 # Two voices that espeak-ng ships, different enough to be two speakers.
 VOICES = ("en-us+m3", "en-gb+f4")
@@ -130,16 +132,17 @@ def synthesize(segments: list[tuple[str, str]], name: str) -> Speech:
                 turns.append(Turn(spk, round(start, 3), round(len(frames) / (params.sampwidth * rate), 3), text))
                 frames += gap
     assert params is not None, "no segments"
-    tmp_wav = wav_path.with_suffix(".wav.tmp")
-    with wave.open(str(tmp_wav), "wb") as out:
+    wav = io.BytesIO()
+    with wave.open(wav, "wb") as out:
         out.setparams(params)
         out.writeframes(bytes(frames))
     seconds = len(frames) / (params.sampwidth * params.framerate)
     text = " ".join(t.text for t in turns)
     source = {"segments": [list(s) for s in segments], "voices": list(VOICES), "gap": GAP_SECONDS, "espeak": version}
-    meta_path.write_text(json.dumps({"text": text, "turns": [t.__dict__ for t in turns], "seconds": seconds,
-                                     "source": source}))
-    tmp_wav.replace(wav_path)
+    # The wav last: its presence is what says the pair is complete (checked above).
+    atomic_write_text(meta_path, json.dumps({"text": text, "turns": [t.__dict__ for t in turns], "seconds": seconds,
+                                             "source": source}))
+    atomic_write_bytes(wav_path, wav.getvalue())
     return Speech(wav_path, text, tuple(turns), seconds)
 
 

@@ -136,11 +136,14 @@ class Completed:
 
 
 def run(args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-        timeout: float | None = None) -> Completed:
-    """Run a program, capture its output, never raise on a non-zero exit."""
+        timeout: float | None = None, input: str | None = None) -> Completed:
+    """Run a program (``input`` on its stdin), capture its output, never raise on a non-zero exit.
+
+    Raises what subprocess does when the program cannot start (OSError) or outlives ``timeout``
+    (subprocess.TimeoutExpired): callers decide whether that is fatal."""
     proc = subprocess.run(
         list(args), cwd=cwd, env=dict(env) if env is not None else None, capture_output=True, text=True,
-        timeout=timeout, check=False,
+        timeout=timeout, input=input, check=False,
     )
     return Completed(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 

@@ -26,8 +26,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from packaging.markers import Marker
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import (
     InvalidSdistFilename,
     InvalidWheelFilename,
@@ -41,23 +39,12 @@ from packaging.version import Version
 from . import lock as locks
 from . import tools
 from .errors import BuildError, NetworkError, ToolMissingError
+from .lock import Pin
 from .matrix import Cell, Matrix
 
 DIST_SUFFIXES = (".whl", ".tar.gz", ".zip")
 # What uv (like pip) builds a setup.py-only sdist with when it declares no [build-system].
 LEGACY_BUILD_REQUIRES = ("setuptools>=40.8.0",)
-
-
-@dataclass(frozen=True)
-class Pin:
-    """One locked distribution: ``six==1.16.0`` and the sha256 digests the lock allows."""
-
-    name: NormalizedName
-    version: str
-    hashes: frozenset[str]  # hex digests
-
-    def spec(self) -> str:
-        return f"{self.name}=={self.version}"
 
 
 @dataclass(frozen=True)
@@ -148,37 +135,7 @@ def read_lock(path: Path, target: Target | None = None) -> tuple[list[Pin], Targ
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise BuildError(f"cannot read lock {path}: {exc.strerror}", hint="regenerate it: nox -s lock") from None
-    pins: list[Pin] = []
-    for entry in _logical_lines(text):
-        req_part, *hash_parts = entry.split("--hash=")
-        try:
-            req = Requirement(req_part.strip())
-        except InvalidRequirement:
-            continue  # an option line (--index-url ...) carries no distribution
-        if req.marker is not None and not Marker(str(req.marker)).evaluate(target.marker_env()):
-            continue
-        exact = [s.version for s in req.specifier if s.operator == "=="]
-        if not exact:
-            continue
-        hashes = frozenset(h.strip().split(":", 1)[1] for h in hash_parts if h.strip().startswith("sha256:"))
-        pins.append(Pin(canonicalize_name(req.name), exact[0], hashes))
-    return pins, target
-
-
-def _logical_lines(text: str) -> Iterable[str]:
-    """Lines with backslash continuations joined, comments dropped."""
-    buf = ""
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        if buf.strip():
-            yield buf.strip()
-        buf = ""
-    if buf.strip():
-        yield buf.strip()
+    return locks.read_pins(text, target.marker_env()), target
 
 
 def _dist_key(filename: str) -> tuple[NormalizedName, Version] | None:

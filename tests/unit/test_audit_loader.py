@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from audit_elves import build_so
 
-from whisperx_matrix.audit.closure import KNOWN_DLOPEN, SearchEnv, audit_closure, simulate
+from whisperx_matrix.audit.closure import audit_closure, simulate
+from whisperx_matrix.audit.loader import SearchEnv
+from whisperx_matrix.audit.sonames import KNOWN_DLOPEN
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="models glibc's ld.so")
 

@@ -7,17 +7,10 @@ from pathlib import Path
 import pytest
 
 from whisperx_matrix.audit.arch import NO_GPU_CODE, NOT_RUNNABLE, PARTIAL, RUNNABLE, judge_library, judge_packages
-from whisperx_matrix.audit.closure import (
-    SearchEnv,
-    cuda_major,
-    expand,
-    is_driver,
-    parse_ldconfig,
-    provider,
-    read_preload,
-    split_path_list,
-)
+from whisperx_matrix.audit.closure import read_preload
 from whisperx_matrix.audit.fatbin import Arch, Container, Entry, FileFatbins, ptx_jits_on, sass_runs_on
+from whisperx_matrix.audit.loader import SearchEnv, expand, parse_ldconfig, split_path_list
+from whisperx_matrix.audit.sonames import cuda_major, is_driver, provider
 
 SM120, SM121, SM90, SM89, SM100, SM103, SM86 = (Arch(x) for x in (120, 121, 90, 89, 100, 103, 86))
 

@@ -30,8 +30,9 @@ import wheelcache
 from audit_elves import as_cuobjdump_names, cuobjdump_list
 
 from whisperx_matrix.audit import audit_arch, bench_audit, scan
-from whisperx_matrix.audit.closure import SearchEnv, audit_closure
+from whisperx_matrix.audit.closure import audit_closure
 from whisperx_matrix.audit.fatbin import Arch
+from whisperx_matrix.audit.loader import SearchEnv
 
 pytestmark = pytest.mark.network
 

@@ -99,14 +99,6 @@ def test_lock_from_a_result_or_a_file(tiny_project: Path) -> None:
         lock.lock_from(m, m.get("tiny-nightly"), result, tiny_project / "locks")
 
 
-def test_atomic_write_leaves_no_temp_files(tmp_path: Path) -> None:
-    target = tmp_path / "x" / "lock.txt"
-    lock.atomic_write(target, "one\n")
-    lock.atomic_write(target, "two\n")
-    assert target.read_text() == "two\n"
-    assert [p.name for p in target.parent.iterdir()] == ["lock.txt"]
-
-
 @pytest.mark.network
 def test_real_compile_writes_hashed_lock_and_skips_unreachable(tiny_project: Path) -> None:
     """uv really resolves whisperx 3.8.6 + six for Linux x86_64; the nightly cell's index is a closed port."""

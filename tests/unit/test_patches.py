@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from whisperx_matrix import patches as wxp
-from whisperx_matrix.errors import NotBuiltError, PatchError, ToolMissingError
+from whisperx_matrix.errors import ConfigError, NotBuiltError, PatchError, ToolMissingError
 
 PROJECT = Path(__file__).resolve().parents[2]
 SERIES_DIR = PROJECT / "patches"
@@ -192,6 +192,20 @@ def test_cli_names_the_nox_session_for_an_unbuilt_cell(tmp_path: Path, monkeypat
     assert info.value.hint == "build it: nox -s env-doc-recipe-cu128"
 
 
+def test_cli_check_stops_on_a_broken_matrix_instead_of_skipping_its_pins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --versions, check adds the releases the matrix pins: a broken matrix.toml is an error, not a skip."""
+    (tmp_path / "matrix.toml").write_text("schema = [")
+    monkeypatch.setenv("WXM_MATRIX", str(tmp_path / "matrix.toml"))
+    monkeypatch.setattr(wxp.cli, "release_versions", lambda: [])  # the index is not asked
+    parser = argparse.ArgumentParser()
+    wxp.register(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["patches", "check", "--patches-dir", str(SERIES_DIR)])
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        args.func(args)
+
+
 def test_synthetic_site_all_or_nothing_offline(tmp_path: Path) -> None:
     """The second of two patches fails: the first, fine on its own, is not applied either."""
     site = tmp_path / "site"
@@ -210,7 +224,33 @@ def test_synthetic_site_all_or_nothing_offline(tmp_path: Path) -> None:
     write_series(folder, [entry("good", "good.patch")], {})
     result = wxp.apply_series(wxp.load_series(folder), site, "3.7.6")
     assert result.applied == ("good",) and (site / "pkg" / "a.py").read_text() == "one\nTWO\nthree\n"
-    wxp.revert_series(None, site)
+    wxp.revert_series(site)
+    assert snapshot(site) == before
+
+
+def test_a_failed_write_undoes_the_files_and_record_lines_already_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The patch record is written last; when that write fails, the patched file and its RECORD line go back."""
+    site = tmp_path / "site"
+    (site / "pkg").mkdir(parents=True)
+    info = site / "whisperx-3.7.6.dist-info"
+    info.mkdir()
+    (site / "pkg" / "a.py").write_text("one\ntwo\nthree\n")
+    (info / "RECORD").write_text("pkg/a.py,sha256=x,14\nwhisperx-3.7.6.dist-info/RECORD,,\n")
+    good = "--- a/pkg/a.py\n+++ b/pkg/a.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"
+    folder = write_series(tmp_path / "p", [entry("good", "good.patch")], {"good.patch": good})
+    before = snapshot(site)
+    real_write = wxp.record.atomic_write_bytes
+
+    def failing(path: Path, data: bytes) -> None:
+        if path.name == wxp.RECORD_FILE:
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(wxp.record, "atomic_write_bytes", failing)
+    with pytest.raises(OSError, match="No space left"):
+        wxp.apply_series(wxp.load_series(folder), site, "3.7.6")
     assert snapshot(site) == before
 
 
@@ -244,11 +284,11 @@ def test_apply_reapply_revert_is_byte_identical(site_factory: Callable[..., Path
     st = wxp.status(series, site)
     assert st.intact and {f.state for f in st.files} == {"patched"}
 
-    reverted = wxp.revert_series(series, site)
+    reverted = wxp.revert_series(site)
     assert reverted.reverted == (P0001,)
     after = snapshot(site)
     assert after == {k: v for k, v in before.items() if k != "whisperx/__pycache__/asr.cpython-311.pyc"}
-    assert not wxp.revert_series(series, site).changed
+    assert not wxp.revert_series(site).changed
 
 
 @pytest.mark.network
@@ -354,7 +394,7 @@ def test_revert_refuses_a_file_edited_after_patching(site_factory: Callable[...,
     assert not st.intact and wxp.FileState("whisperx/diarize.py", "modified") in st.files
     before = snapshot(site)
     with pytest.raises(PatchError, match=r"cannot revert: whisperx/diarize\.py \(modified\) changed since"):
-        wxp.revert_series(series, site)
+        wxp.revert_series(site)
     with pytest.raises(PatchError, match=r"cannot apply: whisperx/diarize\.py \(modified\)"):
         wxp.apply_series(series, site, "3.7.6")
     assert snapshot(site) == before

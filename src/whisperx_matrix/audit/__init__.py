@@ -17,27 +17,20 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import tools
 from ..errors import ConfigError, NotBuiltError
+from ..fsutil import atomic_write_text
 from . import elf
 from .arch import ArchAudit, LibraryArch, PackageArch, audit_arch, judge_library
-from .closure import (
-    ClosureAudit,
-    Missing,
-    ProcessImage,
-    SearchEnv,
-    audit_closure,
-    default_entries,
-    read_preload,
-    simulate,
-)
+from .closure import ClosureAudit, ProcessImage, audit_closure, default_entries, read_preload, simulate
 from .fatbin import Arch, ptx_jits_on, sass_runs_on, scan
+from .loader import Missing, SearchEnv
 from .report import format_arch, format_closure
 
 __all__ = [
@@ -283,11 +276,11 @@ def bench_audit(
         if tool is not None:
             cmd = [str(tool), "--list-elf", "--list-ptx", str(library)]
             if warmup:
-                subprocess.run(cmd, capture_output=True, check=False)
+                tools.run(cmd)
             times = []
             for _ in range(repeat):
                 t0 = time.perf_counter()
-                subprocess.run(cmd, capture_output=True, check=False)
+                tools.run(cmd)
                 times.append(time.perf_counter() - t0)
             entry["cuobjdump"] = str(tool)
             entry["cuobjdump_s"] = round(min(times), 4)
@@ -369,9 +362,7 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     print(format_report(report, all_rows=args.all))
     if args.json is not None:
-        tmp = args.json.with_name(args.json.name + ".tmp")
-        tmp.write_text(report.to_json() + "\n", encoding="utf-8")
-        os.replace(tmp, args.json)  # atomic: never a half-written report
+        atomic_write_text(args.json, report.to_json() + "\n")
         print(f"wrote {args.json}", file=sys.stderr)
     return 0
 

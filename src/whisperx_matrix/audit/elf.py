@@ -21,8 +21,6 @@ from elftools.elf.elffile import ELFFile
 
 ELF_MAGIC = b"\x7fELF"
 SHT_NOBITS = 8
-SHF_ALLOC = 0x2
-SHF_EXECINSTR = 0x4
 
 
 class NotElfError(ValueError):

@@ -43,9 +43,6 @@ class Owners:
         dist = self.owner(path)
         return f"{dist.name} {dist.version}" if dist else UNOWNED
 
-    def distributions(self) -> set[str]:
-        return {d.name for d in self._by_path.values()}
-
 
 def _dist_from_folder(info: Path) -> Distribution:
     # "nvidia_cublas_cu12-12.8.4.1.dist-info" -> ("nvidia-cublas-cu12", "12.8.4.1"); METADATA would be exact
