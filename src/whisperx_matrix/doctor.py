@@ -9,6 +9,7 @@ channel), present (text or JSON). With no GPU, ``--sm`` and ``--driver`` stand i
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -22,63 +23,10 @@ from packaging.version import InvalidVersion, Version
 
 from . import lock as locks
 from . import paths, tools
+from .cudafacts import CUDA_DRIVERS, GPU_DRIVER_BRANCH, KNOWN_GPUS, TORCH_ARCHS
 from .matrix import Cell, Matrix
 
-# --- driver requirements -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CudaDriver:
-    """Linux x86_64 driver minimums for one CUDA minor release."""
-
-    cuda: str  # "12.8"
-    toolkit_driver: str  # the driver of the toolkit's GA release: everything works
-    minor_compat_driver: str  # CUDA minor-version compatibility: runs, with limits (no JIT of newer PTX)
-
-
-# NVIDIA CUDA Toolkit Release Notes, table "CUDA Toolkit and Corresponding Driver Versions" (Linux x86_64,
-# "Toolkit Driver Version", the GA row of each release):
-#   12.4 GA >= 550.54.14, 12.6 GA >= 560.28.03, 12.8 GA >= 570.26, 12.9 GA >= 575.51.03, 13.0 GA >= 580.65.06.
-# Same release notes, "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility",
-# and the CUDA Compatibility guide, "Minor Version Compatibility": CUDA 12.x >= 525.60.13 (R525), CUDA 13.x
-# >= 580. Under minor-version compatibility an app runs with a limited feature set: the older driver cannot
-# JIT PTX written by the newer toolkit ("unsupported toolchain"), so PTX-only kernels may fail.
-CUDA_DRIVERS: dict[str, CudaDriver] = {
-    "cu124": CudaDriver("12.4", "550.54.14", "525.60.13"),
-    "cu126": CudaDriver("12.6", "560.28.03", "525.60.13"),
-    "cu128": CudaDriver("12.8", "570.26", "525.60.13"),
-    "cu129": CudaDriver("12.9", "575.51.03", "525.60.13"),
-    "cu130": CudaDriver("13.0", "580.65.06", "580"),
-}
-
-# The first driver branch that knows a GPU family, by compute capability major. Blackwell consumer GPUs
-# (GeForce RTX 50, sm_120) and data-centre Blackwell (B200, sm_100) are supported from the R570 branch
-# (NVIDIA driver release notes, R570 "new GPUs"); the document's "565+" is wrong: 565 does not list them.
-GPU_DRIVER_BRANCH: dict[int, tuple[int, str]] = {
-    10: (570, "Blackwell (sm_100) needs the 570 driver series or later"),
-    12: (570, "Blackwell consumer GPUs (sm_120, RTX 50) need the 570 driver series or later (not 565)"),
-}
-
-# Compute capabilities of GPUs we name in reports (NVIDIA's CUDA GPUs list). Used only when the driver cannot
-# report compute_cap (nvidia-smi before R510); any GPU not listed is judged by what the driver reports.
-KNOWN_GPUS: dict[str, int] = {
-    "Tesla V100": 70,
-    "Tesla T4": 75,
-    "GeForce GTX 1080": 61,
-    "GeForce GTX 1080 Ti": 61,
-    "GeForce RTX 2080 Ti": 75,
-    "GeForce RTX 3090": 86,
-    "GeForce RTX 4090": 89,
-    "A100": 80,
-    "H100": 90,
-    "H200": 90,
-    "B200": 100,
-    "GeForce RTX 5070": 120,
-    "GeForce RTX 5080": 120,
-    "GeForce RTX 5090": 120,
-}
-
-# --- kernels per torch build ---------------------------------------------------------------------------
+# --- kernels per cell ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -89,15 +37,6 @@ class Kernels:
     ptx: tuple[str, ...]
     source: str  # "audit of envs/<cell>" or "table (torch 2.8.0+cu128)"
 
-
-# torch._C._cuda_getArchFlags() of the PyPI wheels, measured in our built cells (the audit of their
-# libtorch_cuda.so agrees; it carries no PTX: the compute_90 PTX in 2.5.1 belongs to the bundled cuSPARSELt).
-TORCH_ARCHS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
-    ("2.5.1", "cu124"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
-    ("2.7.1", "cu126"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
-    ("2.8.0", "cu128"): (("sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
-    ("2.11.0", "cu130"): (("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
-}
 
 # --- collection ----------------------------------------------------------------------------------------
 
@@ -173,13 +112,13 @@ def probe_nvml(loader: Loader = _load_pynvml) -> tuple[Machine | None, str | Non
         return None, f"NVML not used: pynvml is not importable ({exc}); pip install nvidia-ml-py"
     try:
         nv.nvmlInit()
-    except Exception as exc:  # pynvml raises NVMLError subclasses; a broken install may raise others
+    except Exception as exc:  # noqa: BLE001 - not hidden: the note names it, and nvidia-smi is tried next
         return None, nvml_error(exc)
     try:
         driver = _text(nv.nvmlSystemGetDriverVersion())
         try:
             cuda = _cuda_from_int(int(nv.nvmlSystemGetCudaDriverVersion()))
-        except Exception:
+        except nv.NVMLError:  # drivers before R410 have no such query: the CUDA version stays unknown
             cuda = None
         gpus = []
         for i in range(int(nv.nvmlDeviceGetCount())):
@@ -188,17 +127,15 @@ def probe_nvml(loader: Loader = _load_pynvml) -> tuple[Machine | None, str | Non
             try:
                 major, minor = nv.nvmlDeviceGetCudaComputeCapability(handle)
                 sm: int | None = _sm(int(major), int(minor))
-            except Exception:
+            except nv.NVMLError:  # unknown here; KNOWN_GPUS or nvidia-smi may still tell
                 sm = None
             gpus.append(Gpu(i, name, sm))
         return Machine(tuple(gpus), driver, cuda, "nvml"), None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as above: named in the note, never a silent default
         return None, nvml_error(exc)
     finally:
-        try:
+        with contextlib.suppress(nv.NVMLError):  # a failed shutdown changes nothing we report
             nv.nvmlShutdown()
-        except Exception:
-            pass
 
 
 SMI_QUERY = ("nvidia-smi", "--query-gpu=name,compute_cap,driver_version", "--format=csv,noheader")
@@ -270,19 +207,23 @@ def record(dest: Path, loader: Loader = _load_pynvml, runner: Runner = run_quiet
     nvml: dict[str, Any]
     try:
         nv = loader()
-        nv.nvmlInit()
-        try:
-            devices = []
-            for i in range(int(nv.nvmlDeviceGetCount())):
-                h = nv.nvmlDeviceGetHandleByIndex(i)
-                devices.append({"name": _text(nv.nvmlDeviceGetName(h)),
-                                "compute_capability": list(nv.nvmlDeviceGetCudaComputeCapability(h))})
-            nvml = {"driver_version": _text(nv.nvmlSystemGetDriverVersion()),
-                    "cuda_driver_version": int(nv.nvmlSystemGetCudaDriverVersion()), "devices": devices}
-        finally:
-            nv.nvmlShutdown()
-    except Exception as exc:
+    except ImportError as exc:  # recorded as data: the doctor's tests replay it
         nvml = {"error": {"type": type(exc).__name__, "message": str(exc)}}
+    else:
+        try:
+            nv.nvmlInit()
+            try:
+                devices = []
+                for i in range(int(nv.nvmlDeviceGetCount())):
+                    h = nv.nvmlDeviceGetHandleByIndex(i)
+                    devices.append({"name": _text(nv.nvmlDeviceGetName(h)),
+                                    "compute_capability": list(nv.nvmlDeviceGetCudaComputeCapability(h))})
+                nvml = {"driver_version": _text(nv.nvmlSystemGetDriverVersion()),
+                        "cuda_driver_version": int(nv.nvmlSystemGetCudaDriverVersion()), "devices": devices}
+            finally:
+                nv.nvmlShutdown()
+        except (nv.NVMLError, OSError) as exc:
+            nvml = {"error": {"type": type(exc).__name__, "message": str(exc)}}
     for suffix, content in (("-nvml.json", json.dumps(nvml, indent=2) + "\n"),
                             ("-smi-query.txt", _stdout(runner(SMI_QUERY))),
                             ("-smi.txt", _stdout(runner(("nvidia-smi",))))):
@@ -391,17 +332,17 @@ def torch_version(matrix: Matrix, cell: Cell) -> str | None:
 
 def audit_kernels(matrix: Matrix, cell: Cell, sm: int) -> Kernels | None:
     """The SASS/PTX of the built cell's libtorch_cuda.so, read by the audit package (no GPU needed)."""
+    from .audit.arch import audit_arch
+
     env = paths.envs_dir(matrix.root) / cell.id
     try:
-        from .audit.arch import audit_arch
-
         site = paths.site_packages(env)
-        lib = site / "torch" / "lib" / "libtorch_cuda.so"
-        if not lib.is_file():
-            return None
-        result = audit_arch(site, sm, files=[lib], progress=False)
-    except Exception:  # no audit package, no env, an unreadable file: fall back to the table
+    except FileNotFoundError:  # a dangling envs/<cell> link: not built here
         return None
+    lib = site / "torch" / "lib" / "libtorch_cuda.so"
+    if not lib.is_file():
+        return None
+    result = audit_arch(site, sm, files=[lib], progress=False)  # an unreadable library is an error, not a default
     libs = [x for x in result.libraries if x.path.endswith("libtorch_cuda.so")]
     if not libs:
         return None
@@ -409,16 +350,19 @@ def audit_kernels(matrix: Matrix, cell: Cell, sm: int) -> Kernels | None:
 
 
 def cell_kernels(matrix: Matrix, cell: Cell, sm: int | None, *, use_audit: bool = True) -> Kernels | None:
+    """The built env's audit where there is one; else the table of measured torch builds, saying so."""
+    note = ""
     if use_audit and sm is not None and (paths.envs_dir(matrix.root) / cell.id).exists():
-        found = audit_kernels(matrix, cell, sm)
+        try:
+            found = audit_kernels(matrix, cell, sm)
+        except ImportError as exc:  # nox's bare Python (`nox -s env`) has no pyelftools
+            found, note = None, f"; not audited here: {exc.name} is not installed"
         if found is not None:
             return found
     version = torch_version(matrix, cell)
     entry = TORCH_ARCHS.get((version or "", cell.cuda))
     if entry is None:
         return None
-    tried = use_audit and sm is not None and (paths.envs_dir(matrix.root) / cell.id).exists()
-    note = "; the audit could not read the built env" if tried else ""
     return Kernels(entry[0], entry[1], f"table (torch {version}+{cell.cuda}){note}")
 
 
@@ -460,7 +404,7 @@ def _cuda_number(cuda: str) -> int:
     return int(cuda[2:])
 
 
-def judge_cell(matrix: Matrix, cell: Cell, sm: int | None, driver: str | None, gpu_problem: str | None, *,
+def fit_cell(matrix: Matrix, cell: Cell, sm: int | None, driver: str | None, gpu_problem: str | None, *,
                use_audit: bool = True, order: int = 0) -> CellFit:
     reasons: list[str] = []
     details: list[str] = []
@@ -504,7 +448,7 @@ def diagnose(matrix: Matrix, machine: Machine, *, sm: int | None = None, driver:
     driver = driver or machine.driver
     cuda = machine.cuda
     gpu_problem = gpu_driver_problem(sm, driver)
-    fits = [judge_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i)
+    fits = [fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i)
             for i, c in enumerate(matrix.cells)]
     usable = sorted((f for f in fits if f.verdict != OUT), key=lambda f: f.rank)
     if sm is None and driver is None:

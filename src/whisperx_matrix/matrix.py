@@ -29,7 +29,7 @@ _CUDA_RE = re.compile(r"^cu(\d{2})(\d)$")
 # when none of the lock fields differ).
 _LOCK_FIELDS = ("python", "platform", "requirements", "pins", "requires", "overrides", "addons", "index")
 _CELL_FIELDS = {
-    "id", "extends", "summary", "channel", "cuda", "aliases", "doc_option", "patches", "preload",
+    "id", "extends", "summary", "channel", "cuda", "aliases", "patches", "preload",
     "expect", "expect_sm", *_LOCK_FIELDS,
 }
 
@@ -77,7 +77,6 @@ class Cell:
     index: Index | None = None
     patches: bool = True
     aliases: tuple[str, ...] = ()
-    doc_option: int | None = None
     expect: Expectation = Expectation("pass")
     expect_sm: Mapping[int, Expectation] = field(default_factory=dict)
     lock_id: str = ""
@@ -400,9 +399,6 @@ def _make_cell(cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]
     patches = raw.get("patches", True)
     if not isinstance(patches, bool):
         raise fail("patches must be true or false", cell_id, "patches")
-    doc_option = raw.get("doc_option")
-    if doc_option is not None and doc_option not in (1, 2, 3):
-        raise fail("doc_option must be 1, 2 or 3", cell_id, "doc_option")
     return Cell(
         id=cell_id,
         summary=str(raw.get("summary", "")),
@@ -419,7 +415,6 @@ def _make_cell(cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]
         index=index,
         patches=patches,
         aliases=_str_list(raw, "aliases", fail, cell_id),
-        doc_option=doc_option,
         expect=expect,
         expect_sm=expect_sm,
         lock_id=cell_id,

@@ -27,7 +27,6 @@ import argparse
 import base64
 import copy
 import html
-import importlib
 import io
 import json
 import os
@@ -39,14 +38,11 @@ from typing import Any
 
 from .errors import FatalError, ToolMissingError
 from .fsutil import atomic_write_bytes, atomic_write_many
-from .verdict import evidence_line
+from .secrets import redact
+from .verdict import UNEXPECTED, evidence_line, totals
 
 SCHEMA = 1
 CHECKS = ("lock", "build", "selftest", "arch", "closure", "suite")
-VERDICTS = ("as-expected", "failed-as-expected", "wrong-reason", "unexpected-pass", "unexpected-failure",
-            "not-testable")
-AS_EXPECTED = frozenset({"as-expected", "failed-as-expected"})
-UNEXPECTED = frozenset({"wrong-reason", "unexpected-pass", "unexpected-failure"})
 CLAIMS_START = "<!-- claims:start -->"
 CLAIMS_END = "<!-- claims:end -->"
 FILES = {"png": "matrix.png", "md": "matrix.md", "html": "matrix.html", "json": "matrix.json"}  # write order
@@ -67,35 +63,14 @@ class ReportError(FatalError):
 
 # ---------------------------------------------------------------------------------------------- redaction
 
-def _fallback_redact(text: str) -> str:
-    """Values of HF_TOKEN and *_TOKEN (4+ characters) -> ***, longest first."""
-    values = {v for k, v in os.environ.items() if (k == "HF_TOKEN" or k.endswith("_TOKEN")) and len(v) >= 4}
-    for value in sorted(values, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return text
-
-
-def redactor() -> Callable[[str], str]:
-    """``whisperx_matrix.secrets.redact``, imported lazily; the env-token fallback where that module is absent."""
-    name = f"{__package__}.secrets"
-    try:
-        module = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return _fallback_redact
-    return module.redact
-
-
-def redacted(data: Any, redact: Callable[[str], str] | None = None) -> Any:
+def redacted(data: Any) -> Any:
     """A deep copy of ``data`` with every string (keys too) passed through the redactor."""
-    redact = redact or redactor()
     if isinstance(data, str):
         return redact(data)
     if isinstance(data, Mapping):
-        return {redact(str(k)): redacted(v, redact) for k, v in data.items()}
+        return {redact(str(k)): redacted(v) for k, v in data.items()}
     if isinstance(data, (list, tuple)):
-        return [redacted(v, redact) for v in data]
+        return [redacted(v) for v in data]
     return data
 
 
@@ -111,15 +86,6 @@ def check_kind(check: Mapping[str, Any] | None) -> str:
     if not as_expected:
         return "unexpected"
     return "ok" if status == "pass" else "expected-fail"
-
-
-def totals(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
-    return {
-        "cells": len(cells),
-        "as_expected": sum(c.get("verdict") in AS_EXPECTED for c in cells),
-        "unexpected": sum(bool(c.get("unexpected")) or c.get("verdict") in UNEXPECTED for c in cells),
-        "not_testable": sum(c.get("verdict") == "not-testable" for c in cells),
-    }
 
 
 def headline(result: Mapping[str, Any]) -> str:

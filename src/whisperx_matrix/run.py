@@ -380,7 +380,7 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
         "cells": ordered,
         "probes": list(probes or []),
         "claims": verdict.judge_claims(claims, results, probes or []),
-        "totals": report.totals(ordered),
+        "totals": verdict.totals(ordered),
         "seconds": {"total": round(time.perf_counter() - t_run, 2), **stage_totals},
     }
     return result
@@ -477,7 +477,7 @@ def run_probe(python: str, *, label: str, sm: int, keyword: str | None = None) -
     claims = verdict.load_claims(m.root / "claims.toml", m)
     return {"schema": RESULT_SCHEMA, "generated_at": probe["generated_at"], "target_sm": sm, "machine": machine(),
             "selectors": [], "cells": [], "probes": [probe], "claims": verdict.judge_claims(claims, {}, [probe]),
-            "totals": {"cells": 0, "as_expected": 0, "unexpected": 0, "not_testable": 0}, "seconds": {}}
+            "totals": verdict.totals([]), "seconds": {}}
 
 
 def cmd_probe(args: argparse.Namespace) -> int:

@@ -26,11 +26,27 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from .cudafacts import CUDA_DRIVERS
 from .errors import ConfigError, did_you_mean
 from .matrix import Expectation, Matrix, read_toml
 
-UNEXPECTED = ("wrong-reason", "unexpected-pass", "unexpected-failure")
+# A cell's verdict: its observed outcome against its expectation. The one home of this vocabulary and its totals.
+VERDICTS = ("as-expected", "failed-as-expected", "wrong-reason", "unexpected-pass", "unexpected-failure",
+            "not-testable")
+AS_EXPECTED = frozenset({"as-expected", "failed-as-expected"})
+UNEXPECTED = frozenset({"wrong-reason", "unexpected-pass", "unexpected-failure"})
+NOT_TESTABLE = "not-testable"
 BASES = ("measured", "emulated", "cited")
+
+
+def totals(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many cells came out as expected, unexpected, or not testable."""
+    return {
+        "cells": len(cells),
+        "as_expected": sum(c.get("verdict") in AS_EXPECTED for c in cells),
+        "unexpected": sum(bool(c.get("unexpected")) or c.get("verdict") in UNEXPECTED for c in cells),
+        "not_testable": sum(c.get("verdict") == NOT_TESTABLE for c in cells),
+    }
 
 _REASON_RE = re.compile(r"^([a-z][a-z0-9-]*:[\w.+\-=]+)")
 
@@ -66,7 +82,7 @@ def classify(line: str) -> str:
 
 def judge_cell(expected: Expectation, reasons: list[str], *, testable: bool = True) -> str:
     if not testable:
-        return "not-testable"
+        return NOT_TESTABLE
     if expected.status == "pass":
         return "as-expected" if not reasons else "unexpected-failure"
     if not reasons:
@@ -101,7 +117,7 @@ def evidence_line(item: Mapping[str, Any] | str) -> str:
     return f"{basis}: {item.get('text')}"
 
 
-# Cited facts come from doctor.CUDA_DRIVERS (NVIDIA's table, cited there) and name this source. Nothing else in
+# Cited facts come from cudafacts.CUDA_DRIVERS (NVIDIA's table, cited there) and name this source. Nothing else in
 # this module states a fact it did not observe.
 CUDA_RELEASE_NOTES = "NVIDIA CUDA Toolkit Release Notes, Table 3 (toolkit driver version)"
 
@@ -252,7 +268,6 @@ def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
         return Judgement("not-testable", ev, [f"no cell of {', '.join(have)} carries sm_{sm} kernels"])
     first = min(with_sm, key=lambda c: _v(obs.cells[c]["cuda_runtime"]))
     runtime = ".".join(str(obs.cells[first]["cuda_runtime"]).split(".")[:2])
-    from .doctor import CUDA_DRIVERS  # the cited table the doctor judges drivers by
 
     cite = next((d for d in CUDA_DRIVERS.values() if d.cuda == runtime), None)
     if cite is None:

@@ -3,7 +3,7 @@
 WXM_CELL_ID, WXM_TARGET_SM, WXM_SPEECH_WAV, WXM_SPEECH_TEXT, WXM_AUDIT_JSON (the audit of this cell, made
 outside since the audit needs packages a cell does not carry), WXM_CELL_RESULTS (where to write results).
 
-Each test's outcome, its claim marker and its failure line go to WXM_CELL_RESULTS as JSON for the verdict stage,
+Each test's outcome and its failure line go to WXM_CELL_RESULTS as JSON for the verdict stage,
 with the observations tests record through ``observe`` (GPU facts, the real loader's answers, torch's arch list).
 """
 
@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+from pathlib import Path
 
 import pytest
+
+# The shared text normaliser (stdlib only) lives with the other scripts that run in a cell's python.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src" / "whisperx_matrix" / "cellside"))
 
 _results: list[dict] = []
 _observations: dict = {}
@@ -29,18 +34,12 @@ def observe(key: str, value: object) -> None:
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
         entry = {"test": report.nodeid.split("::", 1)[-1], "outcome": report.outcome, "when": report.when,
-                 "claims": list(getattr(report, "claims", [])), "seconds": round(report.duration, 2)}
+                 "seconds": round(report.duration, 2)}
         if report.failed:
             entry["error"] = _first_line(report)
         elif report.skipped and isinstance(report.longrepr, tuple):
             entry["skip_reason"] = str(report.longrepr[2]).removeprefix("Skipped: ")
         _results.append(entry)
-
-
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
-    outcome = yield
-    outcome.get_result().claims = [m.args[0] for m in item.iter_markers("claim")]
 
 
 def _first_line(report: pytest.TestReport) -> str:

@@ -15,16 +15,12 @@ import sys
 
 import pytest
 from conftest import env, observe, static_audit
+from textnorm import normalise as _words
 
 MODULES = ("torch", "torchaudio", "ctranslate2", "faster_whisper", "pyannote.audio", "whisperx")
 MAX_WER = 0.35
 
 
-def _words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
-
-
-@pytest.mark.claim("cell-imports")
 @pytest.mark.parametrize("module", MODULES)
 def test_imports(module: str) -> None:
     importlib.import_module(module)
@@ -33,7 +29,6 @@ def test_imports(module: str) -> None:
 GUIDE_VARIANT = os.environ.get("WXM_SUITE_VARIANT") == "guide-ld-library-path"
 
 
-@pytest.mark.claim("ld-library-path")
 def test_runs_without_ld_library_path() -> None:
     """The document says LD_LIBRARY_PATH must list every nvidia/*/lib folder; a cell built right needs none."""
     if GUIDE_VARIANT:
@@ -52,13 +47,11 @@ def cpu_pipeline():  # type: ignore[no-untyped-def]
                                threads=max(1, min(4, os.cpu_count() or 1)))
 
 
-@pytest.mark.claim("patch-use-auth-token")
 def test_vad_model_loads(cpu_pipeline) -> None:  # type: ignore[no-untyped-def]
     """The bundled pyannote segmentation checkpoint loads through whisperx's own VAD loader."""
     assert cpu_pipeline.vad_model is not None
 
 
-@pytest.mark.claim("cell-transcribes")
 def test_cpu_transcription_word_error_rate(cpu_pipeline) -> None:  # type: ignore[no-untyped-def]
     import jiwer
     import whisperx
@@ -70,7 +63,6 @@ def test_cpu_transcription_word_error_rate(cpu_pipeline) -> None:  # type: ignor
     assert wer <= MAX_WER, f"transcript-wrong:wer={wer:.2f} {hypothesis[:100]!r}"
 
 
-@pytest.mark.claim("cell-transcribes")
 def test_faster_whisper_decodes_audio() -> None:
     """faster-whisper's own decoder (PyAV), which direct faster-whisper users call: av 19 breaks it with
     "open() got an unexpected keyword argument 'metadata_errors'" (why the 3.12 cells pin av<19)."""
@@ -94,7 +86,6 @@ def _runs_on(sm: int, flags: list[str]) -> list[str]:
     return out
 
 
-@pytest.mark.claim("target-arch")
 def test_torch_arch_list_covers_the_target() -> None:
     """torch's own record of what it was built for (torch._C._cuda_getArchFlags(), no GPU needed), compared with
     the static fatbin audit of libtorch_cuda.so: an independent second reading of the same kernels."""
@@ -113,7 +104,6 @@ def test_torch_arch_list_covers_the_target() -> None:
                                      f"{' '.join(flags) or 'no CUDA arch'}; nothing of it runs on sm_{target}")
 
 
-@pytest.mark.claim("library-closure")
 def test_real_loader_agrees_with_the_closure_audit() -> None:
     """Every library the static closure resolved is loaded by the real dynamic loader (ctypes, in dependency
     order, LD_LIBRARY_PATH unset), and every soname it found missing is looked up by name: a disagreement fails
@@ -203,7 +193,6 @@ print("EMULATION " + json.dumps(rec))
 
 
 @pytest.mark.gpu
-@pytest.mark.claim("option1-not-detected")
 def test_gpu_without_matching_kernels_emulated() -> None:
     """What a GPU newer than torch's kernels sees (the guide's option 1 on an RTX 5070), emulated on any NVIDIA
     GPU: with CUDA_FORCE_PTX_JIT=1 the driver ignores SASS and must JIT from PTX, which torch wheels do not ship.
@@ -223,7 +212,6 @@ def test_gpu_without_matching_kernels_emulated() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.claim("target-arch")
 def test_gpu_torch_kernels_run() -> None:
     ok, why = _cuda()
     if not ok:
@@ -241,7 +229,6 @@ def test_gpu_torch_kernels_run() -> None:
 
 
 @pytest.mark.gpu
-@pytest.mark.claim("library-closure")
 def test_gpu_transcription_ctranslate2() -> None:
     """CTranslate2 on the GPU: this is where a missing libcublas.so.12 shows on a cu130 stack."""
     ok, why = _cuda()

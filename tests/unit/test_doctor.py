@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from whisperx_matrix import cli, doctor, matrix, tools
+from whisperx_matrix import cli, cudafacts, doctor, matrix, tools
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "doctor"
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,6 +29,7 @@ def fake_pynvml(path: Path) -> types.ModuleType:
     """A pynvml stand-in replaying a recorded ``*-nvml.json`` (mock of NVML only)."""
     data = json.loads(path.read_text())
     mod = types.ModuleType("pynvml")
+    mod.NVMLError = FakeNVMLError  # type: ignore[attr-defined]
     if "error" in data:
         err = data["error"]
         if err["type"] in ("ModuleNotFoundError", "ImportError"):
@@ -102,7 +103,7 @@ def fits(report: doctor.Report) -> dict[str, doctor.CellFit]:
      ("cu129", "575.51.03", "525.60.13"), ("cu130", "580.65.06", "580")],
 )
 def test_driver_table_entries(cuda: str, toolkit: str, minor: str) -> None:
-    entry = doctor.CUDA_DRIVERS[cuda]
+    entry = cudafacts.CUDA_DRIVERS[cuda]
     assert (entry.toolkit_driver, entry.minor_compat_driver) == (toolkit, minor)
 
 

@@ -332,13 +332,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     p.set_defaults(func=_run)
 
 
-def _default_sm() -> int:
-    try:
-        from .. import matrix as matrix_mod
+DEFAULT_SM = 120  # the guide's GPU (RTX 50), where no matrix.toml names a target
 
-        return matrix_mod.load().target_sm
-    except Exception:  # no matrix.toml here: a plain path audit still works
-        return 120
+
+def _default_sm() -> int:
+    """matrix.toml's target where there is one (a broken one stops with its error); else DEFAULT_SM, said aloud."""
+    from .. import matrix as matrix_mod
+
+    try:
+        path = matrix_mod.find_matrix()
+    except ConfigError:  # auditing a plain path outside a checkout
+        print(f"audit: no matrix.toml here or above; judging for sm_{DEFAULT_SM} (--sm to choose)", file=sys.stderr)
+        return DEFAULT_SM
+    return matrix_mod.load(path).target_sm
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import re
 import sys
 import time
 import traceback
+
+# Run with -I, which leaves this script's folder off sys.path; the shared normaliser lives beside it.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from textnorm import normalise  # noqa: E402 - stdlib only, shared with the benchmark and the cell suite
 
 MODULES = ("torch", "torchaudio", "ctranslate2", "faster_whisper", "pyannote.audio", "whisperx")
 DISTS = {"torch": "torch", "torchaudio": "torchaudio", "ctranslate2": "ctranslate2",
@@ -31,10 +34,6 @@ def _where(exc: BaseException) -> str:
         return ""
     f = frames[-1]
     return f"{f.filename.rsplit('site-packages/', 1)[-1]}:{f.lineno}"
-
-
-def _normalise(text: str) -> list[str]:
-    return re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split()
 
 
 def main(audio: str, reference_file: str, out: str) -> None:
@@ -73,7 +72,7 @@ def main(audio: str, reference_file: str, out: str) -> None:
         import jiwer
 
         tr["text"] = hypothesis
-        tr["wer"] = round(jiwer.wer(" ".join(_normalise(reference)), " ".join(_normalise(hypothesis))), 4)
+        tr["wer"] = round(jiwer.wer(normalise(reference), normalise(hypothesis)), 4)
         tr["ok"] = True
     except BaseException as exc:  # noqa: BLE001 - report, don't crash: the caller judges
         tr["error"] = _error_line(exc)

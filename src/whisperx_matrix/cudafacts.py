@@ -1,0 +1,69 @@
+"""Facts about NVIDIA drivers, GPUs and torch builds, each with its source: the doctor judges a machine by them,
+and the verdict stage cites them. Data only."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CudaDriver:
+    """Linux x86_64 driver minimums for one CUDA minor release."""
+
+    cuda: str  # "12.8"
+    toolkit_driver: str  # the driver of the toolkit's GA release: everything works
+    minor_compat_driver: str  # CUDA minor-version compatibility: runs, with limits (no JIT of newer PTX)
+
+
+# NVIDIA CUDA Toolkit Release Notes, table "CUDA Toolkit and Corresponding Driver Versions" (Linux x86_64,
+# "Toolkit Driver Version", the GA row of each release):
+#   12.4 GA >= 550.54.14, 12.6 GA >= 560.28.03, 12.8 GA >= 570.26, 12.9 GA >= 575.51.03, 13.0 GA >= 580.65.06.
+# Same release notes, "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility",
+# and the CUDA Compatibility guide, "Minor Version Compatibility": CUDA 12.x >= 525.60.13 (R525), CUDA 13.x
+# >= 580. Under minor-version compatibility an app runs with a limited feature set: the older driver cannot
+# JIT PTX written by the newer toolkit ("unsupported toolchain"), so PTX-only kernels may fail.
+CUDA_DRIVERS: dict[str, CudaDriver] = {
+    "cu124": CudaDriver("12.4", "550.54.14", "525.60.13"),
+    "cu126": CudaDriver("12.6", "560.28.03", "525.60.13"),
+    "cu128": CudaDriver("12.8", "570.26", "525.60.13"),
+    "cu129": CudaDriver("12.9", "575.51.03", "525.60.13"),
+    "cu130": CudaDriver("13.0", "580.65.06", "580"),
+}
+
+# The first driver branch that knows a GPU family, by compute capability major. Blackwell consumer GPUs
+# (GeForce RTX 50, sm_120) and data-centre Blackwell (B200, sm_100) are supported from the R570 branch
+# (NVIDIA driver release notes, R570 "new GPUs"); the document's "565+" is wrong: 565 does not list them.
+GPU_DRIVER_BRANCH: dict[int, tuple[int, str]] = {
+    10: (570, "Blackwell (sm_100) needs the 570 driver series or later"),
+    12: (570, "Blackwell consumer GPUs (sm_120, RTX 50) need the 570 driver series or later (not 565)"),
+}
+
+# Compute capabilities of GPUs we name in reports (NVIDIA's CUDA GPUs list). Used only when the driver cannot
+# report compute_cap (nvidia-smi before R510); any GPU not listed is judged by what the driver reports.
+KNOWN_GPUS: dict[str, int] = {
+    "Tesla V100": 70,
+    "Tesla T4": 75,
+    "GeForce GTX 1080": 61,
+    "GeForce GTX 1080 Ti": 61,
+    "GeForce RTX 2080 Ti": 75,
+    "GeForce RTX 3090": 86,
+    "GeForce RTX 4090": 89,
+    "A100": 80,
+    "H100": 90,
+    "H200": 90,
+    "B200": 100,
+    "GeForce RTX 5070": 120,
+    "GeForce RTX 5080": 120,
+    "GeForce RTX 5090": 120,
+}
+
+
+
+# torch._C._cuda_getArchFlags() of the PyPI wheels, measured in our built cells (the audit of their
+# libtorch_cuda.so agrees; it carries no PTX: the compute_90 PTX in 2.5.1 belongs to the bundled cuSPARSELt).
+TORCH_ARCHS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
+    ("2.5.1", "cu124"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
+    ("2.7.1", "cu126"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
+    ("2.8.0", "cu128"): (("sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
+    ("2.11.0", "cu130"): (("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
+}
