@@ -116,15 +116,16 @@ def installed(spec: str) -> Path:
 
 
 def site_from(dest: Path, wheels: Mapping[str, Iterable[str]]) -> Path:
-    """Hardlink the members of several wheels matching their patterns (plus each dist-info RECORD, which maps
-    files back to their distribution) into ``dest``: one site-packages-like tree."""
+    """Hardlink the members of several wheels matching their patterns (plus each dist-info's METADATA and RECORD,
+    which map files back to their distribution) into ``dest``: one site-packages-like tree."""
     dest.mkdir(parents=True, exist_ok=True)
     for spec, patterns in wheels.items():
         src_root = installed(spec)
         wanted = tuple(patterns)
         for src in src_root.rglob("*"):
             rel = src.relative_to(src_root).as_posix()
-            if src.is_dir() or not (rel.endswith(".dist-info/RECORD") or any(fnmatch.fnmatchcase(rel, p) for p in wanted)):
+            meta = rel.endswith((".dist-info/RECORD", ".dist-info/METADATA"))
+            if src.is_dir() or not (meta or any(fnmatch.fnmatchcase(rel, p) for p in wanted)):
                 continue
             target = dest / rel
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -227,6 +227,14 @@ def _nvml(source: str) -> str:
     return f"NVML, {m.group(1)}" if m else source
 
 
+def _minutes(name: str) -> float:
+    """The length a dialogue file names: dialogue-20min-... -> 20, dialogue-0.25min-... -> 0.25."""
+    found = re.search(r"(\d+(?:\.\d+)?)min", name)
+    if found is None:
+        raise ValueError(f"no length in the dialogue file name {name!r}")
+    return float(found.group(1))
+
+
 def _minutes_label(file: str) -> str:
     m = re.match(r"dialogue-(\d+(?:\.\d+)?)min", file)
     return f"{m.group(1)}-min file" if m else f"`{file}`"
@@ -812,7 +820,7 @@ def _dialogue_summary(per_file: Doc) -> Doc:
     files = [(name, d) for name, d in per_file.items() if name.startswith("dialogue")]
     if not files:
         raise per_file._fail([], "no dialogue file in")
-    return max(files, key=lambda item: int(re.search(r"(\d+)min", item[0]).group(1)))[1]
+    return max(files, key=lambda item: _minutes(item[0]))[1]
 
 
 def gpu_front_door_bench(r: Results) -> str:

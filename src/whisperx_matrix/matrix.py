@@ -332,7 +332,7 @@ def _str(tbl: Mapping[str, Any], key: str, fail: Any, cell_id: str | None = None
     return value
 
 
-def _str_list(tbl: Mapping[str, Any], key: str, fail: Any, cell_id: str) -> tuple[str, ...]:
+def _str_list(tbl: Mapping[str, Any], key: str, fail: Any, cell_id: str | None) -> tuple[str, ...]:
     value = tbl.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise fail(f"{key!r} must be a list of strings", cell_id, key)

@@ -282,7 +282,7 @@ def check_max_arch(claim: Claim, obs: Observations) -> Judgement:
     cell = claim.cells[0]
     r = obs.get(cell)
     lib = _torch_lib(r) if r else None
-    if lib is None:
+    if r is None or lib is None:
         return Judgement("not-testable", [], [obs.why_missing(cell, "torch arch audit")])
     top = max((_sm_num(a) for a in lib["sass"]), default=0)
     ev = [measured(f"torch {_ver(r, 'torch')} ({r.get('cuda')}) libtorch_cuda.so: {_kernels(r)}; highest SASS sm_{top}",

@@ -411,7 +411,7 @@ def _sdist_build_requires(path: Path) -> tuple[str, ...]:
     import tarfile
     import zipfile
 
-    from .matrix import tomllib
+    from .tomlfile import tomllib
 
     text = None
     try:

@@ -41,6 +41,7 @@ def venv(tmp_path: Path) -> Path:
     build_so(site / "tinypkg" / "libtiny.so.1", soname="libtiny.so.1", strings=["libcuda.so.1"])
     info = site / "tinypkg-1.0.dist-info"
     info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: tinypkg\nVersion: 1.0\n", encoding="utf-8")
     (info / "RECORD").write_text("tinypkg/libtiny.so.1,,\ntinypkg-1.0.dist-info/RECORD,,\n", encoding="utf-8")
     (env / "pyvenv.cfg").write_text("home = /usr/bin\n", encoding="utf-8")
     return env

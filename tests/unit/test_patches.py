@@ -211,6 +211,7 @@ def test_synthetic_site_all_or_nothing_offline(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "pkg").mkdir(parents=True)
     (site / "whisperx-3.7.6.dist-info").mkdir()
+    (site / "whisperx-3.7.6.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: whisperx\nVersion: 3.7.6\n")
     (site / "pkg" / "a.py").write_text("one\ntwo\nthree\n")
     (site / "pkg" / "b.py").write_text("alpha\nbeta\ngamma\n")
     good = "--- a/pkg/a.py\n+++ b/pkg/a.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"
@@ -236,6 +237,7 @@ def test_a_failed_write_undoes_the_files_and_record_lines_already_written(
     (site / "pkg").mkdir(parents=True)
     info = site / "whisperx-3.7.6.dist-info"
     info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: whisperx\nVersion: 3.7.6\n")
     (site / "pkg" / "a.py").write_text("one\ntwo\nthree\n")
     (info / "RECORD").write_text("pkg/a.py,sha256=x,14\nwhisperx-3.7.6.dist-info/RECORD,,\n")
     good = "--- a/pkg/a.py\n+++ b/pkg/a.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"

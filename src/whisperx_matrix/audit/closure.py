@@ -111,7 +111,8 @@ def _object_closure(
     path: Path, missing: Sequence[Missing], root: Path, owners: Owners, tree: Mapping[str, list[str]]
 ) -> ObjectClosure:
     dist = owners.owner(path)
-    mine, other = set(), set()
+    mine: set[str] = set()
+    other: set[str] = set()
     for m in missing:
         ships = [p for p in tree.get(m.soname, ()) if dist is not None and owners.owner(root / p) == dist]
         (mine if ships else other).add(m.soname)

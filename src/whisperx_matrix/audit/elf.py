@@ -113,15 +113,16 @@ def dynamic(path: Path | str) -> Dynamic:
                 if not isinstance(sec, DynamicSection):
                     continue
                 for tag in sec.iter_tags():
+                    # pyelftools sets .needed/.soname/.rpath/.runpath on a tag by its kind: untyped attributes
                     kind = tag.entry.d_tag
                     if kind == "DT_NEEDED":
-                        needed.append(tag.needed)
+                        needed.append(tag.needed)  # type: ignore[attr-defined]
                     elif kind == "DT_SONAME":
-                        soname = tag.soname
+                        soname = tag.soname  # type: ignore[attr-defined]
                     elif kind == "DT_RPATH":
-                        rpath.extend(p for p in tag.rpath.split(":") if p)
+                        rpath.extend(p for p in tag.rpath.split(":") if p)  # type: ignore[attr-defined]
                     elif kind == "DT_RUNPATH":
-                        runpath.extend(p for p in tag.runpath.split(":") if p)
+                        runpath.extend(p for p in tag.runpath.split(":") if p)  # type: ignore[attr-defined]
                     elif kind == "DT_FLAGS_1":
                         nodeflib = bool(tag.entry.d_val & 0x800)
                 break

@@ -279,10 +279,10 @@ class _Scan:
                 if nxt < 0:
                     return
                 pos = nxt
-            nxt = self.container_at(pos, end, sec.name, strict=True)
-            if nxt is None:
+            after = self.container_at(pos, end, sec.name, strict=True)
+            if after is None:
                 return
-            pos = nxt
+            pos = after
 
     def data_section(self, sec: elf.Section) -> None:
         end = min(sec.offset + sec.size, self.size)

@@ -146,8 +146,7 @@ def _header(path: str) -> tuple[int, int] | None:
         return None
     if len(head) < 20 or head[:4] != elf.ELF_MAGIC:
         return None
-    order = "little" if head[5] == 1 else "big"
-    return head[4], int.from_bytes(head[18:20], order)
+    return head[4], int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
 
 
 class ObjectCache:
@@ -200,7 +199,8 @@ class Node:
     names: set[str] = field(default_factory=set)
 
     def chain(self) -> list[Node]:
-        out, node = [], self
+        out: list[Node] = []
+        node: Node | None = self
         while node is not None:
             out.append(node)
             node = node.loader

@@ -1,11 +1,14 @@
-"""Which installed distribution owns a file: the ``*.dist-info/RECORD`` files of a site-packages folder."""
+"""Which installed distribution owns a file: the ``*.dist-info/RECORD`` files of a site-packages folder, read
+through importlib.metadata."""
 
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
+
+from packaging.utils import canonicalize_name
 
 UNOWNED = "(no distribution)"
 
@@ -22,15 +25,14 @@ class Owners:
     def __init__(self, site: Path) -> None:
         self.site = Path(site)
         self._by_path: dict[str, Distribution] = {}
-        for info in sorted(self.site.glob("*.dist-info")):
-            dist = _dist_from_folder(info)
-            record = info / "RECORD"
-            if not record.is_file():
-                continue
-            with open(record, newline="", encoding="utf-8", errors="replace") as fh:
-                for row in csv.reader(fh):
-                    if row and row[0]:
-                        self._by_path[os.path.normpath(row[0])] = dist
+        dists = []
+        for found in metadata.distributions(path=[str(self.site)]):
+            name = found.metadata["Name"]
+            if name:  # a dist-info without METADATA is no distribution
+                dists.append((Distribution(canonicalize_name(name), found.version), found.files or []))
+        for dist, files in sorted(dists, key=lambda d: (d[0].name, d[0].version)):
+            for file in files:
+                self._by_path[os.path.normpath(str(file))] = dist
 
     def owner(self, path: Path) -> Distribution | None:
         try:
@@ -42,11 +44,3 @@ class Owners:
     def name(self, path: Path) -> str:
         dist = self.owner(path)
         return f"{dist.name} {dist.version}" if dist else UNOWNED
-
-
-def _dist_from_folder(info: Path) -> Distribution:
-    # "nvidia_cublas_cu12-12.8.4.1.dist-info" -> ("nvidia-cublas-cu12", "12.8.4.1"); METADATA would be exact
-    # but costs a read per distribution for the same answer.
-    stem = info.name[: -len(".dist-info")]
-    name, _, version = stem.partition("-")
-    return Distribution(name=name.replace("_", "-").lower(), version=version)

@@ -130,8 +130,8 @@ def load_series(patches_dir: Path) -> Series:
         when_raw = raw.get("when_installed", {})
         if not isinstance(when_raw, Mapping):
             raise fail(f"patch {pid!r}: when_installed must be a table like {{ pyannote-audio = \">=4\" }}", pid, "when_installed")
-        when = {
-            canonicalize_name(name): _specifiers(
+        when: dict[str, SpecifierSet] = {
+            str(canonicalize_name(name)): _specifiers(
                 spec, lambda m: fail(f"patch {pid!r}: when_installed.{name}: {m}", pid, "when_installed")
             )
             for name, spec in when_raw.items()

@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping
+from importlib import metadata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,12 +28,12 @@ RECORD_FILE = "whisperx_matrix_patches.json"
 
 
 def installed_versions(site_packages: Path) -> dict[str, str]:
-    """Canonical name -> version of every distribution installed in ``site_packages`` (from dist-info names)."""
+    """Canonical name -> version of every distribution installed in ``site_packages`` (their METADATA)."""
     found: dict[str, str] = {}
-    for info in site_packages.glob("*.dist-info"):
-        name, sep, version = info.name[: -len(".dist-info")].partition("-")
-        if sep:
-            found[canonicalize_name(name)] = version
+    for dist in metadata.distributions(path=[str(site_packages)]):
+        name = dist.metadata["Name"]
+        if name:  # a dist-info without METADATA is no distribution
+            found[canonicalize_name(name)] = dist.version
     return found
 
 
