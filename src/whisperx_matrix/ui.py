@@ -1,6 +1,8 @@
 """The host side's console: progress bars on stderr and tables as plain text, both through rich.
 
-Cellside code never imports this: it runs in the cells' own Python, which has the standard library only.
+rich is imported only when a bar is drawn or a table rendered: ``preflight`` runs before anything is installed,
+and off a terminal no bar needs it. Cellside code never imports this module: it runs in the cells' own Python,
+which has the standard library only.
 """
 
 from __future__ import annotations
@@ -11,33 +13,17 @@ import sys
 import threading
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
-from rich import box
-from rich.console import Console
-from rich.table import Column
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
-
-console = Console(stderr=True, highlight=False)
-
-# Under the header, one ASCII rule; no other lines: a table reads the same in a log file as on a terminal.
-_RULE_UNDER_HEADER = box.Box(
-    "    \n"
-    "    \n"
-    " -  \n"
-    "    \n"
-    "    \n"
-    "    \n"
-    "    \n"
-    "    \n",
-    ascii=True,
-)
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 
 def interactive() -> bool:
-    """Whether a live bar may draw: stderr is a terminal and this is not CI (a CI log keeps plain lines)."""
-    return sys.stderr.isatty() and not os.environ.get("CI") and not console.is_dumb_terminal
+    """Whether a live bar may draw: stderr is a terminal (not a dumb one) and this is not CI, whose log keeps
+    plain lines."""
+    dumb = os.environ.get("TERM", "").lower() in ("dumb", "unknown")
+    return sys.stderr.isatty() and not dumb and not os.environ.get("CI")
 
 
 class Bar:
@@ -71,6 +57,10 @@ _bars = 0
 
 
 def _new_live() -> Progress:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+    from rich.table import Column
+
     return Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -78,7 +68,7 @@ def _new_live() -> Progress:
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TextColumn("{task.fields[note]}", table_column=Column(no_wrap=True, overflow="ellipsis")),
-        console=console,
+        console=Console(stderr=True, highlight=False),
         transient=True,  # the bar goes when the work ends; the log lines printed above it stay
         redirect_stdout=False,  # stdout may be a file or a pipe: it must never receive the console's output
         redirect_stderr=True,  # lines printed to stderr while the bar runs go above it, whole
@@ -121,16 +111,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: st
     The width is the table's own, never the terminal's: a log reads the same from any terminal and no cell is
     cut or wrapped. ``right``: indexes of the columns aligned right (numbers). ``indent``: spaces before each
     line. Cells are text, never rich markup (a "[...]" in a cell stays as it is)."""
-    grid = Table(box=_RULE_UNDER_HEADER, show_edge=False, pad_edge=False, padding=(0, 1), header_style="")
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    # Under the header, one ASCII rule; no other lines: a table reads the same in a log file as on a terminal.
+    rule_under_header = box.Box("    \n    \n -  \n    \n    \n    \n    \n    \n", ascii=True)
+    grid = Table(box=rule_under_header, show_edge=False, pad_edge=False, padding=(0, 1), header_style="")
     for i, header in enumerate(headers):
         grid.add_column(Text(header), justify="right" if i in right else "left", no_wrap=True)
     for row in rows:
         grid.add_row(*(Text(str(cell)) for cell in row))
-    measure = Console(file=io.StringIO(), width=10_000, color_system=None)
-    width = measure.measure(grid).maximum
-    out = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, highlight=False)
-    out.print(grid)
-    text = out.file.getvalue()  # type: ignore[attr-defined]
-    if title:
-        text = f"{title}\n{text}"
+    width = Console(file=io.StringIO(), width=10_000).measure(grid).maximum
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False).print(grid)
+    text = f"{title}\n{out.getvalue()}" if title else out.getvalue()
     return "\n".join(" " * indent + line.rstrip() if line.strip() else "" for line in text.splitlines()).rstrip("\n")
