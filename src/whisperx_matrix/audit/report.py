@@ -76,7 +76,7 @@ def _process(image: ProcessImage, label: str, *, list_loaded: bool = False) -> l
         out.append(f"    preloaded: {', '.join(image.preload)}")
     cell_libs = [item for item in image.loaded if not item.path.startswith("/")]
     out.append(f"    loaded: {len(image.loaded)} objects, {len(cell_libs)} from the cell")
-    if list_loaded:
+    if list_loaded and image.loaded:
         rows = [[item.soname, item.how, item.path, item.loaded_by or "-"] for item in image.loaded]
         out.append(ui.table(["SONAME", "HOW", "PATH", "LOADED BY"], rows, indent=6))
     for m in image.missing:
