@@ -1,6 +1,6 @@
 #!/usr/bin/env -S uv run --script
 # /// script
-# dependencies = ["nox>=2024.10.9"]
+# dependencies = ["nox>=2024.10.9", "rich>=13"]
 # ///
 """Sessions of whisperx-matrix. Thin: each parses nothing and calls the package under src/.
 
@@ -39,6 +39,9 @@ def _cli(session: nox.Session, *args: str) -> None:
     if shutil.which("uv") is None and importlib.util.find_spec("uv") is None:
         session.log("uv not found: installing it into nox's Python (pip install uv)")
         session.run(sys.executable, "-m", "pip", "install", "--quiet", "uv", external=True)
+    if importlib.util.find_spec("rich") is None:  # the CLI's progress bars and tables
+        session.log("rich not found: installing it into nox's Python (pip install rich)")
+        session.run(sys.executable, "-m", "pip", "install", "--quiet", "rich", external=True)
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT / "src"), os.environ.get("PYTHONPATH")]))}
     session.run(sys.executable, "-m", "whisperx_matrix", *args, env=env, external=True)
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import lock as locks
-from . import paths, tools
+from . import paths, tools, ui
 from .errors import BuildError, LockError, NetworkError, NotBuiltError, SelfTestError
 from .matrix import Cell, Matrix
 from .paths import PRELOAD_MODULE
@@ -233,9 +233,13 @@ def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selfte
           lock_file: Path | None = None, progress: Progress = _quiet) -> BuildResult:
     """Build (or reuse) the cell's env. Raises BuildError/SelfTestError; the old env always survives.
     ``lock_file`` builds from that lock instead of constraints/ (floating cells)."""
-    with _cell_lock(paths.envs_dir(matrix.root) / ".builds", cell):
+    with _cell_lock(paths.envs_dir(matrix.root) / ".builds", cell), ui.progress(None, f"build {cell.id}") as bar:
+        def step(msg: str) -> None:  # the bar shows the step under way; the caller still gets every line
+            bar.note(msg.removeprefix(f"{cell.id}: "))
+            progress(msg)
+
         return _build_locked(matrix, cell, use_patches=use_patches, selftest=selftest, offline=offline,
-                             wheelhouse=wheelhouse, force=force, lock_file=lock_file, progress=progress)
+                             wheelhouse=wheelhouse, force=force, lock_file=lock_file, progress=step)
 
 
 def resolve_and_build(matrix: Matrix, cell: Cell, *, lock_from: Path | None = None, progress: Progress = _quiet,
@@ -250,7 +254,8 @@ def resolve_and_build(matrix: Matrix, cell: Cell, *, lock_from: Path | None = No
     else:
         lock_file = folder / f"{cell.lock_id}-resolved.txt"
         progress(f"{cell.id}: resolving from {cell.index.describe() if cell.index else 'its index'} (floating cell)")
-        status = locks.resolve_floating(matrix, cell, lock_file)
+        with ui.progress(None, f"resolve {cell.id}"):
+            status = locks.resolve_floating(matrix, cell, lock_file)
         if status.infra is not None:
             raise NetworkError(f"cell {cell.id}: {status.detail}",
                                hint=f"run where the index answers, or point {cell.index.env if cell.index else 'it'} at a mirror")

@@ -11,7 +11,7 @@ from . import __version__
 from .errors import FatalError
 
 # Command -> the module whose register(subparsers) defines it. Only the module of the command being run is
-# imported, so `build` works with nox's bare Python (packaging + uv) while `audit` needs pyelftools.
+# imported, so `build` works with nox's bare Python (packaging, uv and rich) while `audit` needs pyelftools.
 COMMANDS = {
     "list": "whisperx_matrix.commands",
     "lock": "whisperx_matrix.commands",

@@ -10,6 +10,7 @@ from pathlib import Path
 from . import build as builds
 from . import lock as locks
 from . import matrix as matrices
+from . import ui
 from .errors import LockError
 
 
@@ -39,12 +40,15 @@ def cmd_list(args: argparse.Namespace) -> int:
                            "lock": c.lock_id, "expect": c.expect.__dict__,
                            "expect_sm": {str(n): e.__dict__ for n, e in sorted(c.expect_sm.items())}} for c in cells]))
         return 0
-    for c in cells:
-        alias = f" (alias {', '.join(c.aliases)})" if c.aliases else ""
-        print(f"{c.id:<34} {c.channel:<8} {c.cuda:<6} expect {expectations(c, args.sm)}{alias}")
-        if args.verbose:
-            print(f"    {c.summary}")
+    headers = ["CELL", "ALIASES", "CHANNEL", "CUDA", "EXPECT"] + (["SUMMARY"] if args.verbose else [])
+    rows = [[c.id, ", ".join(c.aliases) or "-", c.channel, c.cuda, expectations(c, args.sm)]
+            + ([c.summary] if args.verbose else []) for c in cells]
+    print(ui.table(headers, rows))
     return 0
+
+
+def _lock_table(results: list[locks.LockStatus]) -> str:
+    return ui.table(["STATE", "LOCK", "DETAIL"], [[r.state, r.who, r.detail or "-"] for r in results])
 
 
 def cmd_lock(args: argparse.Namespace) -> int:
@@ -52,16 +56,14 @@ def cmd_lock(args: argparse.Namespace) -> int:
     cells = m.select(args.selectors)
     if args.check:
         results = locks.check(m, cells)
-        for r in results:
-            print(r.line())
+        print(_lock_table(results))
         stale = [r for r in results if r.problem]
         if stale:
             raise LockError(f"{len(stale)} lock(s) out of date: {', '.join(r.lock_id for r in stale)}",
                             hint=f"regenerate: {locks.REGENERATE}")
         return 0
     results = locks.lock_all(m, cells, upgrade=args.upgrade, progress=_say)
-    for r in results:
-        print(r.line())
+    print(_lock_table(results))
     failed = [r for r in results if r.state == "failed"]
     if failed:
         raise LockError(f"could not lock {', '.join(r.lock_id for r in failed)}", hint="see the lines above")

@@ -12,7 +12,7 @@ import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from . import paths, tools
+from . import paths, tools, ui
 from .errors import ConfigError
 
 
@@ -47,9 +47,12 @@ def measure(places: list[tuple[str, Path]]) -> list[Place]:
     """Sizes of ``places`` in order; a missing place reads as zero."""
     seen: set[tuple[int, int]] = set()
     out = []
-    for name, path in places:
-        apparent, own, files = _walk(path, seen) if path.is_dir() else (0, 0, 0)
-        out.append(Place(name, str(path), apparent, own, files))
+    with ui.progress(len(places), "measuring") as bar:
+        for name, path in places:
+            bar.note(name)
+            apparent, own, files = _walk(path, seen) if path.is_dir() else (0, 0, 0)
+            out.append(Place(name, str(path), apparent, own, files))
+            bar.advance()
     return out
 
 
@@ -76,12 +79,9 @@ def gb(n: int) -> str:
 
 
 def table(places: list[Place]) -> str:
-    rows = [("place", "du alone", "adds", "files")]
-    rows += [(p.name, gb(p.apparent_bytes), gb(p.own_bytes), str(p.files)) for p in places]
+    rows = [(p.name, gb(p.apparent_bytes), gb(p.own_bytes), str(p.files)) for p in places]
     rows.append(("total", "", gb(sum(p.own_bytes for p in places)), str(sum(p.files for p in places))))
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    return "\n".join("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-                     for r in rows)
+    return ui.table(["place", "du alone", "adds", "files"], rows, right=(1, 2, 3))
 
 
 def grown(before: list[Place], after: list[Place]) -> list[Place]:

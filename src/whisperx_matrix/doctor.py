@@ -22,7 +22,7 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from . import lock as locks
-from . import paths, tools
+from . import paths, tools, ui
 from .cudafacts import CUDA_DRIVERS, GPU_DRIVER_BRANCH, KNOWN_GPUS, TORCH_ARCHS
 from .matrix import Cell, Matrix
 
@@ -525,12 +525,11 @@ def format_report(report: Report) -> str:
     if report.gpu_problem:
         lines.append(f"  problem: {report.gpu_problem}")
     lines.append("")
-    width = max(len(c.cell) for c in report.cells)
+    rows = []
     for c in report.cells:
-        mark = {"ok": "ok     ", "limited": "limited", "out": "out    "}[c.verdict]
-        lines.append(f"  {c.cell:<{width}}  {mark}  {c.reasons[0] if c.reasons else c.details[-1]}")
-        for extra in c.reasons[1:]:
-            lines.append(f"  {'':<{width}}           also: {extra}")
+        rows.append([c.cell, c.verdict, c.reasons[0] if c.reasons else c.details[-1]])
+        rows += [["", "", f"also: {extra}"] for extra in c.reasons[1:]]
+    lines.append(ui.table(["CELL", "FIT", "WHY"], rows, indent=2))
     lines.append("")
     if report.recommended:
         lines.append(f"recommended: {report.recommended}  (nox -s env-{report.recommended})")

@@ -21,7 +21,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from . import tools
+from . import tools, ui
 from .errors import LockError, NetworkError
 from .fsutil import atomic_write_text
 from .matrix import Cell, Matrix
@@ -183,9 +183,10 @@ class LockStatus:
     def problem(self) -> bool:
         return self.state in ("stale", "missing", "failed")
 
-    def line(self) -> str:
-        who = self.lock_id if self.cells == (self.lock_id,) else f"{self.lock_id} (for {', '.join(self.cells)})"
-        return f"{self.state:<12} {who}" + (f": {self.detail}" if self.detail else "")
+    @property
+    def who(self) -> str:
+        """The lock, and the cells it serves where they are more than the one it is named after."""
+        return self.lock_id if self.cells == (self.lock_id,) else f"{self.lock_id} (for {', '.join(self.cells)})"
 
 
 def lock_groups(cells: Iterable[Cell]) -> dict[str, list[Cell]]:
@@ -349,10 +350,13 @@ def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, pr
     """Lock every selected cell; an unreachable index or a failed resolution does not stop the others."""
     results = []
     groups = lock_groups(cells)
-    for n, (lock_id, group) in enumerate(groups.items(), 1):
-        if progress:
-            progress(f"[{n}/{len(groups)}] locking {lock_id}")
-        root = matrix.get(lock_id) if lock_id != group[0].id else group[0]
-        status = compile_lock(matrix, root, upgrade=upgrade)
-        results.append(replace(status, cells=tuple(c.id for c in group)))
+    with ui.progress(len(groups), "locking") as bar:
+        for n, (lock_id, group) in enumerate(groups.items(), 1):
+            if progress:
+                progress(f"[{n}/{len(groups)}] locking {lock_id}")
+            bar.note(lock_id)
+            root = matrix.get(lock_id) if lock_id != group[0].id else group[0]
+            status = compile_lock(matrix, root, upgrade=upgrade)
+            results.append(replace(status, cells=tuple(c.id for c in group)))
+            bar.advance()
     return results

@@ -36,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import ui
 from .errors import FatalError, ToolMissingError
 from .fsutil import atomic_write_bytes, atomic_write_many
 from .secrets import redact
@@ -639,8 +640,7 @@ def _run(args: argparse.Namespace) -> int:
         result = load_result(Path(args.result))
     written = write_report(result, Path(args.out))
     print(headline(result))
-    for kind in FILES:
-        print(f"  {kind:<4} {written[kind]}")
+    print(ui.table(["KIND", "FILE"], [[kind, written[kind]] for kind in FILES], indent=2))
     if args.readme:
         changed = update_readme(Path(args.readme), result)
         print(f"  {args.readme}: claims table {'updated' if changed else 'unchanged'}")

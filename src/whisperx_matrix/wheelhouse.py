@@ -37,7 +37,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from . import lock as locks
-from . import tools
+from . import tools, ui
 from .errors import BuildError, NetworkError, ToolMissingError
 from .lock import Pin
 from .matrix import Cell, Matrix
@@ -445,23 +445,26 @@ def download(matrix: Matrix, cells: Iterable[Cell], dest: Path, *, progress: Cal
         per_lock.append((target, sorted(pins, key=lambda p: p.spec())))
     before = {p.name for p in dest.iterdir()}
     total = len({p.spec() for _, pins in per_lock for p in pins})
-    for target, pins in per_lock:
-        todo = [p for p, _ in missing(pins, dest, check_hashes=True)]
-        say(f"{len(pins) - len(todo)} of {len(pins)} distributions already in {dest}; fetching {len(todo)} "
-            f"({target.describe()})")
-        if todo:
-            fetch(todo, dest, target, say=say)
-        sdists = sorted({r for f in dest.iterdir() if f.name.endswith((".tar.gz", ".zip")) and _dist_key(f.name)
-                         for r in _sdist_build_requires(f)})
-        if sdists:
-            say(f"fetching build requirements of sdists: {', '.join(sdists)}")
-            _pip_download(["--only-binary=:all:", "--dest", str(dest), *target.pip_args(), *sdists],
-                          "sdist build requirements", target=target, log=dest / ".pip-download.log")
-        gaps = missing(pins, dest, check_hashes=True)
-        if gaps:
-            pin, why = gaps[0]
-            raise BuildError(f"wheelhouse {dest} lacks {pin.spec()} after download ({why})",
-                             hint="the index may not serve a file for this platform; see pip's output")
+    with ui.progress(len(per_lock), "wheelhouse") as bar:  # one pip call per lock: the bar counts locks
+        for lock_id, (target, pins) in zip(lock_ids, per_lock):
+            bar.note(lock_id)
+            todo = [p for p, _ in missing(pins, dest, check_hashes=True)]
+            say(f"{len(pins) - len(todo)} of {len(pins)} distributions already in {dest}; fetching {len(todo)} "
+                f"({target.describe()})")
+            if todo:
+                fetch(todo, dest, target, say=say)
+            sdists = sorted({r for f in dest.iterdir() if f.name.endswith((".tar.gz", ".zip")) and _dist_key(f.name)
+                             for r in _sdist_build_requires(f)})
+            if sdists:
+                say(f"fetching build requirements of sdists: {', '.join(sdists)}")
+                _pip_download(["--only-binary=:all:", "--dest", str(dest), *target.pip_args(), *sdists],
+                              "sdist build requirements", target=target, log=dest / ".pip-download.log")
+            gaps = missing(pins, dest, check_hashes=True)
+            if gaps:
+                pin, why = gaps[0]
+                raise BuildError(f"wheelhouse {dest} lacks {pin.spec()} after download ({why})",
+                                 hint="the index may not serve a file for this platform; see pip's output")
+            bar.advance()
     files = [p for p in dest.iterdir() if p.is_file() and _dist_key(p.name)]
     return WheelhouseResult(dest, tuple(lock_ids), total, len({p.name for p in files} - before), len(files),
                             sum(p.stat().st_size for p in files))

@@ -20,9 +20,9 @@ from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from .. import ui
 from . import elf
 from .fatbin import Arch, FileFatbins, scan
-from .progress import Progress
 from .records import Owners
 
 RUNNABLE, PARTIAL, NOT_RUNNABLE, NO_GPU_CODE = "runnable", "partial", "not-runnable", "no-gpu-code"
@@ -217,7 +217,7 @@ def audit_arch(
     owners = Owners(root)
     libs: list[LibraryArch] = []
     warnings: list[str] = []
-    with Progress(len(paths), f"arch audit {target.sm()}", enabled=progress) as bar:
+    with ui.progress(len(paths), f"arch audit {target.sm()}", enabled=progress is not False) as bar:
         for path in paths:
             found = scan(path, embedded=embedded)
             warnings.extend(found.warnings)
@@ -227,7 +227,7 @@ def audit_arch(
                 if used is not None:
                     lib = replace(lib, in_process=rel in used)
                 libs.append(lib)
-            bar.update(1, path.name)
+            bar.advance(note=path.name)
     packages = judge_packages(libs, target)
     bad = [p for p in packages if not p.runnable and p.in_process is not False]
     notes: list[str] = []

@@ -16,10 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .. import ui
 from ..paths import PRELOAD_MODULE
 from . import elf
 from .loader import Missing, ObjectCache, Process, SearchEnv, split_path_list
-from .progress import Progress
 from .records import Owners
 from .sonames import cuda_major, provider, wheel_provided
 
@@ -281,7 +281,7 @@ def audit_closure(
         started.load(pre, how="preload")
     for entry in entries:
         started.load(entry, how="entry")
-    with Progress(len(files), "closure audit", enabled=progress) as bar:
+    with ui.progress(len(files), "closure audit", enabled=progress is not False) as bar:
         for path in files:
             proc = started.fork()
             node = proc.load(path, how="entry")
@@ -289,7 +289,7 @@ def audit_closure(
                 found = _object_closure(path, proc.missing, root, owners, tree)
                 if found.missing:
                     per_object.append(found)
-            bar.update(1, path.name)
+            bar.advance(note=path.name)
 
     image = simulate(root, entries, env=base, preload=preload, objects=objects, owners=owners, tree=tree)
     with_env = None

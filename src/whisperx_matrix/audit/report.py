@@ -4,14 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from .. import ui
 from .arch import NO_GPU_CODE, ArchAudit
 from .closure import ClosureAudit, ProcessImage
-
-
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> list[str]:
-    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()  # noqa: E731
-    return [line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)]
 
 
 def _archs(tags: Sequence[str], limit: int = 14) -> str:
@@ -38,7 +33,7 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
             ]
             for p in gpu
         ]
-        out += ["  " + r for r in _table(rows, ["PACKAGE", "STATUS", "VIA", "LOADED", "SASS", "PTX (arch/ISA)"])]
+        out.append(ui.table(["PACKAGE", "STATUS", "VIA", "LOADED", "SASS", "PTX (arch/ISA)"], rows, indent=2))
         mixed = [p for p in gpu if len(p.origins) > 1]
         if mixed:
             out.append("")
@@ -63,7 +58,7 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
             ]
             for lib in libs
         ]
-        out += ["  " + r for r in _table(rows, ["LIBRARY", "STATUS", "MODULES OK", "SASS", "PTX"])]
+        out.append(ui.table(["LIBRARY", "STATUS", "MODULES OK", "SASS", "PTX"], rows, indent=2))
     for note in audit.notes:
         out.append(f"  note: {note}")
     for warning in audit.warnings:
@@ -81,10 +76,9 @@ def _process(image: ProcessImage, label: str, *, list_loaded: bool = False) -> l
         out.append(f"    preloaded: {', '.join(image.preload)}")
     cell_libs = [item for item in image.loaded if not item.path.startswith("/")]
     out.append(f"    loaded: {len(image.loaded)} objects, {len(cell_libs)} from the cell")
-    if list_loaded:
-        for item in image.loaded:
-            by = f" <- {item.loaded_by}" if item.loaded_by else ""
-            out.append(f"      {item.soname:<36} {item.how:<8} {item.path}{by}")
+    if list_loaded and image.loaded:
+        rows = [[item.soname, item.how, item.path, item.loaded_by or "-"] for item in image.loaded]
+        out.append(ui.table(["SONAME", "HOW", "PATH", "LOADED BY"], rows, indent=6))
     for m in image.missing:
         out.append(f"    MISSING ({m.how}) {m.describe()}")
     if image.optional_missing:

@@ -14,7 +14,7 @@ from pathlib import Path, PurePosixPath
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from .. import paths, tools
+from .. import paths, tools, ui
 from ..errors import NetworkError, PatchError
 from .gnupatch import stage
 from .manifest import Series
@@ -81,28 +81,30 @@ def extract_wheel(wheel: Path, dest: Path, members: Iterable[str] | None = None)
 def check_series(series: Series, versions: Iterable[str]) -> list[CheckRow]:
     """Stage the series against each listed WhisperX release (hunks only: ``when_installed`` is not tested)."""
     rows: list[CheckRow] = []
-    for version in sorted(set(versions), key=Version, reverse=True):
-        cells: list[str] = []
-        for patch in series.patches:
-            reason = patch.decide(version, None)
-            if reason is not None:
-                cells.append(f"not needed (fixed in {patch.fixed_upstream})" if reason.startswith("not needed") else "n/a")
-                continue
-            with tempfile.TemporaryDirectory(prefix="wxm-check-") as tmp:
-                tree = Path(tmp) / "site"
-                extract_wheel(wheel_for(version), tree, [f.path for f in patch.files])
-                try:
-                    notes = stage([patch], tree, Path(tmp) / "staging")[patch.id]
-                    cells.append("applies" + (f" ({len(notes)} hunk(s) offset)" if notes else ""))
-                except PatchError as exc:
-                    cells.append(f"FAILS: {exc}")
-        rows.append(CheckRow(version, tuple(cells)))
+    ordered = sorted(set(versions), key=Version, reverse=True)
+    with ui.progress(len(ordered), "checking the series") as bar:  # each release's wheel may be downloaded
+        for version in ordered:
+            bar.note(f"whisperx {version}")
+            cells: list[str] = []
+            for patch in series.patches:
+                reason = patch.decide(version, None)
+                if reason is not None:
+                    cells.append(f"not needed (fixed in {patch.fixed_upstream})" if reason.startswith("not needed") else "n/a")
+                    continue
+                with tempfile.TemporaryDirectory(prefix="wxm-check-") as tmp:
+                    tree = Path(tmp) / "site"
+                    extract_wheel(wheel_for(version), tree, [f.path for f in patch.files])
+                    try:
+                        notes = stage([patch], tree, Path(tmp) / "staging")[patch.id]
+                        cells.append("applies" + (f" ({len(notes)} hunk(s) offset)" if notes else ""))
+                    except PatchError as exc:
+                        cells.append(f"FAILS: {exc}")
+            rows.append(CheckRow(version, tuple(cells)))
+            bar.advance()
     return rows
 
 
 def format_table(series: Series, rows: Sequence[CheckRow]) -> str:
     headers = ["whisperx", *(p.id for p in series.patches)]
     body = [[r.version, *r.cells] for r in rows]
-    widths = [max(len(str(x)) for x in col) for col in zip(headers, *body)]
-    fmt = lambda cols: " | ".join(str(c).ljust(w) for c, w in zip(cols, widths)).rstrip()  # noqa: E731
-    return "\n".join([fmt(headers), "-+-".join("-" * w for w in widths), *map(fmt, body)])
+    return ui.table(headers, body)
