@@ -194,11 +194,11 @@ def plot_build(data: dict[str, Any], out: Path) -> Path | None:
 
 def bench_matrix(m: matrices.Matrix, *, sm: int) -> dict[str, Any]:
     """Wall time of a full matrix run (builds reused when warm) and the time per stage, summed over cells."""
-    from . import run
+    from . import matrix_run
 
     cells = m.select([])
     t0 = time.perf_counter()
-    result = run.run_matrix(m, cells, sm=sm, jobs=max(1, min(len(cells), os.cpu_count() or 1)))
+    result = matrix_run.run_matrix(m, cells, sm=sm, jobs=max(1, min(len(cells), os.cpu_count() or 1)))
     wall = time.perf_counter() - t0
     per_cell = {c["id"]: {k: v for k, v in c["seconds"].items() if v is not None} for c in result["cells"]}
     return {"wall_s": round(wall, 1), "stages_s": {k: v for k, v in result["seconds"].items() if k != "total"},

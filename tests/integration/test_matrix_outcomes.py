@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from whisperx_matrix import matrix, run
+from whisperx_matrix import matrix, matrix_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -22,7 +22,7 @@ MATRIX = matrix.load(ROOT / "matrix.toml")
 
 @pytest.fixture(scope="module")
 def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return run.run_matrix(MATRIX, MATRIX.select([]), sm=120, jobs=2)
+    return matrix_run.run_matrix(MATRIX, MATRIX.select([]), sm=120, jobs=2)
 
 
 def _cell(result: dict, cid: str) -> dict:

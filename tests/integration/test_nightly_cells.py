@@ -16,7 +16,7 @@ import pytest
 from pep503 import build_index
 from wheelcache import wheel
 
-from whisperx_matrix import build, matrix, run
+from whisperx_matrix import build, matrix, matrix_run
 from whisperx_matrix.paths import cache_dir
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
@@ -37,7 +37,7 @@ def result(tmp_path_factory: pytest.TempPathFactory) -> dict:
             build_index(root / name, [wheel(s) for s in specs])
             mp.setenv(var, (root / name).as_uri() + "/")
         m = matrix.load(ROOT / "matrix.toml")
-        out = run.run_matrix(m, m.select(["nightly-*"]), sm=120, jobs=2)
+        out = matrix_run.run_matrix(m, m.select(["nightly-*"]), sm=120, jobs=2)
         # The same env again, from the lock the run kept: nothing is re-resolved, the build is the same one.
         saved = tmp_path_factory.mktemp("result") / "matrix.json"
         import json

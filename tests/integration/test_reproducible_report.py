@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from whisperx_matrix import matrix, report, run
+from whisperx_matrix import matrix, report, matrix_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -19,7 +19,7 @@ CELLS = ["stable-cu128", "stable-cu130"]
 
 def _run(out: Path) -> tuple[str, str]:
     m = matrix.load(ROOT / "matrix.toml")
-    result = run.run_matrix(m, m.select(CELLS), sm=120, jobs=2)
+    result = matrix_run.run_matrix(m, m.select(CELLS), sm=120, jobs=2)
     report.write_report(result, out)
     data = json.loads((out / "matrix.json").read_text())
     md = (out / "matrix.md").read_text().replace(data["generated_at"], "<time>")

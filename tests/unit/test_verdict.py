@@ -80,7 +80,7 @@ def test_claim_with_unknown_check_is_rejected(tmp_path: Path) -> None:
 def _cell(cid: str, cuda: str, torch: str, sass: list[str], *, status: str = "pass", reasons: list[str] | None = None,
           missing: list[str] | None = None, loaded: dict[str, str] | None = None, runtime: str | None = None,
           pyannote: str = "4.0.7", channel: str = "stable") -> dict:
-    """A cell result as run.py writes it, with the observations the checks read."""
+    """A cell result as matrix_run.py writes it, with the observations the checks read."""
     return {"id": cid, "cuda": cuda, "channel": channel,
             "versions": {"torch": torch, "whisperx": "3.8.6", "pyannote-audio": pyannote, "torchaudio": torch},
             "verdict": "as-expected" if status == "pass" else "failed-as-expected",
@@ -254,11 +254,11 @@ def test_claims_name_only_cells_of_the_matrix_in_their_roles() -> None:
 def test_infrastructure_failures_make_a_cell_not_testable_and_are_never_evidence(tiny_project: Path) -> None:
     """A missing lock (the checkout's state) and an unreachable nightly index (a closed local port, for real):
     both cells come out not-testable with the cause named, no reason recorded, and nothing unexpected."""
-    from whisperx_matrix import run
+    from whisperx_matrix import matrix_run
 
     m = matrix.load(tiny_project / "matrix.toml")
     for cid, cause in (("tiny", "infra: lock missing"), ("tiny-nightly", "infra: PyTorch index 'nightly'")):
-        rec = run.run_cell(m, m.get(cid), sm=120, work=tiny_project / "work")
+        rec = matrix_run.run_cell(m, m.get(cid), sm=120, work=tiny_project / "work")
         assert rec["verdict"] == "not-testable" and not rec["unexpected"], rec
         assert rec["observed"]["reasons"] == [] and cause in rec["observed"]["note"]
         assert rec["checks"]["build"]["status"] == "skip"  # nothing was built on a broken premise
@@ -270,7 +270,7 @@ def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) 
     """A GPU machine's matrix result: each cell's GPU facts become a probe named after the cell and the GPU."""
     import json
 
-    from whisperx_matrix import run
+    from whisperx_matrix import matrix_run
 
     result = {"schema": 1, "generated_at": "t", "target_sm": 120, "machine": {"gpu": {"name": "NVIDIA H200"}},
               "cells": [{"id": "stable-cu128-py312", "python": "3.12", "versions": {"torch": "2.8.0"},
@@ -280,7 +280,7 @@ def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) 
               "probes": [EMULATION]}
     path = tmp_path / "gpu.json"
     path.write_text(json.dumps(result))
-    probes = run.load_probes([str(path)])
+    probes = matrix_run.load_probes([str(path)])
     assert [p["label"] for p in probes] == ["h200", "stable-cu128-py312 (the matrix, run on NVIDIA H200)"]
     assert [t["test"] for t in probes[1]["suite"]["tests"]] == ["test_gpu_facts_are_recorded"]
     cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),

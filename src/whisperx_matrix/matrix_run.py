@@ -21,7 +21,7 @@ from typing import Any
 from . import build as builds
 from . import lock as locks
 from . import matrix as matrices
-from . import paths, speech, tools, verdict
+from . import paths, speech, tools, ui, verdict
 from .errors import BuildError, FatalError, SelfTestError, UnexpectedOutcomeError
 
 RESULT_SCHEMA = 1
@@ -351,7 +351,7 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
     speech.selftest_speech()  # made once, before the workers need it
     results: dict[str, dict[str, Any]] = {}
     _say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
-    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, ui.progress(len(cells), "matrix") as bar:
         futures = {pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=c.id in ld_cells): c
                    for c in cells}
         for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):
@@ -362,6 +362,7 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
             why = ", ".join(rec["observed"]["reasons"]) or rec["observed"].get("note", "")
             _say(f"[{n}/{len(cells)}] {cell.id}: {mark}{rec['verdict']}{f' ({why})' if why else ''} "
                  f"[{rec['seconds'].get('total', 0):.0f} s]")
+            bar.advance(note=cell.id)
     shutil.rmtree(work, ignore_errors=True)
     ordered = [results[c.id] for c in cells]
     stage_totals = {k: round(sum(r["seconds"].get(k) or 0 for r in ordered), 2)
@@ -388,18 +389,19 @@ def print_summary(result: dict[str, Any]) -> None:
     print(f"\n{t['cells']} cells on sm_{result['target_sm']}: {t['as_expected']} as expected, "
           f"{t['unexpected']} unexpected, {t['not_testable']} not testable here "
           f"[{result['seconds']['total']:.0f} s]\n")
-    print(f"{'cell':<28} {'expected':<44} verdict")
+    rows = []
     for r in result["cells"]:
         exp = r["expected"]["status"] + (f" ({r['expected']['reason']})" if r["expected"].get("reason") else "")
         why = ", ".join(r["observed"]["reasons"]) or r["observed"].get("note", "")
-        print(f"{r['id']:<28} {exp:<44} {r['verdict']}{f' ({why})' if why and r['verdict'] != 'failed-as-expected' else ''}")
-    print(f"\n{'claim':<22} {'verdict':<13} the document says")
+        rows.append([r["id"], exp, r["verdict"] + (f" ({why})" if why and r["verdict"] != "failed-as-expected" else "")])
+    print(ui.table(["CELL", "EXPECTED", "VERDICT"], rows))
+    print()
+    rows = []
     for c in result["claims"]:
-        print(f"{c['id']:<22} {c['verdict']:<13} {c['quote']}")
-        for item in c["evidence"]:
-            print(f"{'':<36} {verdict.evidence_line(item)[:200]}")
-        for why in c.get("missing", []):
-            print(f"{'':<36} missing: {why[:200]}")
+        rows.append([c["id"], c["verdict"], c["quote"]])
+        rows += [["", "", verdict.evidence_line(item)[:200]] for item in c["evidence"]]
+        rows += [["", "", f"missing: {why[:200]}"] for why in c.get("missing", [])]
+    print(ui.table(["CLAIM", "VERDICT", "THE DOCUMENT SAYS, AND THE EVIDENCE"], rows))
 
 
 def load_probes(files: list[str]) -> list[dict[str, Any]]:
