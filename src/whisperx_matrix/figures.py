@@ -38,6 +38,7 @@ KINDS = {
     "audit": "audit-*.json",
     "matrix": "matrix-*.json",
     "profile": "profile-diarization-*.json",
+    "disk": "disk-tests-*.json",
     # `nox -s bench -- transcribe` run by the gpu-matrix workflow's bench jobs, inside a cell the product built
     "fd-tiny": "front-door-*-transcribe-tiny-en-*.json",
     "fd-large": "front-door-*-transcribe-large-v3-synthetic-*.json",
@@ -491,6 +492,28 @@ def build_noop(r: Results) -> str:
                 "inspection and never linked.")
 
 
+def _grown(d: Doc, *keys: Any) -> dict[str, float]:
+    """A disk measurement's growth per place: name -> bytes it added (hardlinks counted once)."""
+    return {d.sub(*keys, "grown", i).text("name"): d.num(*keys, "grown", i, "own_bytes")
+            for i in range(len(d.get(*keys, "grown")))}
+
+
+def disk_block(r: Results) -> str:
+    """'Disk': what the wheel-fetching tests add, before and after they took wheels from uv's cache."""
+    d = r["disk"]
+    before, after, again = _grown(d, "before"), _grown(d, "after"), _grown(d, "after", "again")
+    ours, uv = "whisperx-matrix cache", "uv cache"
+    envs = "cell venvs (envs/)"
+    return wrap(f"Measured with `nox -s disk` ({link(d)}, {raw(d.num('machine', 'cores'))} cores, an empty cache of ours and a "
+                f"warm uv cache): the tests that fetch wheels used to add {gb(sum(before.values()))} on disk "
+                f"({gb(before[ours])} of downloaded and extracted wheels in our cache, {gb(before[uv])} in uv's cache, "
+                f"again on every run: its stand-in nightly index sat on a new loopback port each time, and uv keys its "
+                f"cache by index URL). They now add {gb(sum(after.values()))}: {gb(after[uv])} in uv's cache (the "
+                f"stand-in torches, unpacked once), {gb(after[ours])} in ours (the wheel files that index serves), "
+                f"{gb(after[envs])} of cell venvs; the audit tests' trees are hardlinks into uv's cache. A second run "
+                f"adds {gb(sum(again.values()))}.")
+
+
 def audit_block(r: Results) -> str:
     """'Audits that need no GPU': the audit's speed."""
     a = r["audit"]
@@ -861,6 +884,7 @@ DOCUMENTS: dict[str, dict[str, Renderer]] = {
         "bench": bench_block,
         "figures:build-noop": build_noop,
         "figures:audit": audit_block,
+        "figures:disk": disk_block,
         "figures:build": build_block,
     },
     f"{RESULTS_DIR}/README.md": {
