@@ -35,7 +35,7 @@ def main(audio: str, out: str, device: str = "cpu") -> None:
     wall = time.perf_counter() - t0
     stats = pstats.Stats(prof)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for (file, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         rows.append({"function": f"{Path(file).name}:{line}({func})", "cumulative_s": round(ct, 3), "own_s": round(tt, 3)})
     rows.sort(key=lambda r: r["cumulative_s"], reverse=True)
     steps = {}

@@ -22,7 +22,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from packaging.utils import canonicalize_name, parse_wheel_filename
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import Version
 
 from whisperx_matrix.paths import cache_dir
@@ -37,7 +37,7 @@ def _matches(spec: str, path: Path) -> bool:
     name, _, want = spec.partition("==")
     try:
         dist, version, _, tags = parse_wheel_filename(path.name)
-    except Exception:
+    except InvalidWheelFilename:  # not a wheel: not a match
         return False
     if canonicalize_name(dist) != canonicalize_name(name):
         return False

@@ -27,7 +27,7 @@ class Place:
 
 def _walk(root: Path, seen: set[tuple[int, int]]) -> tuple[int, int, int]:
     apparent = own = files = 0
-    for folder, dirs, names in os.walk(root):
+    for folder, _dirs, names in os.walk(root):
         for name in names:
             try:
                 st = os.lstat(os.path.join(folder, name))

@@ -283,7 +283,7 @@ def _runs(gpu: Doc) -> list[tuple[str, Doc]]:
 def _ctranslate2_arch(r: Results, version: str) -> tuple[str, str, str]:
     """(highest SASS, PTX, cell) of CTranslate2 ``version``'s wheel, from the matrix report's arch audit."""
     report = r["report"]
-    for i, cell in enumerate(report.get("cells")):
+    for i in range(len(report.get("cells"))):
         c = report.sub("cells", i)
         if c.has("versions", "ctranslate2") and c.text("versions", "ctranslate2") == version \
                 and c.has("arch", "packages", "ctranslate2"):
@@ -678,7 +678,7 @@ def _plot_rows(r: Results, gpu: Doc) -> list[str]:
     stem = Path(gpu.name).stem
     for part, key in GPU_PLOTS.items():
         run = gpu.sub(key)
-        name = lambda suffix: f"{stem}-{part}{suffix}"  # noqa: E731
+        name = lambda suffix, part=part: f"{stem}-{part}{suffix}"  # noqa: E731
         f = _longest_dialogue(run)
         if name("-rtf-stage.png") in r.files:
             heads = ", ".join(f"{g} {_ranges(run.stages(**m))}" for g, m in _GROUPS if run.stages(**m))

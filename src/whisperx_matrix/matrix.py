@@ -236,7 +236,7 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
     amends = _amends(data.get("amend", []), fail)
     cells: list[Cell] = []
     built: dict[str, Cell] = {}
-    for cell_id, raw in by_id.items():
+    for cell_id in by_id:
         merged, lock_id = _resolve_extends(cell_id, by_id, fail)
         # A list of Pythons is an axis: the first keeps the cell's id, each other one is the cell `<id>-pyXY`
         # with its own lock (the cibuildwheel way: identifiers carry the interpreter).

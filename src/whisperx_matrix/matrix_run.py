@@ -367,7 +367,6 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
     ordered = [results[c.id] for c in cells]
     stage_totals = {k: round(sum(r["seconds"].get(k) or 0 for r in ordered), 2)
                     for k in ("build", "selftest", "audit", "suite")}
-    from . import report
 
     result = {
         "schema": RESULT_SCHEMA,

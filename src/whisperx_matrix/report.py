@@ -29,7 +29,6 @@ import copy
 import html
 import io
 import json
-import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -422,7 +421,7 @@ def render_png(result: Mapping[str, Any]) -> bytes:
     ax.xaxis.tick_top()
     ax.set_yticks([i + 0.5 for i in range(len(cells))],
                   [glyph(f"{c.get('id', '?')}   [{c.get('verdict', '?')}]") for c in cells], fontsize=10.5)
-    for tick, cell in zip(ax.get_yticklabels(), cells):
+    for tick, cell in zip(ax.get_yticklabels(), cells, strict=True):
         kind = VERDICT_KIND.get(str(cell.get("verdict")), "none")
         tick.set_color({"unexpected": COLOURS["unexpected"], "none": "#6b7178"}.get(kind, "#1d2125"))
         if kind == "unexpected":
@@ -447,7 +446,7 @@ def _glyph_filter() -> Callable[[str], str]:
         from matplotlib import font_manager, ft2font
 
         charmap = ft2font.FT2Font(font_manager.findfont("DejaVu Sans")).get_charmap()
-    except Exception:  # no font: let matplotlib deal with it
+    except (OSError, RuntimeError, ValueError):  # no such font here: let matplotlib deal with it
         return lambda s: s
     return lambda s: "".join(ch if ord(ch) in charmap or ch in "\n\t" else "?" for ch in s)
 
@@ -546,7 +545,7 @@ def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str
         "totals": totals(cells),
         "seconds": seconds,
         "merged_from": sorted(({"source": s, "generated_at": r.get("generated_at"),
-                                "cells": [c.get("id") for c in r.get("cells", [])]} for s, r in zip(sources, results)),
+                                "cells": [c.get("id") for c in r.get("cells", [])]} for s, r in zip(sources, results, strict=True)),
                               key=lambda x: (str(x["source"]), str(x["generated_at"]))),
     }
 
@@ -647,7 +646,7 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("report", help="render a matrix result as Markdown, HTML, PNG and JSON (or merge CI results)",
                        description="Re-render RESULT.json, or merge the per-cell result JSONs of a CI fan-out "
                        "(a cell seen twice keeps its later run; every claim is judged again on the union) and render it.")

@@ -354,7 +354,7 @@ def _soname_state(rec: Mapping[str, Any], soname: str) -> str:
 def _closure_ev(cell: str, rec: Mapping[str, Any], soname: str) -> dict[str, Any]:
     really = ", ".join((rec.get("closure") or {}).get("missing_sonames") or []) or "nothing"
     loader = (rec.get("loader") or {})
-    agree = "" if not loader else (f"; the real loader in the cell's python agrees" if loader.get("agrees")
+    agree = "" if not loader else ("; the real loader in the cell's python agrees" if loader.get("agrees")
                                    else f"; the real loader disagrees: {loader.get('disagreements')}")
     return measured(f"{cell} (torch {_ver(rec, 'torch')}): {soname} {_soname_state(rec, soname)}; "
                     f"missing from the closure: {really}{agree}", cell=cell)

@@ -446,7 +446,7 @@ def download(matrix: Matrix, cells: Iterable[Cell], dest: Path, *, progress: Cal
     before = {p.name for p in dest.iterdir()}
     total = len({p.spec() for _, pins in per_lock for p in pins})
     with ui.progress(len(per_lock), "wheelhouse") as bar:  # one pip call per lock: the bar counts locks
-        for lock_id, (target, pins) in zip(lock_ids, per_lock):
+        for lock_id, (target, pins) in zip(lock_ids, per_lock, strict=True):
             bar.note(lock_id)
             todo = [p for p, _ in missing(pins, dest, check_hashes=True)]
             say(f"{len(pins) - len(todo)} of {len(pins)} distributions already in {dest}; fetching {len(todo)} "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from whisperx_matrix import matrix, report, matrix_run
+from whisperx_matrix import matrix, matrix_run, report
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 

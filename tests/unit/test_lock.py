@@ -9,7 +9,7 @@ import pytest
 from conftest import write_lock
 
 from whisperx_matrix import lock, matrix
-from whisperx_matrix.errors import LockError, NetworkError
+from whisperx_matrix.errors import LockError
 
 
 def test_diff_inputs_names_each_change() -> None:

@@ -470,4 +470,4 @@ def test_the_html_renders_in_headless_chromium(sample: dict[str, Any], tmp_path:
     # the verdict colours of the tables made it to the screen (resizing blends edges: look for near matches)
     for hex_colour in (report.COLOURS["ok"], report.COLOURS["unexpected"], report.COLOURS["expected-fail"]):
         target = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
-        assert any(sum(abs(a - b) for a, b in zip(c, target)) < 24 for c in rgb), hex_colour
+        assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb), hex_colour

@@ -343,7 +343,7 @@ def test_every_locked_pin_has_a_wheel_for_its_target() -> None:
             wanted.setdefault((pin.name, target), set()).add(pin.version)
     with ThreadPoolExecutor(max_workers=4) as pool:
         found = dict(zip(wanted, pool.map(lambda key: _pip_versions(key[0], key[1], wheels=key[0] not in SDIST_ONLY),
-                                          wanted)))
+                                          wanted), strict=True))
     unlisted = sorted((name, v, target) for (name, target), versions in wanted.items()
                       for v in versions - found[(name, target)])
     gaps = [f"{name}=={v} ({target.platform})" for name, v, target in unlisted

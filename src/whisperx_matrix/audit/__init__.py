@@ -292,7 +292,7 @@ def bench_audit(
 # --- CLI -----------------------------------------------------------------------------------------------
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "audit",
         help="static audits (no GPU): CUDA archs in the fatbins, shared-library closure",

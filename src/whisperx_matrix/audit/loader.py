@@ -36,7 +36,6 @@ from .. import tools
 from . import elf
 from .sonames import is_driver, known_for, provider
 
-
 # --- the search environment ---------------------------------------------------------------------------
 
 _FALLBACK_DEFAULT_DIRS = (

@@ -115,7 +115,7 @@ def load_series(patches_dir: Path) -> Series:
         path = patches_dir / rel
         if not path.is_file():
             raise fail(f"patch {pid!r}: file {raw['file']!r} does not exist in {patches_dir}", pid, "file")
-        applies_to = _specifiers(raw["applies_to"], lambda m: fail(f"patch {pid!r}: applies_to: {m}", pid, "applies_to"))
+        applies_to = _specifiers(raw["applies_to"], lambda m, pid=pid: fail(f"patch {pid!r}: applies_to: {m}", pid, "applies_to"))
         if not str(applies_to):
             raise fail(f"patch {pid!r}: applies_to must name a range like '>=3.7.0,<3.8.0'", pid, "applies_to")
         fixed = raw.get("fixed_upstream")
@@ -132,7 +132,7 @@ def load_series(patches_dir: Path) -> Series:
             raise fail(f"patch {pid!r}: when_installed must be a table like {{ pyannote-audio = \">=4\" }}", pid, "when_installed")
         when: dict[str, SpecifierSet] = {
             str(canonicalize_name(name)): _specifiers(
-                spec, lambda m: fail(f"patch {pid!r}: when_installed.{name}: {m}", pid, "when_installed")
+                spec, lambda m, pid=pid, name=name: fail(f"patch {pid!r}: when_installed.{name}: {m}", pid, "when_installed")
             )
             for name, spec in when_raw.items()
         }

@@ -14,8 +14,8 @@ import hashlib
 import io
 import json
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 from packaging.utils import canonicalize_name
