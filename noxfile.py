@@ -121,8 +121,24 @@ def tests(session: nox.Session) -> None:
     """The test suite: unit tests, then real cell builds and the documented outcome end to end."""
     _cli(session, "preflight", "tests")  # every missing system program named at once, before any install
     _tool_venv(session, "test")
+    _lint(session)
     # loadfile: a module-scoped fixture (the end-to-end matrix run) is built once, on one worker.
     session.run("pytest", "-n", "2", "--dist", "loadfile", *session.posargs)
+
+
+@nox.session(default=False, reuse_venv=True)
+def unit(session: nox.Session) -> None:
+    """The edit-test loop: lint, types and the unit tests that build no cell (seconds, not minutes)."""
+    _tool_venv(session, "test")
+    _lint(session)
+    session.run("pytest", "tests/unit", "-n", "2", "-m", "not slow", *session.posargs)
+
+
+def _lint(session: nox.Session) -> None:
+    """ruff (lint and format) and mypy, configured in pyproject.toml."""
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+    session.run("mypy")
 
 
 @nox.session(default=False, reuse_venv=True, tags=["gpu"])
