@@ -204,6 +204,19 @@ def run_selftest(env_dir: Path) -> dict[str, Any]:
     return data
 
 
+def _late_selftest(cell: Cell, final: Path, seconds: dict[str, float], progress: Progress) -> dict[str, Any]:
+    """Run the self-test in ``final`` and record it there; raise SelfTestError if it fails."""
+    progress(f"{cell.id}: self-test (imports, CPU transcription of known speech)")
+    t0 = time.perf_counter()
+    st = run_selftest(final)
+    seconds["selftest"] = round(time.perf_counter() - t0, 3)
+    if not st["passed"]:
+        raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
+                            hint=f"the build is kept for inspection at {final}; an env in force stays linked",
+                            record={**st, "env": str(final)})
+    return st
+
+
 def _judge_selftest(data: dict[str, Any]) -> tuple[bool, str | None]:
     for mod, rec in data.get("imports", {}).items():
         if not rec.get("ok"):
@@ -279,8 +292,11 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     current = _read_json(link / STAMP) if link.is_symlink() else None
     if current is not None and current.get("key") == key and not force:
         st = _read_json(final / SELFTEST)
-        return BuildResult(cell.id, link, "up-to-date", {"check": round(time.perf_counter() - t_start, 3)},
-                           selftest=st)
+        seconds = {"check": round(time.perf_counter() - t_start, 3)}
+        if selftest and st is None:  # built with --no-selftest: the caller wants one, so it runs now
+            st = _late_selftest(cell, final, seconds, progress)
+        # The patch summary is the one recorded at build time, so a reused build reports what a fresh one does.
+        return BuildResult(cell.id, link, "up-to-date", seconds, patches=current.get("patch_summary", ""), selftest=st)
 
     finished = _read_json(final / STAMP)
     if finished is not None and finished.get("key") == key and not force:
@@ -294,7 +310,8 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
         if not selftest or st is not None:
             _relink(link, final)
             _sweep(builds, cell, keep={final})
-            return BuildResult(cell.id, link, "relinked", {"check": round(time.perf_counter() - t_start, 3)}, selftest=st)
+            return BuildResult(cell.id, link, "relinked", {"check": round(time.perf_counter() - t_start, 3)},
+                               patches=finished.get("patch_summary", ""), selftest=st)
     if final.exists():
         if link.is_symlink() and link.resolve() == final.resolve():
             # --force on the env in force: build beside it, so a failure still leaves it usable.
@@ -368,16 +385,7 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
         raise
     seconds["build_total"] = round(time.perf_counter() - t_start, 3)
 
-    st = None
-    if selftest:
-        progress(f"{cell.id}: self-test (imports, CPU transcription of known speech)")
-        t0 = time.perf_counter()
-        st = run_selftest(final)
-        seconds["selftest"] = round(time.perf_counter() - t0, 3)
-        if not st["passed"]:
-            raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
-                                hint=f"the build is kept for inspection at {final}; the env in force is unchanged",
-                                record={**st, "env": str(final)})
+    st = _late_selftest(cell, final, seconds, progress) if selftest else None
     _relink(link, final)
     _sweep(builds, cell, keep={final})
     return BuildResult(cell.id, link, "built", seconds, patches=patch_summary, selftest=st)

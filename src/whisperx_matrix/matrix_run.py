@@ -234,7 +234,7 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
     try:
         result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: _say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
-        selftest_ran_now = result.state == "built"
+        selftest_ran_now = "selftest" in result.seconds  # a fresh build, or a reused one that had none
         rec["checks"]["build"] = _check("pass", (result.patches or "no patches").replace("\n", "; "),
                                         seconds=time.perf_counter() - t0) | {"work": result.state}
     except SelfTestError as exc:

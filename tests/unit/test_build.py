@@ -12,7 +12,7 @@ import pytest
 from conftest import SIX_LOCK_BODY, write_lock
 
 from whisperx_matrix import build, matrix, tools
-from whisperx_matrix.errors import BuildError, LockError, NotBuiltError
+from whisperx_matrix.errors import BuildError, LockError, NotBuiltError, SelfTestError
 
 pytestmark = pytest.mark.network  # uv fetches six 1.16.0 (once; then from its cache)
 
@@ -41,6 +41,25 @@ def test_build_links_a_stamped_env_and_rerun_is_a_no_op(tiny_project: Path) -> N
     again = _build(tiny_project)
     assert again.state == "up-to-date"
     assert again.seconds["check"] < 1.0
+
+    # A reused env reports the patch summary its build recorded (it used to say "no patches"), so a report
+    # reads the same whether this run built the env or found it.
+    stamp["patch_summary"] = "whisperx 3.7.6: patched\n  applied use-auth-token"
+    (env / build.STAMP).write_text(json.dumps(stamp))
+    assert _build(tiny_project).patches == stamp["patch_summary"]
+
+
+def test_an_env_built_without_a_self_test_gets_one_when_asked(tiny_project: Path) -> None:
+    """A reused --no-selftest build used to come back with no self-test at all (so a matrix cell had no
+    versions): now the self-test runs on it. Here it really runs, and fails, since the env holds six alone."""
+    write_lock(tiny_project)
+    assert _build(tiny_project).state == "built"
+    m = matrix.load(tiny_project / "matrix.toml")
+    with pytest.raises(SelfTestError) as caught:
+        build.build(m, m.get("tiny"), selftest=True)
+    assert "import torch failed" in caught.value.record["failure"]
+    env = tiny_project / "envs" / "tiny"
+    assert env.is_symlink() and (env / build.SELFTEST).is_file()  # recorded; the env in force stays linked
 
 
 def test_changed_lock_builds_a_new_env_and_sweeps_the_old(tiny_project: Path) -> None:
