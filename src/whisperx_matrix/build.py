@@ -11,6 +11,7 @@ good env in place and usable. A build that fails its self-test is kept for inspe
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import errno
 import fcntl
@@ -19,6 +20,7 @@ import json
 import os
 import re
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -27,8 +29,10 @@ from typing import Any
 
 from . import lock as locks
 from . import paths, tools, ui
+from .cli import add_selectors
 from .errors import BuildError, LockError, NetworkError, NotBuiltError, SelfTestError
 from .matrix import Cell, Matrix
+from .matrix import load as load_matrix
 from .paths import PRELOAD_MODULE
 
 STAMP = "whisperx-matrix-stamp.json"
@@ -292,11 +296,11 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     current = _read_json(link / STAMP) if link.is_symlink() else None
     if current is not None and current.get("key") == key and not force:
         st = _read_json(final / SELFTEST)
-        seconds = {"check": round(time.perf_counter() - t_start, 3)}
+        checked = {"check": round(time.perf_counter() - t_start, 3)}
         if selftest and st is None:  # built with --no-selftest: the caller wants one, so it runs now
-            st = _late_selftest(cell, final, seconds, progress)
+            st = _late_selftest(cell, final, checked, progress)
         # The patch summary is the one recorded at build time, so a reused build reports what a fresh one does.
-        return BuildResult(cell.id, link, "up-to-date", seconds, patches=current.get("patch_summary", ""), selftest=st)
+        return BuildResult(cell.id, link, "up-to-date", checked, patches=current.get("patch_summary", ""), selftest=st)
 
     finished = _read_json(final / STAMP)
     if finished is not None and finished.get("key") == key and not force:
@@ -389,3 +393,67 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     _relink(link, final)
     _sweep(builds, cell, keep={final})
     return BuildResult(cell.id, link, "built", seconds, patches=patch_summary, selftest=st)
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    m = load_matrix()
+    if args.for_this_machine:
+        from . import doctor
+
+        if args.selectors:
+            raise LockError("--for-this-machine picks the cell itself", hint="name cells, or pass --for-this-machine alone")
+        cell, why = doctor.choose_cell(m, doctor.collect(), python_ok=tools.python_available)
+        _say(f"building {cell.id}: {why}")
+        cells = [cell]
+    else:
+        if not args.selectors:
+            raise LockError("build needs cells (ids, aliases or globs) or --for-this-machine",
+                            hint="nox -s env picks the cell for this GPU; nox -s env-cu128 builds the working cell")
+        cells = m.select(args.selectors)
+    if not args.no_selftest:
+        tools.check_system("build")
+    wheelhouse = Path(args.wheelhouse).resolve() if args.wheelhouse else None
+    lock_from = Path(args.lock_from).resolve() if args.lock_from else None
+    if lock_from is not None and len(cells) != 1:
+        raise LockError("--lock-from takes one cell", hint="name the one cell whose lock the file holds")
+    for cell in cells:
+        result = resolve_and_build(m, cell, lock_from=lock_from, use_patches=False if args.no_patches else None,
+                                          selftest=not args.no_selftest, offline=args.offline, wheelhouse=wheelhouse,
+                                          force=args.force, progress=_say)
+        if result.state == "up-to-date":
+            print(f"{cell.id}: up to date (lock and patches unchanged), nothing to do "
+                  f"[{result.seconds['check']:.2f} s]")
+        else:
+            times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+            print(f"{cell.id}: {result.state} [{times}]")
+            if result.patches:
+                print(f"  patches: {result.patches}")
+        st = result.selftest
+        if st and st.get("passed"):
+            tr = st["transcription"]
+            print(f"  self-test: imports ok; transcribed {st['audio_seconds']:.0f} s of speech on the CPU, "
+                  f"WER {tr['wer']:.0%}: {tr['text'][:70]!r}...")
+        print(result.usage())
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("build", help="build cell venvs from their locks (atomic, hash-checked, self-tested)")
+    add_selectors(p)
+    p.add_argument("--for-this-machine", action="store_true",
+                   help="let the doctor pick the cell for this GPU and driver (the working cell where there is no GPU)")
+    p.add_argument("--no-patches", action="store_true", help="build without the WhisperX patch series")
+    p.add_argument("--no-selftest", action="store_true", help="skip the import and transcription self-test")
+    p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
+    p.add_argument("--offline", action="store_true", help="no network at all (uv cache or --wheelhouse only)")
+    p.add_argument("--wheelhouse", metavar="DIR", help="install from this folder of wheels instead of the index")
+    p.add_argument("--lock-from", metavar="FILE", help="build from this lock, or from the lock a matrix result JSON kept "
+                   "for the cell (rebuilds a floating nightly cell exactly as that run had it)")
+    p.set_defaults(func=cmd_build)

@@ -13,10 +13,10 @@ from .errors import FatalError
 # Command -> the module whose register(subparsers) defines it. Only the module of the command being run is
 # imported, so `build` works with nox's bare Python (packaging, uv and rich) while `audit` needs pyelftools.
 COMMANDS = {
-    "list": "whisperx_matrix.commands",
-    "lock": "whisperx_matrix.commands",
-    "build": "whisperx_matrix.commands",
-    "preflight": "whisperx_matrix.commands",
+    "list": "whisperx_matrix.matrix",
+    "lock": "whisperx_matrix.lock",
+    "build": "whisperx_matrix.build",
+    "preflight": "whisperx_matrix.tools",
     "matrix": "whisperx_matrix.matrix_run",
     "probe": "whisperx_matrix.matrix_run",
     "bench": "whisperx_matrix.bench",
@@ -29,6 +29,12 @@ COMMANDS = {
     "disk": "whisperx_matrix.diskuse",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
+
+
+def add_selectors(p: argparse.ArgumentParser, *, required: bool = False) -> None:
+    """The CELL arguments every command that works on cells takes."""
+    p.add_argument("selectors", nargs="+" if required else "*", metavar="CELL",
+                   help="cell ids, aliases or globs (e.g. 'stable-*', '*-cu130', 'stable-cu{128,130}')")
 
 
 def _chosen(argv: Sequence[str]) -> str | None:

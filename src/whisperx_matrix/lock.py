@@ -6,9 +6,11 @@ The header records what went in (per-file hashes, pins, overrides, python, platf
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import shutil
+import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -22,9 +24,11 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
 from . import tools, ui
+from .cli import add_selectors
 from .errors import LockError, NetworkError
 from .fsutil import atomic_write_text
 from .matrix import Cell, Matrix
+from .matrix import load as load_matrix
 
 LOCK_FORMAT = 1
 REGENERATE = "nox -s lock"
@@ -360,3 +364,41 @@ def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, pr
             results.append(replace(status, cells=tuple(c.id for c in group)))
             bar.advance()
     return results
+
+
+# --- command line -------------------------------------------------------------------------------------
+
+
+def _say(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _lock_table(results: list[LockStatus]) -> str:
+    return ui.table(["STATE", "LOCK", "DETAIL"], [[r.state, r.who, r.detail or "-"] for r in results])
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    m = load_matrix()
+    cells = m.select(args.selectors)
+    if args.check:
+        results = check(m, cells)
+        print(_lock_table(results))
+        stale = [r for r in results if r.problem]
+        if stale:
+            raise LockError(f"{len(stale)} lock(s) out of date: {', '.join(r.lock_id for r in stale)}",
+                            hint=f"regenerate: {REGENERATE}")
+        return 0
+    results = lock_all(m, cells, upgrade=args.upgrade, progress=_say)
+    print(_lock_table(results))
+    failed = [r for r in results if r.state == "failed"]
+    if failed:
+        raise LockError(f"could not lock {', '.join(r.lock_id for r in failed)}", hint="see the lines above")
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("lock", help="write hashed locks constraints/<cell>.txt (or --check them)")
+    add_selectors(p)
+    p.add_argument("--check", action="store_true", help="exit non-zero naming each stale lock and what changed")
+    p.add_argument("--upgrade", action="store_true", help="re-resolve even if the inputs are unchanged")
+    p.set_defaults(func=cmd_lock)

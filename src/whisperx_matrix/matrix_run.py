@@ -423,7 +423,7 @@ def load_probes(files: list[str]) -> list[dict[str, Any]]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .commands import preflight
+    from .tools import check_system as preflight
 
     m = matrices.load()
     cells = m.select(args.selectors)
