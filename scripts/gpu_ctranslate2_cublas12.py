@@ -56,7 +56,9 @@ def main(audio: str, reference: str, cublas12: str, out_path: str) -> None:
     results = {}
     for label, preload in (("without_cublas12", ""), ("with_cublas12_preloaded", cublas12)):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", CHILD, preload, audio, reference], capture_output=True, text=True, env=env)
+        proc = subprocess.run(
+            [sys.executable, "-c", CHILD, preload, audio, reference], capture_output=True, text=True, env=env
+        )
         line = (proc.stdout.strip().splitlines() or ["{}"])[-1]
         try:
             results[label] = json.loads(line)

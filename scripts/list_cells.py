@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Print the selected cells of matrix.toml as one JSON list of ids, for a CI matrix (``fromJSON``).
 
-    scripts/list_cells.py                      # every cell
-    scripts/list_cells.py 'stable-* *-cu130'   # ids, aliases or globs, space-separated (one argument is fine)
-    scripts/list_cells.py --github-output 'stable-*'   # also append cells=<json> to $GITHUB_OUTPUT
+scripts/list_cells.py                      # every cell
+scripts/list_cells.py 'stable-* *-cu130'   # ids, aliases or globs, space-separated (one argument is fine)
+scripts/list_cells.py --github-output 'stable-*'   # also append cells=<json> to $GITHUB_OUTPUT
 """
 
 from __future__ import annotations

@@ -36,16 +36,27 @@ def main(audio: str, out: str, device: str = "cpu") -> None:
     stats = pstats.Stats(prof)
     rows = []
     for (file, line, func), (_cc, _nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
-        rows.append({"function": f"{Path(file).name}:{line}({func})", "cumulative_s": round(ct, 3), "own_s": round(tt, 3)})
+        rows.append(
+            {"function": f"{Path(file).name}:{line}({func})", "cumulative_s": round(ct, 3), "own_s": round(tt, 3)}
+        )
     rows.sort(key=lambda r: r["cumulative_s"], reverse=True)
     steps = {}
     for step, name in (("segmentation", "get_segmentations"), ("embeddings", "get_embeddings")):
         steps[step] = max((r["cumulative_s"] for r in rows if f"({name})" in r["function"]), default=0.0)
-    steps["clustering"] = max((r["cumulative_s"] for r in rows if "clustering.py" in r["function"]
-                               and "(__call__)" in r["function"]), default=0.0)
-    result = {"audio_seconds": round(wave.shape[1] / 16000, 1), "device": device, "wall_s": round(wall, 2),
-              "rtf": round(wave.shape[1] / 16000 / wall, 2), "steps_s": steps, "weights": "synthetic (embedding)",
-              "top_cumulative": rows[:25], "top_own": sorted(rows, key=lambda r: r["own_s"], reverse=True)[:15]}
+    steps["clustering"] = max(
+        (r["cumulative_s"] for r in rows if "clustering.py" in r["function"] and "(__call__)" in r["function"]),
+        default=0.0,
+    )
+    result = {
+        "audio_seconds": round(wave.shape[1] / 16000, 1),
+        "device": device,
+        "wall_s": round(wall, 2),
+        "rtf": round(wave.shape[1] / 16000 / wall, 2),
+        "steps_s": steps,
+        "weights": "synthetic (embedding)",
+        "top_cumulative": rows[:25],
+        "top_own": sorted(rows, key=lambda r: r["own_s"], reverse=True)[:15],
+    }
     Path(out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result[k] for k in ("audio_seconds", "wall_s", "rtf", "steps_s")}, indent=2))
     for r in result["top_own"][:10]:

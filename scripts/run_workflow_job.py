@@ -96,16 +96,27 @@ def run_action(uses: str, with_: dict[str, str], artifacts: Path, say: Any) -> i
     raise WorkflowError(f"action not supported on this stand-in runner: {uses}")
 
 
-def run_job(workflow: Path, job: str, *, matrix: dict[str, str], inputs: dict[str, str], artifacts: Path,
-            record: Path | None = None) -> int:
+def run_job(
+    workflow: Path,
+    job: str,
+    *,
+    matrix: dict[str, str],
+    inputs: dict[str, str],
+    artifacts: Path,
+    record: Path | None = None,
+) -> int:
     data = yaml.safe_load(workflow.read_text(encoding="utf-8"))
     jobs = data.get("jobs") or {}
     if job not in jobs:
         raise WorkflowError(f"no job {job!r} in {workflow} (jobs: {', '.join(jobs)})")
     spec = jobs[job]
     secrets = {k: v for k, v in os.environ.items() if k in ("HF_TOKEN", "GITHUB_TOKEN")}
-    context = {"matrix": matrix, "inputs": inputs, "secrets": secrets,
-               "github": {"ref": os.environ.get("GITHUB_REF", "refs/heads/main")}}
+    context = {
+        "matrix": matrix,
+        "inputs": inputs,
+        "secrets": secrets,
+        "github": {"ref": os.environ.get("GITHUB_REF", "refs/heads/main")},
+    }
     base_env = dict(os.environ)
     for scope in (data.get("env") or {}, spec.get("env") or {}):
         base_env.update({k: substitute(str(v), context) for k, v in scope.items()})
@@ -134,8 +145,9 @@ def run_job(workflow: Path, job: str, *, matrix: dict[str, str], inputs: dict[st
         say(f"::step {i} {name}: exit {rc} [{seconds} s]")
         failed = failed or rc != 0
     if record is not None:
-        record.write_text(json.dumps({"workflow": workflow.name, "job": job, "matrix": matrix, "steps": steps_out},
-                                     indent=2) + "\n")
+        record.write_text(
+            json.dumps({"workflow": workflow.name, "job": job, "matrix": matrix, "steps": steps_out}, indent=2) + "\n"
+        )
     return 1 if failed else 0
 
 
@@ -159,8 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--record", type=Path, help="write each step's exit code and seconds here (JSON)")
     args = p.parse_args(argv)
     try:
-        return run_job(args.workflow, args.job, matrix=_pairs(args.matrix), inputs=_pairs(args.input),
-                       artifacts=args.artifacts, record=args.record)
+        return run_job(
+            args.workflow,
+            args.job,
+            matrix=_pairs(args.matrix),
+            inputs=_pairs(args.input),
+            artifacts=args.artifacts,
+            record=args.record,
+        )
     except (WorkflowError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

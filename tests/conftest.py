@@ -48,7 +48,9 @@ six==1.16.0 \\
 # six plus hf-xet 1.8.0, copied from constraints/stable-cu128.txt: hf-xet's only Linux x86_64 wheel is
 # cp38-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64, which a wheelhouse for "x86_64-manylinux_2_28" must
 # accept (older manylinux, abi3); its sdist needs Rust and a crate download.
-HF_XET_LOCK_BODY = SIX_LOCK_BODY + """\
+HF_XET_LOCK_BODY = (
+    SIX_LOCK_BODY
+    + """\
 hf-xet==1.8.0 \\
     --hash=sha256:07a06d7481702616726c2d8578cfb00052a5b3f21beed6a674592bc837a10330 \\
     --hash=sha256:10ed23b51dacf7917d64f335c25048deb470efa755e9989b218fc0531386138e \\
@@ -68,6 +70,7 @@ hf-xet==1.8.0 \\
     --hash=sha256:e00d8f60170cd3dd55d98306e41dbaf28b27ff1bcfefbfa84279d197221be83e \\
     --hash=sha256:f42940869572dc2b05dfe06f4cc398c6291503e086ddc4eddfb7a6ab9409ad01
 """
+)
 
 
 def _python_minor() -> str:
@@ -104,6 +107,7 @@ def write_lock(project: Path, cell_id: str = "tiny", body: str = SIX_LOCK_BODY) 
 
 
 def uv_available() -> bool:
-    return shutil.which("uv") is not None or subprocess.run(
-        [sys.executable, "-c", "import uv"], capture_output=True
-    ).returncode == 0
+    return (
+        shutil.which("uv") is not None
+        or subprocess.run([sys.executable, "-c", "import uv"], capture_output=True).returncode == 0
+    )

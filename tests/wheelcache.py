@@ -100,9 +100,22 @@ def installed(spec: str) -> Path:
     partial = Path(tempfile.mkdtemp(prefix=done.name + ".", suffix=".part", dir=root))
     try:
         subprocess.run(
-            [uv_bin(), "pip", "install", "--quiet", "--no-deps", "--link-mode", "hardlink",
-             "--python", sys.executable, "--target", str(partial), spec],
-            check=True, env=uv_env(),
+            [
+                uv_bin(),
+                "pip",
+                "install",
+                "--quiet",
+                "--no-deps",
+                "--link-mode",
+                "hardlink",
+                "--python",
+                sys.executable,
+                "--target",
+                str(partial),
+                spec,
+            ],
+            check=True,
+            env=uv_env(),
         )
         (partial / ".complete").write_text(spec + "\n")
         try:

@@ -58,10 +58,12 @@ class BuildResult:
 
     def usage(self) -> str:
         py = self.env / "bin" / "python"
-        return (f"env {self.cell}: {self.env}\n"
-                f"  python:   {py}\n"
-                f"  activate: source {self.env / 'bin' / 'activate'}\n"
-                f"  no LD_LIBRARY_PATH or ~/.bashrc edit needed")
+        return (
+            f"env {self.cell}: {self.env}\n"
+            f"  python:   {py}\n"
+            f"  activate: source {self.env / 'bin' / 'activate'}\n"
+            f"  no LD_LIBRARY_PATH or ~/.bashrc edit needed"
+        )
 
 
 def env_link(matrix: Matrix, cell: Cell) -> Path:
@@ -125,7 +127,7 @@ def _sweep(builds: Path, cell: Cell, keep: set[Path]) -> None:
     for entry in builds.iterdir():
         name = entry.name
         if name.startswith(f".tmp-{cell.id}-"):
-            pid = name[len(f".tmp-{cell.id}-"):].split("-", 1)[0]
+            pid = name[len(f".tmp-{cell.id}-") :].split("-", 1)[0]
             if pid.isdigit() and not _pid_alive(int(pid)):
                 shutil.rmtree(entry, ignore_errors=True)
         elif re.fullmatch(rf"{re.escape(cell.id)}-[0-9a-f]{{12}}(-\d+)?", name) and entry not in keep:
@@ -148,7 +150,10 @@ def _preload_files(site: Path, cell: Cell) -> None:
     LD_LIBRARY_PATH: a later dlopen of the same soname (ctranslate2's libcublas.so.12) finds it loaded."""
     missing = [rel for rel in cell.preload if not (site / rel).exists()]
     if missing:
-        raise BuildError(f"cell {cell.id}: preload {missing[0]} is not in the env", hint="fix `preload` in matrix.toml (paths are relative to site-packages)")
+        raise BuildError(
+            f"cell {cell.id}: preload {missing[0]} is not in the env",
+            hint="fix `preload` in matrix.toml (paths are relative to site-packages)",
+        )
     (site / f"{PRELOAD_MODULE}.py").write_text(
         '"""Written by whisperx-matrix: loads libraries this env needs, so nobody sets LD_LIBRARY_PATH."""\n'
         "import ctypes, os\n"
@@ -172,12 +177,34 @@ def selftest_script() -> Path:
 # What a cell process may see of ours: what a program needs to run, caches, and CPU/GPU knobs. An allow-list, so a
 # token (HF_TOKEN, a CI's *_TOKEN, a cloud key) never reaches the third-party code of a cell; nothing in a cell
 # needs one (the hubs are offline). LD_LIBRARY_PATH is not on it: a cell built right needs none.
-CELL_ENV_NAMES = frozenset({
-    "PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TERM", "TZ", "TMPDIR",
-    "XDG_CACHE_HOME", "WXM_CACHE", "HF_HOME", "HF_HUB_CACHE", "TORCH_HOME", "NLTK_DATA",
-    "PYTHONHASHSEED", "PYTHONUNBUFFERED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-    "CUDA_VISIBLE_DEVICES", "CUDA_CACHE_PATH", "CUDA_CACHE_DISABLE", "NVIDIA_VISIBLE_DEVICES",
-})
+CELL_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "SHELL",
+        "LANG",
+        "LANGUAGE",
+        "TERM",
+        "TZ",
+        "TMPDIR",
+        "XDG_CACHE_HOME",
+        "WXM_CACHE",
+        "HF_HOME",
+        "HF_HUB_CACHE",
+        "TORCH_HOME",
+        "NLTK_DATA",
+        "PYTHONHASHSEED",
+        "PYTHONUNBUFFERED",
+        "OMP_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "CUDA_VISIBLE_DEVICES",
+        "CUDA_CACHE_PATH",
+        "CUDA_CACHE_DISABLE",
+        "NVIDIA_VISIBLE_DEVICES",
+    }
+)
 CELL_ENV_PREFIXES = ("LC_", "OPENBLAS_")
 
 
@@ -198,8 +225,11 @@ def run_selftest(env_dir: Path) -> dict[str, Any]:
     ref = env_dir / "whisperx-matrix-selftest-reference.txt"
     ref.write_text(sample.text, encoding="utf-8")
     t0 = time.perf_counter()
-    proc = tools.run([str(env_dir / "bin" / "python"), "-I", str(selftest_script()), str(sample.wav), str(ref), str(out)],
-                     env=clean_env(), timeout=900)
+    proc = tools.run(
+        [str(env_dir / "bin" / "python"), "-I", str(selftest_script()), str(sample.wav), str(ref), str(out)],
+        env=clean_env(),
+        timeout=900,
+    )
     data = _read_json(out) or {"transcription": {"ok": False, "error": f"self-test crashed: {proc.last_error_line()}"}}
     data["seconds"] = round(time.perf_counter() - t0, 2)
     data["audio_seconds"] = round(sample.seconds, 2)
@@ -215,9 +245,11 @@ def _late_selftest(cell: Cell, final: Path, seconds: dict[str, float], progress:
     st = run_selftest(final)
     seconds["selftest"] = round(time.perf_counter() - t0, 3)
     if not st["passed"]:
-        raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
-                            hint=f"the build is kept for inspection at {final}; an env in force stays linked",
-                            record={**st, "env": str(final)})
+        raise SelfTestError(
+            f"cell {cell.id} failed its self-test: {st['failure']}",
+            hint=f"the build is kept for inspection at {final}; an env in force stays linked",
+            record={**st, "env": str(final)},
+        )
     return st
 
 
@@ -245,22 +277,42 @@ def _cell_lock(builds: Path, cell: Cell) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def build(matrix: Matrix, cell: Cell, *, use_patches: bool | None = None, selftest: bool = True,
-          offline: bool = False, wheelhouse: Path | None = None, force: bool = False,
-          lock_file: Path | None = None, progress: Progress = _quiet) -> BuildResult:
+def build(
+    matrix: Matrix,
+    cell: Cell,
+    *,
+    use_patches: bool | None = None,
+    selftest: bool = True,
+    offline: bool = False,
+    wheelhouse: Path | None = None,
+    force: bool = False,
+    lock_file: Path | None = None,
+    progress: Progress = _quiet,
+) -> BuildResult:
     """Build (or reuse) the cell's env. Raises BuildError/SelfTestError; the old env always survives.
     ``lock_file`` builds from that lock instead of constraints/ (floating cells)."""
     with _cell_lock(paths.envs_dir(matrix.root) / ".builds", cell), ui.progress(None, f"build {cell.id}") as bar:
+
         def step(msg: str) -> None:  # the bar shows the step under way; the caller still gets every line
             bar.note(msg.removeprefix(f"{cell.id}: "))
             progress(msg)
 
-        return _build_locked(matrix, cell, use_patches=use_patches, selftest=selftest, offline=offline,
-                             wheelhouse=wheelhouse, force=force, lock_file=lock_file, progress=step)
+        return _build_locked(
+            matrix,
+            cell,
+            use_patches=use_patches,
+            selftest=selftest,
+            offline=offline,
+            wheelhouse=wheelhouse,
+            force=force,
+            lock_file=lock_file,
+            progress=step,
+        )
 
 
-def resolve_and_build(matrix: Matrix, cell: Cell, *, lock_from: Path | None = None, progress: Progress = _quiet,
-                      **kwargs: Any) -> BuildResult:
+def resolve_and_build(
+    matrix: Matrix, cell: Cell, *, lock_from: Path | None = None, progress: Progress = _quiet, **kwargs: Any
+) -> BuildResult:
     """Build a cell; a floating cell first gets its lock, resolved now from its index or taken from
     ``lock_from`` (a lock file or a matrix result that kept it). Raises LockError/NetworkError/BuildError."""
     if not cell.floating and lock_from is None:
@@ -274,15 +326,27 @@ def resolve_and_build(matrix: Matrix, cell: Cell, *, lock_from: Path | None = No
         with ui.progress(None, f"resolve {cell.id}"):
             status = locks.resolve_floating(matrix, cell, lock_file)
         if status.infra is not None:
-            raise NetworkError(f"cell {cell.id}: {status.detail}",
-                               hint=f"run where the index answers, or point {cell.index.env if cell.index else 'it'} at a mirror")
+            raise NetworkError(
+                f"cell {cell.id}: {status.detail}",
+                hint=f"run where the index answers, or point {cell.index.env if cell.index else 'it'} at a mirror",
+            )
         if status.state not in ("written", "fresh"):
             raise LockError(f"cell {cell.id}: {status.detail}", hint="the stack does not resolve: see uv's reason")
     return build(matrix, cell, lock_file=lock_file, progress=progress, **kwargs)
 
 
-def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selftest: bool, offline: bool,
-                  wheelhouse: Path | None, force: bool, lock_file: Path | None, progress: Progress) -> BuildResult:
+def _build_locked(
+    matrix: Matrix,
+    cell: Cell,
+    *,
+    use_patches: bool | None,
+    selftest: bool,
+    offline: bool,
+    wheelhouse: Path | None,
+    force: bool,
+    lock_file: Path | None,
+    progress: Progress,
+) -> BuildResult:
     use_patches = cell.patches if use_patches is None else use_patches
     t_start = time.perf_counter()
     stamp = expected_stamp(matrix, cell, use_patches=use_patches, lock_file=lock_file)
@@ -308,14 +372,22 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
         # the same lock and patches, so it is reported again rather than rebuilt (--force rebuilds).
         st = _read_json(final / SELFTEST)
         if st is not None and not st.get("passed") and selftest:
-            raise SelfTestError(f"cell {cell.id} failed its self-test: {st['failure']}",
-                                hint=f"recorded in {final / SELFTEST}; the env in force is unchanged (--force rebuilds)",
-                                record={**st, "env": str(final), "reused": True})
+            raise SelfTestError(
+                f"cell {cell.id} failed its self-test: {st['failure']}",
+                hint=f"recorded in {final / SELFTEST}; the env in force is unchanged (--force rebuilds)",
+                record={**st, "env": str(final), "reused": True},
+            )
         if not selftest or st is not None:
             _relink(link, final)
             _sweep(builds, cell, keep={final})
-            return BuildResult(cell.id, link, "relinked", {"check": round(time.perf_counter() - t_start, 3)},
-                               patches=finished.get("patch_summary", ""), selftest=st)
+            return BuildResult(
+                cell.id,
+                link,
+                "relinked",
+                {"check": round(time.perf_counter() - t_start, 3)},
+                patches=finished.get("patch_summary", ""),
+                selftest=st,
+            )
     if final.exists():
         if link.is_symlink() and link.resolve() == final.resolve():
             # --force on the env in force: build beside it, so a failure still leaves it usable.
@@ -334,18 +406,38 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
     try:
         t0 = time.perf_counter()
         progress(f"{cell.id}: creating venv (python {cell.python})")
-        proc = tools.run([tools.uv_bin(), "venv", "--quiet", "--relocatable", "--python", tools.find_python(cell.python) or cell.python, str(tmp)],
-                         env=tools.uv_env())
+        proc = tools.run(
+            [
+                tools.uv_bin(),
+                "venv",
+                "--quiet",
+                "--relocatable",
+                "--python",
+                tools.find_python(cell.python) or cell.python,
+                str(tmp),
+            ],
+            env=tools.uv_env(),
+        )
         if not proc.ok:
-            raise BuildError(f"cell {cell.id}: uv venv failed: {proc.last_error_line()}",
-                             hint=f"install Python {cell.python} (uv will not download one here)",
-                             infra=proc.infra_cause() or f"no python {cell.python}")
+            raise BuildError(
+                f"cell {cell.id}: uv venv failed: {proc.last_error_line()}",
+                hint=f"install Python {cell.python} (uv will not download one here)",
+                infra=proc.infra_cause() or f"no python {cell.python}",
+            )
         seconds["venv"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
         progress(f"{cell.id}: installing {stamp['lock'].split()[0]} (hashes required)")
-        sync = [tools.uv_bin(), "pip", "sync", "--quiet", "--require-hashes", "--python", str(tmp / "bin" / "python"),
-                str(lock_path)]
+        sync = [
+            tools.uv_bin(),
+            "pip",
+            "sync",
+            "--quiet",
+            "--require-hashes",
+            "--python",
+            str(tmp / "bin" / "python"),
+            str(lock_path),
+        ]
         if wheelhouse is not None:
             sync += ["--no-index", "--find-links", str(wheelhouse)]
         if offline:
@@ -356,9 +448,11 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
         if not proc.ok:
             cause = proc.infra_cause()
             what = {"network": "package index unreachable", "disk": "disk full"}.get(cause or "", "install failed")
-            raise BuildError(f"cell {cell.id}: {what}: {proc.last_error_line()}",
-                             hint="the previous env (if any) is untouched; check the network, the disk, or the wheelhouse",
-                             infra=cause)
+            raise BuildError(
+                f"cell {cell.id}: {what}: {proc.last_error_line()}",
+                hint="the previous env (if any) is untouched; check the network, the disk, or the wheelhouse",
+                infra=cause,
+            )
         seconds["install"] = round(time.perf_counter() - t0, 3)
 
         t0 = time.perf_counter()
@@ -374,15 +468,21 @@ def _build_locked(matrix: Matrix, cell: Cell, *, use_patches: bool | None, selft
             progress(f"{cell.id}: patches: {patch_summary}")
         seconds["patch"] = round(time.perf_counter() - t0, 3)
 
-        record = dict(stamp, key=key, built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"), patch_summary=patch_summary,
-                      uv=tools.run([tools.uv_bin(), "--version"]).stdout.strip())
+        record = dict(
+            stamp,
+            key=key,
+            built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            patch_summary=patch_summary,
+            uv=tools.run([tools.uv_bin(), "--version"]).stdout.strip(),
+        )
         (tmp / STAMP).write_text(json.dumps(record, indent=2), encoding="utf-8")
         os.replace(tmp, final)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise BuildError(f"cell {cell.id}: disk full: {exc}", hint="free some space (envs/ and uv's cache)",
-                             infra="disk") from None
+            raise BuildError(
+                f"cell {cell.id}: disk full: {exc}", hint="free some space (envs/ and uv's cache)", infra="disk"
+            ) from None
         raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -408,14 +508,18 @@ def cmd_build(args: argparse.Namespace) -> int:
         from . import doctor
 
         if args.selectors:
-            raise LockError("--for-this-machine picks the cell itself", hint="name cells, or pass --for-this-machine alone")
+            raise LockError(
+                "--for-this-machine picks the cell itself", hint="name cells, or pass --for-this-machine alone"
+            )
         cell, why = doctor.choose_cell(m, doctor.collect(), python_ok=tools.python_available)
         _say(f"building {cell.id}: {why}")
         cells = [cell]
     else:
         if not args.selectors:
-            raise LockError("build needs cells (ids, aliases or globs) or --for-this-machine",
-                            hint="nox -s env picks the cell for this GPU; nox -s env-cu128 builds the working cell")
+            raise LockError(
+                "build needs cells (ids, aliases or globs) or --for-this-machine",
+                hint="nox -s env picks the cell for this GPU; nox -s env-cu128 builds the working cell",
+            )
         cells = m.select(args.selectors)
     if not args.no_selftest:
         tools.check_system("build")
@@ -424,12 +528,21 @@ def cmd_build(args: argparse.Namespace) -> int:
     if lock_from is not None and len(cells) != 1:
         raise LockError("--lock-from takes one cell", hint="name the one cell whose lock the file holds")
     for cell in cells:
-        result = resolve_and_build(m, cell, lock_from=lock_from, use_patches=False if args.no_patches else None,
-                                          selftest=not args.no_selftest, offline=args.offline, wheelhouse=wheelhouse,
-                                          force=args.force, progress=_say)
+        result = resolve_and_build(
+            m,
+            cell,
+            lock_from=lock_from,
+            use_patches=False if args.no_patches else None,
+            selftest=not args.no_selftest,
+            offline=args.offline,
+            wheelhouse=wheelhouse,
+            force=args.force,
+            progress=_say,
+        )
         if result.state == "up-to-date":
-            print(f"{cell.id}: up to date (lock and patches unchanged), nothing to do "
-                  f"[{result.seconds['check']:.2f} s]")
+            print(
+                f"{cell.id}: up to date (lock and patches unchanged), nothing to do [{result.seconds['check']:.2f} s]"
+            )
         else:
             times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
             print(f"{cell.id}: {result.state} [{times}]")
@@ -438,8 +551,10 @@ def cmd_build(args: argparse.Namespace) -> int:
         st = result.selftest
         if st and st.get("passed"):
             tr = st["transcription"]
-            print(f"  self-test: imports ok; transcribed {st['audio_seconds']:.0f} s of speech on the CPU, "
-                  f"WER {tr['wer']:.0%}: {tr['text'][:70]!r}...")
+            print(
+                f"  self-test: imports ok; transcribed {st['audio_seconds']:.0f} s of speech on the CPU, "
+                f"WER {tr['wer']:.0%}: {tr['text'][:70]!r}..."
+            )
         print(result.usage())
     return 0
 
@@ -447,13 +562,20 @@ def cmd_build(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("build", help="build cell venvs from their locks (atomic, hash-checked, self-tested)")
     add_selectors(p)
-    p.add_argument("--for-this-machine", action="store_true",
-                   help="let the doctor pick the cell for this GPU and driver (the working cell where there is no GPU)")
+    p.add_argument(
+        "--for-this-machine",
+        action="store_true",
+        help="let the doctor pick the cell for this GPU and driver (the working cell where there is no GPU)",
+    )
     p.add_argument("--no-patches", action="store_true", help="build without the WhisperX patch series")
     p.add_argument("--no-selftest", action="store_true", help="skip the import and transcription self-test")
     p.add_argument("--force", action="store_true", help="rebuild even if an identical build exists")
     p.add_argument("--offline", action="store_true", help="no network at all (uv cache or --wheelhouse only)")
     p.add_argument("--wheelhouse", metavar="DIR", help="install from this folder of wheels instead of the index")
-    p.add_argument("--lock-from", metavar="FILE", help="build from this lock, or from the lock a matrix result JSON kept "
-                   "for the cell (rebuilds a floating nightly cell exactly as that run had it)")
+    p.add_argument(
+        "--lock-from",
+        metavar="FILE",
+        help="build from this lock, or from the lock a matrix result JSON kept "
+        "for the cell (rebuilds a floating nightly cell exactly as that run had it)",
+    )
     p.set_defaults(func=cmd_build)

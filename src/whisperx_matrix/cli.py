@@ -33,8 +33,12 @@ COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
 def add_selectors(p: argparse.ArgumentParser, *, required: bool = False) -> None:
     """The CELL arguments every command that works on cells takes."""
-    p.add_argument("selectors", nargs="+" if required else "*", metavar="CELL",
-                   help="cell ids, aliases or globs (e.g. 'stable-*', '*-cu130', 'stable-cu{128,130}')")
+    p.add_argument(
+        "selectors",
+        nargs="+" if required else "*",
+        metavar="CELL",
+        help="cell ids, aliases or globs (e.g. 'stable-*', '*-cu130', 'stable-cu{128,130}')",
+    )
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -65,8 +69,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser(argv)
     except ImportError as exc:
-        print(f"error: {_chosen(argv)} needs a package that is not installed: {exc}\n"
-              f"  hint: run it through nox (nox -s {_chosen(argv)}), or pip install -e . first", file=sys.stderr)
+        print(
+            f"error: {_chosen(argv)} needs a package that is not installed: {exc}\n"
+            f"  hint: run it through nox (nox -s {_chosen(argv)}), or pip install -e . first",
+            file=sys.stderr,
+        )
         return 8
     args = parser.parse_args(argv)
     try:

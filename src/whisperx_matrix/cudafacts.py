@@ -58,7 +58,6 @@ KNOWN_GPUS: dict[str, int] = {
 }
 
 
-
 # torch._C._cuda_getArchFlags() of the PyPI wheels, measured in our built cells (the audit of their
 # libtorch_cuda.so agrees; it carries no PTX: the compute_90 PTX in 2.5.1 belongs to the bundled cuSPARSELt).
 TORCH_ARCHS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -88,8 +88,16 @@ def grown(before: list[Place], after: list[Place]) -> list[Place]:
     """What each place gained between two measurements (a place new in ``after`` gained all of it)."""
     old = {p.name: p for p in before}
     zero = Place("", "", 0, 0, 0)
-    return [Place(p.name, p.path, p.apparent_bytes - old.get(p.name, zero).apparent_bytes,
-                  p.own_bytes - old.get(p.name, zero).own_bytes, p.files - old.get(p.name, zero).files) for p in after]
+    return [
+        Place(
+            p.name,
+            p.path,
+            p.apparent_bytes - old.get(p.name, zero).apparent_bytes,
+            p.own_bytes - old.get(p.name, zero).own_bytes,
+            p.files - old.get(p.name, zero).files,
+        )
+        for p in after
+    ]
 
 
 def load(path: Path) -> list[Place]:

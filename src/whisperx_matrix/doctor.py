@@ -95,8 +95,10 @@ def nvml_error(exc: BaseException) -> str:
     kind = type(exc).__name__
     text = str(exc) or kind
     if kind == "NVMLError_LibRmVersionMismatch" or "version mismatch" in text.lower():
-        return (f"NVML failed: {text} ({kind}): the loaded kernel module and the user-space driver differ, "
-                "usual after a driver upgrade without a reboot; reboot (or reload the nvidia modules)")
+        return (
+            f"NVML failed: {text} ({kind}): the loaded kernel module and the user-space driver differ, "
+            "usual after a driver upgrade without a reboot; reboot (or reload the nvidia modules)"
+        )
     if kind == "NVMLError_LibraryNotFound":
         return f"NVML failed: {text} ({kind}): libnvidia-ml.so.1 is not installed (no NVIDIA driver?)"
     if kind == "NVMLError_DriverNotLoaded":
@@ -216,17 +218,26 @@ def record(dest: Path, loader: Loader = _load_pynvml, runner: Runner = run_quiet
                 devices = []
                 for i in range(int(nv.nvmlDeviceGetCount())):
                     h = nv.nvmlDeviceGetHandleByIndex(i)
-                    devices.append({"name": _text(nv.nvmlDeviceGetName(h)),
-                                    "compute_capability": list(nv.nvmlDeviceGetCudaComputeCapability(h))})
-                nvml = {"driver_version": _text(nv.nvmlSystemGetDriverVersion()),
-                        "cuda_driver_version": int(nv.nvmlSystemGetCudaDriverVersion()), "devices": devices}
+                    devices.append(
+                        {
+                            "name": _text(nv.nvmlDeviceGetName(h)),
+                            "compute_capability": list(nv.nvmlDeviceGetCudaComputeCapability(h)),
+                        }
+                    )
+                nvml = {
+                    "driver_version": _text(nv.nvmlSystemGetDriverVersion()),
+                    "cuda_driver_version": int(nv.nvmlSystemGetCudaDriverVersion()),
+                    "devices": devices,
+                }
             finally:
                 nv.nvmlShutdown()
         except (nv.NVMLError, OSError) as exc:
             nvml = {"error": {"type": type(exc).__name__, "message": str(exc)}}
-    for suffix, content in (("-nvml.json", json.dumps(nvml, indent=2) + "\n"),
-                            ("-smi-query.txt", _stdout(runner(SMI_QUERY))),
-                            ("-smi.txt", _stdout(runner(("nvidia-smi",))))):
+    for suffix, content in (
+        ("-nvml.json", json.dumps(nvml, indent=2) + "\n"),
+        ("-smi-query.txt", _stdout(runner(SMI_QUERY))),
+        ("-smi.txt", _stdout(runner(("nvidia-smi",)))),
+    ):
         path = dest.with_name(dest.name + suffix)
         path.write_text(content, encoding="utf-8")
         written.append(path)
@@ -262,10 +273,14 @@ def driver_fit(cuda: str, driver: str | None) -> tuple[str, str]:
     if have >= Version(req.toolkit_driver):
         return "full", f"driver {driver} >= {req.toolkit_driver} (CUDA {req.cuda} GA)"
     if have >= Version(req.minor_compat_driver):
-        return "minor-compat", (f"driver {driver} < {req.toolkit_driver} (CUDA {req.cuda} GA): runs through CUDA "
-                                f"minor-version compatibility (>= {req.minor_compat_driver}), with limits")
-    return "too-old", (f"driver {driver} is too old for CUDA {req.cuda}: needs >= {req.toolkit_driver} "
-                       f"(or >= {req.minor_compat_driver} with minor-version compatibility)")
+        return "minor-compat", (
+            f"driver {driver} < {req.toolkit_driver} (CUDA {req.cuda} GA): runs through CUDA "
+            f"minor-version compatibility (>= {req.minor_compat_driver}), with limits"
+        )
+    return "too-old", (
+        f"driver {driver} is too old for CUDA {req.cuda}: needs >= {req.toolkit_driver} "
+        f"(or >= {req.minor_compat_driver} with minor-version compatibility)"
+    )
 
 
 def gpu_driver_problem(sm: int | None, driver: str | None) -> str | None:
@@ -404,8 +419,16 @@ def _cuda_number(cuda: str) -> int:
     return int(cuda[2:])
 
 
-def fit_cell(matrix: Matrix, cell: Cell, sm: int | None, driver: str | None, gpu_problem: str | None, *,
-               use_audit: bool = True, order: int = 0) -> CellFit:
+def fit_cell(
+    matrix: Matrix,
+    cell: Cell,
+    sm: int | None,
+    driver: str | None,
+    gpu_problem: str | None,
+    *,
+    use_audit: bool = True,
+    order: int = 0,
+) -> CellFit:
     reasons: list[str] = []
     details: list[str] = []
     limited: list[str] = []
@@ -440,20 +463,30 @@ def fit_cell(matrix: Matrix, cell: Cell, sm: int | None, driver: str | None, gpu
     return CellFit(cell.id, verdict, dfit, kfit, tuple(reasons or limited), tuple(details), rank)
 
 
-def diagnose(matrix: Matrix, machine: Machine, *, sm: int | None = None, driver: str | None = None,
-             use_audit: bool = True) -> Report:
+def diagnose(
+    matrix: Matrix, machine: Machine, *, sm: int | None = None, driver: str | None = None, use_audit: bool = True
+) -> Report:
     """Judge every cell for this machine; ``sm``/``driver`` override what was probed (or stand in for it)."""
     probed_sm = next((g.sm for g in machine.gpus if g.sm is not None), None)
     sm = sm if sm is not None else probed_sm
     driver = driver or machine.driver
     cuda = machine.cuda
     gpu_problem = gpu_driver_problem(sm, driver)
-    fits = [fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i)
-            for i, c in enumerate(matrix.cells)]
+    fits = [
+        fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i) for i, c in enumerate(matrix.cells)
+    ]
     usable = sorted((f for f in fits if f.verdict != OUT), key=lambda f: f.rank)
     if sm is None and driver is None:
-        return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), None,
-                      "no GPU found and none described: give --sm (e.g. 120) and --driver (e.g. 575.51.03)")
+        return Report(
+            machine,
+            sm,
+            driver,
+            cuda,
+            gpu_problem,
+            tuple(fits),
+            None,
+            "no GPU found and none described: give --sm (e.g. 120) and --driver (e.g. 575.51.03)",
+        )
     if not usable:
         why = gpu_problem or "no cell of matrix.toml can run here (see the reasons per cell)"
         if gpu_problem:
@@ -472,8 +505,9 @@ def diagnose(matrix: Matrix, machine: Machine, *, sm: int | None = None, driver:
 WORKING_ALIAS = "cu128"  # the working cell, built where no GPU is found (its self-test runs on the CPU)
 
 
-def choose_cell(matrix: Matrix, machine: Machine, *, python_ok: Callable[[str], bool] | None = None,
-                use_audit: bool = False) -> tuple[Cell, str]:
+def choose_cell(
+    matrix: Matrix, machine: Machine, *, python_ok: Callable[[str], bool] | None = None, use_audit: bool = False
+) -> tuple[Cell, str]:
     """The cell `nox -s env` builds here, and why: the doctor's recommendation for this GPU and driver, or the
     working cell where there is no GPU. A cell whose Python this machine lacks gives way to its variant on a
     Python it has (stable-cu128 -> stable-cu128-py312 on a Python 3.12 machine). FatalError if none can run."""
@@ -486,8 +520,10 @@ def choose_cell(matrix: Matrix, machine: Machine, *, python_ok: Callable[[str], 
     else:
         report = diagnose(matrix, machine, use_audit=use_audit)
         if report.recommended is None:
-            raise FatalError(f"no cell can run on this machine: {report.why}",
-                             hint="nox -s doctor shows each cell's reason; nox -s env-<cell> builds one anyway")
+            raise FatalError(
+                f"no cell can run on this machine: {report.why}",
+                hint="nox -s doctor shows each cell's reason; nox -s env-<cell> builds one anyway",
+            )
         cell = matrix.get(report.recommended)
         why = f"the doctor recommends it for {machine.gpus[0].name} (sm_{machine.gpus[0].sm}), driver {machine.driver}: {report.why}"
     if python_ok is not None and not python_ok(cell.python):
@@ -558,7 +594,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--driver", help="judge for this driver version (e.g. 575.51.03) instead of the installed one")
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--no-audit", action="store_true", help="use the built-in arch table even for built cells")
-    p.add_argument("--record", metavar="PREFIX",
-                   help="write raw NVML and nvidia-smi output to PREFIX-nvml.json, PREFIX-smi-query.txt, "
-                        "PREFIX-smi.txt (test data) and exit")
+    p.add_argument(
+        "--record",
+        metavar="PREFIX",
+        help="write raw NVML and nvidia-smi output to PREFIX-nvml.json, PREFIX-smi-query.txt, "
+        "PREFIX-smi.txt (test data) and exit",
+    )
     p.set_defaults(func=cmd_doctor)

@@ -53,7 +53,10 @@ def lock_inputs(matrix: Matrix, cell: Cell) -> dict[str, Any]:
         try:
             files[name] = sha256_bytes(path.read_bytes())
         except OSError as exc:
-            raise LockError(f"cell {cell.id}: cannot read {name}: {exc.strerror}", hint="check [defaults].requirements in matrix.toml") from None
+            raise LockError(
+                f"cell {cell.id}: cannot read {name}: {exc.strerror}",
+                hint="check [defaults].requirements in matrix.toml",
+            ) from None
     data["requirements"] = files
     data["format"] = LOCK_FORMAT
     return data
@@ -90,12 +93,12 @@ def _parse_header(head: list[str]) -> LockHeader | None:
     inputs: dict[str, Any] | None = None
     for line in head:
         if line.startswith("# cell: "):
-            cell = line[len("# cell: "):].strip()
+            cell = line[len("# cell: ") :].strip()
         elif line.startswith(_HASH_PREFIX):
-            digest = line[len(_HASH_PREFIX):].strip()
+            digest = line[len(_HASH_PREFIX) :].strip()
         elif line.startswith(_INPUTS_PREFIX):
             try:
-                inputs = json.loads(line[len(_INPUTS_PREFIX):])
+                inputs = json.loads(line[len(_INPUTS_PREFIX) :])
             except json.JSONDecodeError:
                 return None
     if cell is None or digest is None or inputs is None:
@@ -229,20 +232,34 @@ def check(matrix: Matrix, cells: Iterable[Cell]) -> list[LockStatus]:
         path = lock_path(matrix, cell)
         if cell.floating:
             note = " (a committed one is ignored: delete it)" if path.exists() else ""
-            results.append(LockStatus(lock_id, ids, "floating",
-                                      f"resolved at run time from {cell.index.describe() if cell.index else 'its index'}{note}"))
+            results.append(
+                LockStatus(
+                    lock_id,
+                    ids,
+                    "floating",
+                    f"resolved at run time from {cell.index.describe() if cell.index else 'its index'}{note}",
+                )
+            )
             continue
         inputs = lock_inputs(matrix, cell)
         header = read_header(path)
         if header is None:
             if path.exists():
-                results.append(LockStatus(lock_id, ids, "stale", f"{path.name} has no whisperx-matrix header; regenerate it"))
+                results.append(
+                    LockStatus(lock_id, ids, "stale", f"{path.name} has no whisperx-matrix header; regenerate it")
+                )
             elif cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
-                results.append(LockStatus(lock_id, ids, "unreachable", f"{cell.index.describe()} unreachable: {why}; not testable here"))
+                results.append(
+                    LockStatus(
+                        lock_id, ids, "unreachable", f"{cell.index.describe()} unreachable: {why}; not testable here"
+                    )
+                )
             else:
                 results.append(LockStatus(lock_id, ids, "missing", f"no {path.relative_to(matrix.root)}"))
         elif header.input_hash != input_hash(inputs):
-            results.append(LockStatus(lock_id, ids, "stale", "; ".join(diff_inputs(header.inputs, inputs)) or "inputs changed"))
+            results.append(
+                LockStatus(lock_id, ids, "stale", "; ".join(diff_inputs(header.inputs, inputs)) or "inputs changed")
+            )
         else:
             results.append(LockStatus(lock_id, ids, "fresh"))
     return results
@@ -255,14 +272,18 @@ def ensure_fresh(matrix: Matrix, cell: Cell) -> Path:
     if status.state == "fresh":
         return path
     if status.state == "floating":
-        raise LockError(f"cell {cell.id} floats: its lock is resolved at run time, never committed",
-                        hint=f"nox -s env-{cell.id} resolves and builds it; -- --lock-from RESULT.json rebuilds a run's env")
+        raise LockError(
+            f"cell {cell.id} floats: its lock is resolved at run time, never committed",
+            hint=f"nox -s env-{cell.id} resolves and builds it; -- --lock-from RESULT.json rebuilds a run's env",
+        )
     if status.state == "unreachable":
         raise NetworkError(
             f"cell {cell.id} has no lock and its index is unreachable: {status.detail}",
             hint=f"run where the PyTorch index is reachable, or point {cell.index.env if cell.index else 'the index'} at a mirror",
         )
-    raise LockError(f"lock for {cell.id} is {status.state}: {status.detail}", hint=f"regenerate it: {REGENERATE} -- {cell.id}")
+    raise LockError(
+        f"lock for {cell.id} is {status.state}: {status.detail}", hint=f"regenerate it: {REGENERATE} -- {cell.id}"
+    )
 
 
 def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False, dest: Path | None = None) -> LockStatus:
@@ -278,19 +299,38 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False, dest: Pat
     if header is not None and header.input_hash == digest and not upgrade:
         return LockStatus(cell.lock_id, group_ids, "fresh", "inputs unchanged")
     if cell.index is not None and (why := index_reachable(cell.index.url)) is not None:
-        return LockStatus(cell.lock_id, group_ids, "unreachable", f"{cell.index.describe()} unreachable: {why}",
-                          infra="index unreachable")
+        return LockStatus(
+            cell.lock_id,
+            group_ids,
+            "unreachable",
+            f"{cell.index.describe()} unreachable: {why}",
+            infra="index unreachable",
+        )
 
     with tempfile.TemporaryDirectory(prefix="wxm-lock-") as tmp:
         work = Path(tmp)
         # uv annotates each pin with the file that asked for it; compiling in a scratch folder with
         # short names keeps machine paths out of the committed lock.
-        args = [tools.uv_bin(), "pip", "compile", "--quiet", "--no-header", "--generate-hashes",
-                "--python-version", cell.python, "--python-platform", cell.platform, "-o", "out.txt"]
+        args = [
+            tools.uv_bin(),
+            "pip",
+            "compile",
+            "--quiet",
+            "--no-header",
+            "--generate-hashes",
+            "--python-version",
+            cell.python,
+            "--python-platform",
+            cell.platform,
+            "-o",
+            "out.txt",
+        ]
         for name in cell.requirements:
             shutil.copyfile(matrix.root / name, work / Path(name).name)
             args.append(Path(name).name)
-        (work / "cell.in").write_text(f"# pins of cell {cell.id} (matrix.toml)\n" + "\n".join(cell.requirement_lines()) + "\n")
+        (work / "cell.in").write_text(
+            f"# pins of cell {cell.id} (matrix.toml)\n" + "\n".join(cell.requirement_lines()) + "\n"
+        )
         args.append("cell.in")
         if cell.overrides:
             (work / "overrides.txt").write_text("\n".join(cell.overrides) + "\n")
@@ -327,21 +367,31 @@ def lock_from(matrix: Matrix, cell: Cell, source: Path, dest_dir: Path) -> Path:
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
-        raise LockError(f"cannot read {source}: {exc.strerror}", hint="pass a lock file or a matrix result JSON") from None
+        raise LockError(
+            f"cannot read {source}: {exc.strerror}", hint="pass a lock file or a matrix result JSON"
+        ) from None
     if source.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise LockError(f"{source} is not JSON: {exc.msg}", hint="pass a lock file or a matrix result JSON") from None
-        rec = next((c for c in data.get("cells", []) if c.get("id") == cell.id), None) if isinstance(data, dict) else None
+            raise LockError(
+                f"{source} is not JSON: {exc.msg}", hint="pass a lock file or a matrix result JSON"
+            ) from None
+        rec = (
+            next((c for c in data.get("cells", []) if c.get("id") == cell.id), None) if isinstance(data, dict) else None
+        )
         text = ((rec or {}).get("lock") or {}).get("text") or ""
         if not text:
-            raise LockError(f"{source} holds no resolved lock for {cell.id}",
-                            hint="a matrix result keeps the lock of each floating cell it built; pick the run that built it")
+            raise LockError(
+                f"{source} holds no resolved lock for {cell.id}",
+                hint="a matrix result keeps the lock of each floating cell it built; pick the run that built it",
+            )
     header = read_header_text(text)
     if header is None or header.cell != cell.lock_id:
         found = header.cell if header else "no whisperx-matrix header"
-        raise LockError(f"{source}: not a lock of {cell.lock_id} ({found})", hint="pass the lock this cell was built from")
+        raise LockError(
+            f"{source}: not a lock of {cell.lock_id} ({found})", hint="pass the lock this cell was built from"
+        )
     dest = dest_dir / f"{cell.lock_id}-{sha256_bytes(text.encode())[7:19]}.txt"
     atomic_write_text(dest, text)
     return dest
@@ -385,8 +435,10 @@ def cmd_lock(args: argparse.Namespace) -> int:
         print(_lock_table(results))
         stale = [r for r in results if r.problem]
         if stale:
-            raise LockError(f"{len(stale)} lock(s) out of date: {', '.join(r.lock_id for r in stale)}",
-                            hint=f"regenerate: {REGENERATE}")
+            raise LockError(
+                f"{len(stale)} lock(s) out of date: {', '.join(r.lock_id for r in stale)}",
+                hint=f"regenerate: {REGENERATE}",
+            )
         return 0
     results = lock_all(m, cells, upgrade=args.upgrade, progress=_say)
     print(_lock_table(results))

@@ -33,8 +33,17 @@ _CUDA_RE = re.compile(r"^cu(\d{2})(\d)$")
 # when none of the lock fields differ).
 _LOCK_FIELDS = ("python", "platform", "requirements", "pins", "requires", "overrides", "addons", "index")
 _CELL_FIELDS = {
-    "id", "extends", "summary", "channel", "cuda", "aliases", "patches", "preload",
-    "expect", "expect_sm", *_LOCK_FIELDS,
+    "id",
+    "extends",
+    "summary",
+    "channel",
+    "cuda",
+    "aliases",
+    "patches",
+    "preload",
+    "expect",
+    "expect_sm",
+    *_LOCK_FIELDS,
 }
 
 
@@ -115,9 +124,7 @@ class Cell:
 
     def requirement_lines(self) -> list[str]:
         """The cell's own requirement lines: exact pins, extra requirements and add-ons."""
-        return [f"{name}=={ver}" for name, ver in sorted(self.pins.items())] + list(self.requires) + list(
-            self.addons
-        )
+        return [f"{name}=={ver}" for name, ver in sorted(self.pins.items())] + list(self.requires) + list(self.addons)
 
 
 @dataclass(frozen=True)
@@ -186,10 +193,7 @@ class Selector:
 
     def matches(self, *names: str) -> bool:
         return any(
-            fnmatch.fnmatchcase(name, pat)
-            for raw in self.patterns
-            for pat in expand_braces(raw)
-            for name in names
+            fnmatch.fnmatchcase(name, pat) for raw in self.patterns for pat in expand_braces(raw) for name in names
         )
 
 
@@ -205,9 +209,7 @@ def find_matrix(start: Path | None = None) -> Path:
     for folder in (here, *here.parents):
         if (folder / "matrix.toml").is_file():
             return folder / "matrix.toml"
-    raise ConfigError(
-        f"no matrix.toml in {here} or above", hint="run from the project's checkout, or set WXM_MATRIX"
-    )
+    raise ConfigError(f"no matrix.toml in {here} or above", hint="run from the project's checkout, or set WXM_MATRIX")
 
 
 def load(path: Path | None = None) -> Matrix:
@@ -247,8 +249,9 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
         for i, python in enumerate(_pythons(merged, defaults, fail, cell_id)):
             suffix = "" if i == 0 else f"-py{python.replace('.', '')}"
             vid, vlock = cell_id + suffix, lock_id + suffix
-            variant = _amended(dict(merged, python=python, aliases=[a + suffix for a in merged.get("aliases", [])]),
-                               vid, amends)
+            variant = _amended(
+                dict(merged, python=python, aliases=[a + suffix for a in merged.get("aliases", [])]), vid, amends
+            )
             cell = _make_cell(vid, variant, defaults, indexes, fail)
             if vlock != vid:
                 parent = built.get(vlock)
@@ -274,7 +277,7 @@ def _pythons(raw: Mapping[str, Any], defaults: Mapping[str, Any], fail: Any, cel
     value = raw.get("python", defaults.get("python", "3.11"))
     versions = value if isinstance(value, list) else [value]
     if not versions or not all(isinstance(v, str) and re.fullmatch(r"3\.\d+", v) for v in versions):
-        raise fail(f"python must be a version like \"3.12\" or a list of them, got {value!r}", cell_id, "python")
+        raise fail(f'python must be a version like "3.12" or a list of them, got {value!r}', cell_id, "python")
     if len(set(versions)) != len(versions):
         raise fail(f"python lists a version twice: {value!r}", cell_id, "python")
     return list(versions)
@@ -318,7 +321,11 @@ def _resolve_extends(cell_id: str, by_id: Mapping[str, dict[str, Any]], fail: An
     while "extends" in raw:
         parent = raw["extends"]
         if parent not in by_id:
-            raise fail(f"cell {chain[-1]!r} extends unknown cell {parent!r}{did_you_mean(str(parent), by_id)}", chain[-1], "extends")
+            raise fail(
+                f"cell {chain[-1]!r} extends unknown cell {parent!r}{did_you_mean(str(parent), by_id)}",
+                chain[-1],
+                "extends",
+            )
         if parent in chain:
             raise fail(f"cells extend each other in a loop: {' -> '.join(chain + [parent])}", cell_id, "extends")
         chain.append(parent)
@@ -354,7 +361,7 @@ def _requirements(lines: tuple[str, ...], key: str, fail: Any, cell_id: str) -> 
 
 def _expectation(value: Any, fail: Any, cell_id: str, key: str) -> Expectation:
     if not isinstance(value, Mapping):
-        raise fail(f"{key!r} must be a table like {{ status = \"pass\" }}", cell_id, key)
+        raise fail(f'{key!r} must be a table like {{ status = "pass" }}', cell_id, key)
     status = value.get("status")
     if status not in STATUSES:
         raise fail(f"{key}.status must be one of {', '.join(STATUSES)}, got {status!r}", cell_id, key)
@@ -366,7 +373,9 @@ def _expectation(value: Any, fail: Any, cell_id: str, key: str) -> Expectation:
     return Expectation(status=status, reason=reason)
 
 
-def _make_cell(cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], indexes: Mapping[str, Index], fail: Any) -> Cell:
+def _make_cell(
+    cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any], indexes: Mapping[str, Index], fail: Any
+) -> Cell:
     channel = raw.get("channel")
     if channel not in CHANNELS:
         raise fail(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}", cell_id, "channel")
@@ -385,7 +394,9 @@ def _make_cell(cell_id: str, raw: Mapping[str, Any], defaults: Mapping[str, Any]
     if "index" in raw:
         name = raw["index"]
         if name not in indexes:
-            raise fail(f"index {name!r} is not defined under [indexes]{did_you_mean(str(name), indexes)}", cell_id, "index")
+            raise fail(
+                f"index {name!r} is not defined under [indexes]{did_you_mean(str(name), indexes)}", cell_id, "index"
+            )
         index = indexes[name]
     if channel == "nightly" and index is None:
         raise fail("a nightly cell needs an index (PyPI carries no torch nightlies)", cell_id, "channel")
@@ -441,13 +452,30 @@ def cmd_list(args: argparse.Namespace) -> int:
     m = load()
     cells = m.select(args.selectors)
     if args.json:
-        print(json.dumps([{"id": c.id, "channel": c.channel, "cuda": c.cuda, "python": c.python, "aliases": list(c.aliases),
-                           "lock": c.lock_id, "expect": c.expect.__dict__,
-                           "expect_sm": {str(n): e.__dict__ for n, e in sorted(c.expect_sm.items())}} for c in cells]))
+        print(
+            json.dumps(
+                [
+                    {
+                        "id": c.id,
+                        "channel": c.channel,
+                        "cuda": c.cuda,
+                        "python": c.python,
+                        "aliases": list(c.aliases),
+                        "lock": c.lock_id,
+                        "expect": c.expect.__dict__,
+                        "expect_sm": {str(n): e.__dict__ for n, e in sorted(c.expect_sm.items())},
+                    }
+                    for c in cells
+                ]
+            )
+        )
         return 0
     headers = ["CELL", "ALIASES", "CHANNEL", "CUDA", "EXPECT"] + (["SUMMARY"] if args.verbose else [])
-    rows = [[c.id, ", ".join(c.aliases) or "-", c.channel, c.cuda, expectations(c, args.sm)]
-            + ([c.summary] if args.verbose else []) for c in cells]
+    rows = [
+        [c.id, ", ".join(c.aliases) or "-", c.channel, c.cuda, expectations(c, args.sm)]
+        + ([c.summary] if args.verbose else [])
+        for c in cells
+    ]
     print(ui.table(headers, rows))
     return 0
 
@@ -456,7 +484,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("list", help="list the cells (a dry run of the selection)")
     add_selectors(p)
     p.add_argument("--json", action="store_true", help="one JSON list (for CI fan-out)")
-    p.add_argument("--sm", type=int, default=None, help="show the expectation for this compute capability only "
-                   "(default: the default one and every per-target one)")
+    p.add_argument(
+        "--sm",
+        type=int,
+        default=None,
+        help="show the expectation for this compute capability only "
+        "(default: the default one and every per-target one)",
+    )
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_list)

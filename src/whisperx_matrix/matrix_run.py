@@ -50,8 +50,12 @@ def machine() -> dict[str, Any]:
     found = doctor.collect()  # never raises: a failing probe is a note, and no GPU reads as "no GPU"
     if found.gpus:
         g = found.gpus[0]
-        gpu = {"name": g.name, "compute_capability": f"{g.sm // 10}.{g.sm % 10}" if g.sm else None,
-               "driver": found.driver, "cuda": found.cuda}
+        gpu = {
+            "name": g.name,
+            "compute_capability": f"{g.sm // 10}.{g.sm % 10}" if g.sm else None,
+            "driver": found.driver,
+            "cuda": found.cuda,
+        }
     from .secrets import token_present
 
     return {
@@ -76,18 +80,35 @@ def _arch_summary(report: Any) -> dict[str, Any]:
     packages = {}
     for p in arch.packages:
         name = p.package.split()[0]
-        packages[name] = {"status": p.status, "runnable": p.runnable, "sass": list(p.sass), "ptx": list(p.ptx),
-                          "via": p.via}
+        packages[name] = {
+            "status": p.status,
+            "runnable": p.runnable,
+            "sass": list(p.sass),
+            "ptx": list(p.ptx),
+            "via": p.via,
+        }
         if p.origins:
             packages[name]["origins"] = [{"libraries": list(libs), "archs": list(tags)} for libs, tags in p.origins]
     # torch's own kernels live in libtorch_cuda.so; the package total also counts bundled CUDA libraries
     # (torch 2.5.1's compute_90 PTX is cuSPARSELt's), so claims about "torch's kernels" cite this file.
     for lib in arch.libraries:
         if lib.path.endswith("torch/lib/libtorch_cuda.so") and "torch" in packages:
-            packages["torch"].update(sass=list(lib.sass), ptx=list(lib.ptx), library=lib.path,
-                                     package_sass=packages["torch"]["sass"], package_ptx=packages["torch"]["ptx"])
-    return {"target": arch.target, "runnable": arch.runnable, "reason": arch.reason, "packages": packages,
-            "torch_arch_list": list(arch.torch_arch_list or []), "files": arch.files, "seconds": arch.seconds}
+            packages["torch"].update(
+                sass=list(lib.sass),
+                ptx=list(lib.ptx),
+                library=lib.path,
+                package_sass=packages["torch"]["sass"],
+                package_ptx=packages["torch"]["ptx"],
+            )
+    return {
+        "target": arch.target,
+        "runnable": arch.runnable,
+        "reason": arch.reason,
+        "packages": packages,
+        "torch_arch_list": list(arch.torch_arch_list or []),
+        "files": arch.files,
+        "seconds": arch.seconds,
+    }
 
 
 def _closure_summary(report: Any) -> dict[str, Any]:
@@ -123,6 +144,7 @@ def _failure_reasons(failed: list[dict[str, Any]]) -> list[str]:
 def compare_suites(without: dict[str, Any] | None, with_: dict[str, Any] | None) -> dict[str, Any]:
     """The suite run twice (LD_LIBRARY_PATH unset, then set): each side judged on the tests that ran in both,
     so a test one run skips on purpose does not tip the comparison."""
+
     def outcomes(data: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
         return {t["test"]: t for t in (data or {}).get("tests", []) if t["outcome"] != "skipped"}
 
@@ -135,18 +157,33 @@ def compare_suites(without: dict[str, Any] | None, with_: dict[str, Any] | None)
         failed = [tests[n] for n in common if tests[n]["outcome"] == "failed"]
         reasons = _failure_reasons(failed)
         text = f"{len(common) - len(failed)} of {len(common)} passed"
-        return {"passed": not failed, "summary": text + (f" ({', '.join(reasons)})" if reasons else ""), "reasons": reasons}
+        return {
+            "passed": not failed,
+            "summary": text + (f" ({', '.join(reasons)})" if reasons else ""),
+            "reasons": reasons,
+        }
 
     return {"without": side(without, a), "with": side(with_, b), "compared": common}
 
 
-def _run_suite(m: matrices.Matrix, cell: matrices.Cell, env_dir: Path, cell_work: Path, env: dict[str, str],
-               name: str) -> tuple[dict[str, Any] | None, tools.Completed]:
+def _run_suite(
+    m: matrices.Matrix, cell: matrices.Cell, env_dir: Path, cell_work: Path, env: dict[str, str], name: str
+) -> tuple[dict[str, Any] | None, tools.Completed]:
     results = cell_work / f"{name}.json"
     results.unlink(missing_ok=True)
-    proc = tools.run([str(env_dir / "bin" / "python"), "-m", "pytest", str(m.root / "tests" / "cell"), "-q",
-                      f"--junitxml={cell_work / (name + '.xml')}"], cwd=m.root, env=env | {"WXM_CELL_RESULTS": str(results)},
-                     timeout=1800)
+    proc = tools.run(
+        [
+            str(env_dir / "bin" / "python"),
+            "-m",
+            "pytest",
+            str(m.root / "tests" / "cell"),
+            "-q",
+            f"--junitxml={cell_work / (name + '.xml')}",
+        ],
+        cwd=m.root,
+        env=env | {"WXM_CELL_RESULTS": str(results)},
+        timeout=1800,
+    )
     return (json.loads(results.read_text()) if results.exists() else None), proc
 
 
@@ -162,20 +199,31 @@ def suite_env(cell_id: str, sm: int, work: Path, audit: dict[str, Any] | None) -
     text_file.write_text(sample.text)
     audit_json = work / "audit-static.json"
     audit_json.write_text(json.dumps(audit))
-    return env | {"WXM_SPEECH_WAV": str(sample.wav), "WXM_SPEECH_TEXT": str(text_file), "WXM_AUDIT_JSON": str(audit_json)}
+    return env | {
+        "WXM_SPEECH_WAV": str(sample.wav),
+        "WXM_SPEECH_TEXT": str(text_file),
+        "WXM_AUDIT_JSON": str(audit_json),
+    }
 
 
-def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True,
-             ld_compare: bool = False) -> dict[str, Any]:
+def run_cell(
+    m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True, ld_compare: bool = False
+) -> dict[str, Any]:
     """Every stage for one cell. Returns the cell's result dict (see report.py for the schema).
     ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's list of nvidia/*/lib folders."""
     t_cell = time.perf_counter()
     expected = cell.expected(sm)
     rec: dict[str, Any] = {
-        "id": cell.id, "summary": cell.summary, "channel": cell.channel, "cuda": cell.cuda, "python": cell.python,
+        "id": cell.id,
+        "summary": cell.summary,
+        "channel": cell.channel,
+        "cuda": cell.cuda,
+        "python": cell.python,
         "expected": {"status": expected.status, "reason": expected.reason},
         "checks": {name: _check("skip", "not run") for name in CHECK_NAMES},
-        "versions": {}, "evidence": [], "seconds": {},
+        "versions": {},
+        "evidence": [],
+        "seconds": {},
     }
     reasons: list[str] = []
     cell_work = work / cell.id
@@ -213,11 +261,16 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
             rec["evidence"].append(f"lock: {status.detail}")
             return finish()
         text = lock_file.read_text(encoding="utf-8")
-        rec["lock"] = {"floating": True, "index": cell.index.name if cell.index else None,
-                       "index_note": cell.index.describe() if cell.index else None,
-                       "sha256": locks.sha256_bytes(text.encode()), "text": text}
-        rec["checks"]["lock"] = _check("pass", f"resolved now from {rec['lock']['index_note']}",
-                                       seconds=time.perf_counter() - t0)
+        rec["lock"] = {
+            "floating": True,
+            "index": cell.index.name if cell.index else None,
+            "index_note": cell.index.describe() if cell.index else None,
+            "sha256": locks.sha256_bytes(text.encode()),
+            "text": text,
+        }
+        rec["checks"]["lock"] = _check(
+            "pass", f"resolved now from {rec['lock']['index_note']}", seconds=time.perf_counter() - t0
+        )
     else:
         status = locks.check(m, [cell])[0]
         if status.state != "fresh":
@@ -227,7 +280,9 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
             return finish(infra=why)
         path = locks.lock_path(m, cell)
         rec["lock"] = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(path.read_bytes())}
-        rec["checks"]["lock"] = _check("pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=time.perf_counter() - t0)
+        rec["checks"]["lock"] = _check(
+            "pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=time.perf_counter() - t0
+        )
 
     # build + self-test
     t0 = time.perf_counter()
@@ -235,12 +290,15 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: _say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
         selftest_ran_now = "selftest" in result.seconds  # a fresh build, or a reused one that had none
-        rec["checks"]["build"] = _check("pass", (result.patches or "no patches").replace("\n", "; "),
-                                        seconds=time.perf_counter() - t0) | {"work": result.state}
+        rec["checks"]["build"] = _check(
+            "pass", (result.patches or "no patches").replace("\n", "; "), seconds=time.perf_counter() - t0
+        ) | {"work": result.state}
     except SelfTestError as exc:
         env_dir, st = Path(exc.record["env"]), exc.record
         selftest_ran_now = not exc.record.get("reused")
-        rec["checks"]["build"] = _check("pass", "built; self-test failed, so it is not linked", seconds=time.perf_counter() - t0)
+        rec["checks"]["build"] = _check(
+            "pass", "built; self-test failed, so it is not linked", seconds=time.perf_counter() - t0
+        )
     except FatalError as exc:
         if isinstance(exc, BuildError) and exc.infra is not None:  # the machine's failure, not the stack's
             rec["checks"]["build"] = _check("skip", str(exc))
@@ -257,10 +315,15 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
             rec["seconds"]["build"] = round(max(0.0, rec["seconds"]["build"] - (st.get("seconds") or 0)), 2)
         if st.get("passed"):
             tr = st["transcription"]
-            rec["checks"]["selftest"] = _check("pass", f"WER {tr['wer']:.0%} on {st['audio_seconds']:.0f} s of speech (CPU)")
+            rec["checks"]["selftest"] = _check(
+                "pass", f"WER {tr['wer']:.0%} on {st['audio_seconds']:.0f} s of speech (CPU)"
+            )
         else:
-            fail_check("selftest", verdict.classify(st["failure"].split(": ", 1)[1] if ": " in st["failure"] else st["failure"]),
-                       st["failure"])
+            fail_check(
+                "selftest",
+                verdict.classify(st["failure"].split(": ", 1)[1] if ": " in st["failure"] else st["failure"]),
+                st["failure"],
+            )
             rec["evidence"].append(f"self-test: {st['failure']}")
 
     # audits (no GPU needed)
@@ -269,27 +332,39 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
 
     site = paths.site_packages(env_dir)
     rec["cuda_runtime"] = _cuda_runtime(site)
-    report = audit_site(site, sm, python=env_dir / "bin" / "python", ld_library_path=os.environ.get("LD_LIBRARY_PATH"),
-                        progress=False, label=cell.id)
+    report = audit_site(
+        site,
+        sm,
+        python=env_dir / "bin" / "python",
+        ld_library_path=os.environ.get("LD_LIBRARY_PATH"),
+        progress=False,
+        label=cell.id,
+    )
     rec["arch"], rec["closure"] = _arch_summary(report), _closure_summary(report)
     rec["seconds"]["audit"] = round(time.perf_counter() - t0, 2)
     arch_reasons = [r for r in report.reasons if r.startswith("arch-unsupported")]
     closure_reasons = [r for r in report.reasons if r.startswith("missing-soname")]
     torch_arch = rec["arch"]["packages"].get("torch", {})
     torch_where = f"torch ({torch_arch['library']})" if torch_arch.get("library") else "torch"
-    rec["checks"]["arch"] = _check("fail" if arch_reasons else "pass",
-                                   f"sm_{sm}: {torch_where} SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
-                                   f"PTX {' '.join(torch_arch.get('ptx', [])) or '-'}")
+    rec["checks"]["arch"] = _check(
+        "fail" if arch_reasons else "pass",
+        f"sm_{sm}: {torch_where} SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
+        f"PTX {' '.join(torch_arch.get('ptx', [])) or '-'}",
+    )
     rec["checks"]["arch"]["reasons"] = arch_reasons
-    rec["checks"]["closure"] = _check("fail" if closure_reasons else "pass",
-                                      "; ".join(rec["closure"]["missing"]) or "every required soname resolves, LD_LIBRARY_PATH unset")
+    rec["checks"]["closure"] = _check(
+        "fail" if closure_reasons else "pass",
+        "; ".join(rec["closure"]["missing"]) or "every required soname resolves, LD_LIBRARY_PATH unset",
+    )
     rec["checks"]["closure"]["reasons"] = closure_reasons
     reasons += arch_reasons + closure_reasons
     rec["evidence"] += rec["closure"]["missing"]
     for name, pkg in sorted(rec["arch"]["packages"].items()):
         if not pkg["runnable"]:
             where = f"{name} ({pkg['library']})" if pkg.get("library") else name
-            rec["evidence"].append(f"{where}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})")
+            rec["evidence"].append(
+                f"{where}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
+            )
 
     # the cell suite, in the cell's own python
     if suite:
@@ -321,8 +396,14 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
         if ld_compare:
             # The guide's way: every nvidia/*/lib folder of the env on LD_LIBRARY_PATH. Same suite, compared.
             folders = sorted(str(p) for p in site.glob("nvidia/*/lib") if p.is_dir())
-            with_data, _ = _run_suite(m, cell, env_dir, cell_work, env | {
-                "LD_LIBRARY_PATH": os.pathsep.join(folders), "WXM_SUITE_VARIANT": "guide-ld-library-path"}, "suite-ldlp")
+            with_data, _ = _run_suite(
+                m,
+                cell,
+                env_dir,
+                cell_work,
+                env | {"LD_LIBRARY_PATH": os.pathsep.join(folders), "WXM_SUITE_VARIANT": "guide-ld-library-path"},
+                "suite-ldlp",
+            )
             rec["ld_library_path"] = compare_suites(data, with_data)
             rec["ld_library_path"]["with"]["folders"] = len(folders)
             rec["seconds"]["suite"] = round(time.perf_counter() - t0, 2)
@@ -332,15 +413,28 @@ def run_cell(m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, su
 def static_answers(report: Any, site: Path) -> dict[str, Any]:
     """What the static audit says, for the suite to check against what the cell's own python observes."""
     torch_lib = _arch_summary(report)["packages"].get("torch") or {}
-    loaded = {item.soname: str(site / item.path) for item in report.closure.process.loaded
-              if not item.path.startswith("/")}  # the cell's own libraries; system ones are the machine's
-    return {"site": str(site), "loaded": loaded, "missing": list(report.closure.missing),
-            "torch_sass": list(torch_lib.get("sass") or []), "torch_ptx": list(torch_lib.get("ptx") or [])}
+    loaded = {
+        item.soname: str(site / item.path) for item in report.closure.process.loaded if not item.path.startswith("/")
+    }  # the cell's own libraries; system ones are the machine's
+    return {
+        "site": str(site),
+        "loaded": loaded,
+        "missing": list(report.closure.missing),
+        "torch_sass": list(torch_lib.get("sass") or []),
+        "torch_ptx": list(torch_lib.get("ptx") or []),
+    }
 
 
-def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs: int,
-               suite: bool = True, claims_path: Path | None = None,
-               probes: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_matrix(
+    m: matrices.Matrix,
+    cells: list[matrices.Cell],
+    *,
+    sm: int,
+    jobs: int,
+    suite: bool = True,
+    claims_path: Path | None = None,
+    probes: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     t_run = time.perf_counter()
     claims = verdict.load_claims(claims_path or m.root / "claims.toml", m)  # rejected at load if it names a bad cell
     ld_cells = verdict.claim_cells(claims, "needs-ld-library-path")
@@ -352,21 +446,25 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
     results: dict[str, dict[str, Any]] = {}
     _say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, ui.progress(len(cells), "matrix") as bar:
-        futures = {pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=c.id in ld_cells): c
-                   for c in cells}
+        futures = {
+            pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=c.id in ld_cells): c for c in cells
+        }
         for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             cell = futures[fut]
             rec = fut.result()  # a bug in a stage stops the run: it is never recorded as an outcome
             results[cell.id] = rec
             mark = "UNEXPECTED " if rec["unexpected"] else ""
             why = ", ".join(rec["observed"]["reasons"]) or rec["observed"].get("note", "")
-            _say(f"[{n}/{len(cells)}] {cell.id}: {mark}{rec['verdict']}{f' ({why})' if why else ''} "
-                 f"[{rec['seconds'].get('total', 0):.0f} s]")
+            _say(
+                f"[{n}/{len(cells)}] {cell.id}: {mark}{rec['verdict']}{f' ({why})' if why else ''} "
+                f"[{rec['seconds'].get('total', 0):.0f} s]"
+            )
             bar.advance(note=cell.id)
     shutil.rmtree(work, ignore_errors=True)
     ordered = [results[c.id] for c in cells]
-    stage_totals = {k: round(sum(r["seconds"].get(k) or 0 for r in ordered), 2)
-                    for k in ("build", "selftest", "audit", "suite")}
+    stage_totals = {
+        k: round(sum(r["seconds"].get(k) or 0 for r in ordered), 2) for k in ("build", "selftest", "audit", "suite")
+    }
 
     result = {
         "schema": RESULT_SCHEMA,
@@ -385,14 +483,18 @@ def run_matrix(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, jobs:
 
 def print_summary(result: dict[str, Any]) -> None:
     t = result["totals"]
-    print(f"\n{t['cells']} cells on sm_{result['target_sm']}: {t['as_expected']} as expected, "
-          f"{t['unexpected']} unexpected, {t['not_testable']} not testable here "
-          f"[{result['seconds']['total']:.0f} s]\n")
+    print(
+        f"\n{t['cells']} cells on sm_{result['target_sm']}: {t['as_expected']} as expected, "
+        f"{t['unexpected']} unexpected, {t['not_testable']} not testable here "
+        f"[{result['seconds']['total']:.0f} s]\n"
+    )
     rows = []
     for r in result["cells"]:
         exp = r["expected"]["status"] + (f" ({r['expected']['reason']})" if r["expected"].get("reason") else "")
         why = ", ".join(r["observed"]["reasons"]) or r["observed"].get("note", "")
-        rows.append([r["id"], exp, r["verdict"] + (f" ({why})" if why and r["verdict"] != "failed-as-expected" else "")])
+        rows.append(
+            [r["id"], exp, r["verdict"] + (f" ({why})" if why and r["verdict"] != "failed-as-expected" else "")]
+        )
     print(ui.table(["CELL", "EXPECTED", "VERDICT"], rows))
     print()
     rows = []
@@ -416,9 +518,17 @@ def load_probes(files: list[str]) -> list[dict[str, Any]]:
         for cell in data.get("cells", []):
             if (cell.get("gpu") or {}).get("present"):
                 tests = [t for t in (cell.get("suite") or {}).get("tests", []) if "gpu" in t["test"]]
-                out.append({"label": f"{cell['id']} (the matrix, run on {gpu_name})", "generated_at": data.get("generated_at"),
-                            "python": cell.get("python"), "versions": cell.get("versions", {}), "gpu": cell["gpu"],
-                            "suite": {"cell": cell["id"], "tests": tests}, "built_by": "the matrix"})
+                out.append(
+                    {
+                        "label": f"{cell['id']} (the matrix, run on {gpu_name})",
+                        "generated_at": data.get("generated_at"),
+                        "python": cell.get("python"),
+                        "versions": cell.get("versions", {}),
+                        "gpu": cell["gpu"],
+                        "suite": {"cell": cell["id"], "tests": tests},
+                        "built_by": "the matrix",
+                    }
+                )
     return out
 
 
@@ -440,8 +550,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     print(f"\nreport: {', '.join(str(p) for p in written.values())}")
     if result["totals"]["unexpected"]:
         bad = [r["id"] for r in result["cells"] if r["unexpected"]]
-        raise UnexpectedOutcomeError(f"{len(bad)} unexpected outcome(s): {', '.join(bad)}",
-                                     hint=f"see {Path(args.out) / 'matrix.md'} for the evidence")
+        raise UnexpectedOutcomeError(
+            f"{len(bad)} unexpected outcome(s): {', '.join(bad)}",
+            hint=f"see {Path(args.out) / 'matrix.md'} for the evidence",
+        )
     return 0
 
 
@@ -457,25 +569,46 @@ def run_probe(python: str, *, label: str, sm: int, keyword: str | None = None) -
         cmd = [python, "-m", "pytest", str(m.root / "tests" / "cell"), "-q", *(["-k", keyword] if keyword else [])]
         proc = tools.run(cmd, cwd=m.root, env=env | {"WXM_CELL_RESULTS": str(results)}, timeout=1800)
         if not results.exists():
-            raise FatalError(f"the cell suite did not run in {python}: {proc.last_error_line()}",
-                             hint="that python needs pytest (and torch for the GPU tests)")
+            raise FatalError(
+                f"the cell suite did not run in {python}: {proc.last_error_line()}",
+                hint="that python needs pytest (and torch for the GPU tests)",
+            )
         data = json.loads(results.read_text())
-        versions = tools.run([python, "-c", "import json, importlib.metadata as m\n"
-                              "out = {}\nfor d in ('torch', 'ctranslate2', 'whisperx'):\n"
-                              "    try: out[d] = m.version(d)\n    except m.PackageNotFoundError: pass\n"
-                              "print(json.dumps(out))"], env=builds.clean_env())
+        versions = tools.run(
+            [
+                python,
+                "-c",
+                "import json, importlib.metadata as m\n"
+                "out = {}\nfor d in ('torch', 'ctranslate2', 'whisperx'):\n"
+                "    try: out[d] = m.version(d)\n    except m.PackageNotFoundError: pass\n"
+                "print(json.dumps(out))",
+            ],
+            env=builds.clean_env(),
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     obs = data.get("observations") or {}
-    probe = {"label": label, "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-             "python": tools.run([python, "-c", "import platform; print(platform.python_version())"]).stdout.strip(),
-             "versions": json.loads(versions.stdout or "{}") if versions.ok else {},
-             "gpu": obs.get("gpu") or {"present": False},
-             "suite": {k: v for k, v in data.items() if k != "observations"}}
+    probe = {
+        "label": label,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": tools.run([python, "-c", "import platform; print(platform.python_version())"]).stdout.strip(),
+        "versions": json.loads(versions.stdout or "{}") if versions.ok else {},
+        "gpu": obs.get("gpu") or {"present": False},
+        "suite": {k: v for k, v in data.items() if k != "observations"},
+    }
     claims = verdict.load_claims(m.root / "claims.toml", m)
-    return {"schema": RESULT_SCHEMA, "generated_at": probe["generated_at"], "target_sm": sm, "machine": machine(),
-            "selectors": [], "cells": [], "probes": [probe], "claims": verdict.judge_claims(claims, {}, [probe]),
-            "totals": verdict.totals([]), "seconds": {}}
+    return {
+        "schema": RESULT_SCHEMA,
+        "generated_at": probe["generated_at"],
+        "target_sm": sm,
+        "machine": machine(),
+        "selectors": [],
+        "cells": [],
+        "probes": [probe],
+        "claims": verdict.judge_claims(claims, {}, [probe]),
+        "totals": verdict.totals([]),
+        "seconds": {},
+    }
 
 
 def cmd_probe(args: argparse.Namespace) -> int:
@@ -486,8 +619,10 @@ def cmd_probe(args: argparse.Namespace) -> int:
     report.atomic_write_json(out, report.redacted(result))
     gpu = result["probes"][0]["gpu"]
     tests = result["probes"][0]["suite"]["tests"]
-    print(f"probe {args.label}: {'GPU ' + str(gpu.get('name')) if gpu.get('present') else 'no GPU'}; "
-          + ", ".join(f"{t['test']} {t['outcome']}" for t in tests))
+    print(
+        f"probe {args.label}: {'GPU ' + str(gpu.get('name')) if gpu.get('present') else 'no GPU'}; "
+        + ", ".join(f"{t['test']} {t['outcome']}" for t in tests)
+    )
     print(f"written: {out}")
     return 0
 
@@ -500,12 +635,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="report folder (default: reports/)")
     p.add_argument("--no-suite", action="store_true", help="skip the in-cell pytest suite (builds and audits only)")
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's claims table from this run")
-    p.add_argument("--probes", nargs="*", default=[], metavar="RESULT.json",
-                   help="judge with the GPU probe records of these results too (`probe` writes them)")
+    p.add_argument(
+        "--probes",
+        nargs="*",
+        default=[],
+        metavar="RESULT.json",
+        help="judge with the GPU probe records of these results too (`probe` writes them)",
+    )
     p.set_defaults(func=cmd_matrix)
 
-    p = sub.add_parser("probe", help="run the cell suite in any python (a GPU machine's own stack) and record its "
-                       "GPU observations as a result to merge")
+    p = sub.add_parser(
+        "probe",
+        help="run the cell suite in any python (a GPU machine's own stack) and record its "
+        "GPU observations as a result to merge",
+    )
     p.add_argument("--python", required=True, help="the interpreter whose stack is probed")
     p.add_argument("--label", required=True, help="names the probe in reports (e.g. h200-host-torch)")
     p.add_argument("--out", required=True, metavar="RESULT.json")

@@ -49,10 +49,20 @@ FILES = {"png": "matrix.png", "md": "matrix.md", "html": "matrix.html", "json": 
 
 # Square colours of the PNG and verdict colours of the HTML: one palette (colour-blind safe-ish: green/blue/red/grey).
 COLOURS = {"ok": "#2e9e4f", "expected-fail": "#3b6fd6", "unexpected": "#d6333f", "none": "#b9bec5"}
-LEGEND = {"ok": "passed", "expected-fail": "failed as expected",
-          "unexpected": "failed unexpectedly, or passed where a failure was expected", "none": "not run / not testable"}
-VERDICT_KIND = {"as-expected": "ok", "failed-as-expected": "expected-fail", "wrong-reason": "unexpected",
-                "unexpected-pass": "unexpected", "unexpected-failure": "unexpected", "not-testable": "none"}
+LEGEND = {
+    "ok": "passed",
+    "expected-fail": "failed as expected",
+    "unexpected": "failed unexpectedly, or passed where a failure was expected",
+    "none": "not run / not testable",
+}
+VERDICT_KIND = {
+    "as-expected": "ok",
+    "failed-as-expected": "expected-fail",
+    "wrong-reason": "unexpected",
+    "unexpected-pass": "unexpected",
+    "unexpected-failure": "unexpected",
+    "not-testable": "none",
+}
 CLAIM_KIND = {"confirmed": "ok", "contradicted": "unexpected", "not-testable": "none"}
 
 
@@ -62,6 +72,7 @@ class ReportError(FatalError):
 
 
 # ---------------------------------------------------------------------------------------------- redaction
+
 
 def redacted(data: Any) -> Any:
     """A deep copy of ``data`` with every string (keys too) passed through the redactor."""
@@ -75,6 +86,7 @@ def redacted(data: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------- the data
+
 
 def check_kind(check: Mapping[str, Any] | None) -> str:
     """ok | expected-fail | unexpected | none, for a check's square."""
@@ -91,8 +103,10 @@ def check_kind(check: Mapping[str, Any] | None) -> str:
 def headline(result: Mapping[str, Any]) -> str:
     t = result.get("totals") or totals(result.get("cells", []))
     cells = f"{t['cells']} cell{'' if t['cells'] == 1 else 's'}"
-    return (f"{cells}: {t['as_expected']} as expected, {t['unexpected']} unexpected, "
-            f"{t['not_testable']} not testable here (target sm_{result.get('target_sm', '?')})")
+    return (
+        f"{cells}: {t['as_expected']} as expected, {t['unexpected']} unexpected, "
+        f"{t['not_testable']} not testable here (target sm_{result.get('target_sm', '?')})"
+    )
 
 
 def _expected_text(exp: Mapping[str, Any] | None) -> tuple[str, str]:
@@ -184,13 +198,15 @@ def cells_markdown(result: Mapping[str, Any]) -> str:
     for c in result.get("cells", []):
         es, er = _expected_text(c.get("expected"))
         os_, ors = _observed_text(c.get("observed"))
-        rows.append([
-            _md_code(c.get("id", "?")),
-            _md(es) + (f" {_md_code(er)}" if er else ""),
-            _md(os_) + (" " + ", ".join(_md_code(r) for r in ors) if ors else ""),
-            _md_verdict(str(c.get("verdict", "?"))),
-            _md_lines(_lines(c.get("evidence"))),
-        ])
+        rows.append(
+            [
+                _md_code(c.get("id", "?")),
+                _md(es) + (f" {_md_code(er)}" if er else ""),
+                _md(os_) + (" " + ", ".join(_md_code(r) for r in ors) if ors else ""),
+                _md_verdict(str(c.get("verdict", "?"))),
+                _md_lines(_lines(c.get("evidence"))),
+            ]
+        )
     return "\n".join(_md_table(["cell", "expected", "observed", "verdict", "evidence"], rows)) + "\n"
 
 
@@ -200,13 +216,15 @@ def claims_markdown(result: Mapping[str, Any]) -> str:
     rows = []
     for cl in result.get("claims", []):
         cells = ", ".join(_md_code(c) for c in cl.get("cells", []))
-        rows.append([
-            _md_code(cl.get("id", "?")) + (f"<br>cells: {cells}" if cells else ""),
-            "“" + _md(cl.get("quote", "")) + "”",
-            _md_claim_verdict(str(cl.get("verdict", "?"))),
-            _md(claim_basis(cl)),
-            _md_lines(claim_lines(cl)),
-        ])
+        rows.append(
+            [
+                _md_code(cl.get("id", "?")) + (f"<br>cells: {cells}" if cells else ""),
+                "“" + _md(cl.get("quote", "")) + "”",
+                _md_claim_verdict(str(cl.get("verdict", "?"))),
+                _md(claim_basis(cl)),
+                _md_lines(claim_lines(cl)),
+            ]
+        )
     return "\n".join(_md_table(["claim", "the document says", "verdict", "basis", "evidence"], rows)) + "\n"
 
 
@@ -215,28 +233,42 @@ def probes_markdown(result: Mapping[str, Any]) -> str:
     rows = []
     for pr in sorted(result.get("probes") or [], key=lambda p: str(p.get("label"))):
         gpu = pr.get("gpu") or {}
-        where = f"{gpu.get('name')} (sm_{gpu.get('sm')}, driver {gpu.get('driver')})" if gpu.get("present") else "no GPU"
+        where = (
+            f"{gpu.get('name')} (sm_{gpu.get('sm')}, driver {gpu.get('driver')})" if gpu.get("present") else "no GPU"
+        )
         tests = (pr.get("suite") or {}).get("tests") or []
-        rows.append([_md_code(pr.get("label", "?")), _md(where),
-                     _md(", ".join(f"{k} {v}" for k, v in sorted((pr.get("versions") or {}).items()))),
-                     _md_lines(f"{t['test']}: {t['outcome']}" for t in tests)])
+        rows.append(
+            [
+                _md_code(pr.get("label", "?")),
+                _md(where),
+                _md(", ".join(f"{k} {v}" for k, v in sorted((pr.get("versions") or {}).items()))),
+                _md_lines(f"{t['test']}: {t['outcome']}" for t in tests),
+            ]
+        )
     return "\n".join(_md_table(["probe", "GPU", "versions", "tests"], rows)) + "\n"
 
 
 def _provenance(result: Mapping[str, Any]) -> str:
-    return (f"Generated {result.get('generated_at', '?')} on {_machine_text(result)}; "
-            f"selectors {' '.join(result.get('selectors') or ['*'])}.")
+    return (
+        f"Generated {result.get('generated_at', '?')} on {_machine_text(result)}; "
+        f"selectors {' '.join(result.get('selectors') or ['*'])}."
+    )
 
 
 def render_markdown(result: Mapping[str, Any]) -> str:
     result = redacted(result)
     parts = [
-        "# WhisperX matrix", "",
-        f"**{_md(headline(result))}**", "",
-        _md(_provenance(result)), "",
-        "## Cells", "",
+        "# WhisperX matrix",
+        "",
+        f"**{_md(headline(result))}**",
+        "",
+        _md(_provenance(result)),
+        "",
+        "## Cells",
+        "",
         cells_markdown(result),
-        "## Claims of the document", "",
+        "## Claims of the document",
+        "",
         claims_markdown(result),
     ]
     if result.get("probes"):
@@ -252,8 +284,10 @@ def update_readme(readme: Path, result: Mapping[str, Any]) -> bool:
         raise ReportError(f"cannot read {readme}: {exc.strerror}") from None
     start, end = text.find(CLAIMS_START), text.find(CLAIMS_END)
     if start < 0 or end < 0 or end < start:
-        raise ReportError(f"{readme} has no {CLAIMS_START} ... {CLAIMS_END} block",
-                          hint="add the two marker lines where the claims table should go")
+        raise ReportError(
+            f"{readme} has no {CLAIMS_START} ... {CLAIMS_END} block",
+            hint="add the two marker lines where the claims table should go",
+        )
     result = redacted(result)
     block = f"\n_{_md(headline(result))}. {_md(_provenance(result))}_\n\n{claims_markdown(result)}"
     new = text[: start + len(CLAIMS_START)] + block + text[end:]
@@ -297,20 +331,33 @@ def _h_lines(lines: Iterable[str]) -> str:
 
 def render_html(result: Mapping[str, Any], png: bytes | None) -> str:
     result = redacted(result)
-    out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           '<meta name="viewport" content="width=device-width, initial-scale=1">',
-           f"<title>WhisperX matrix: {_h(headline(result))}</title>", f"<style>{_CSS}</style></head><body>",
-           "<h1>WhisperX matrix</h1>", f'<p class="headline" id="headline">{_h(headline(result))}</p>',
-           f'<p class="meta">{_h(_provenance(result))}</p>']
+    out = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>WhisperX matrix: {_h(headline(result))}</title>",
+        f"<style>{_CSS}</style></head><body>",
+        "<h1>WhisperX matrix</h1>",
+        f'<p class="headline" id="headline">{_h(headline(result))}</p>',
+        f'<p class="meta">{_h(_provenance(result))}</p>',
+    ]
     if png:
         data = base64.b64encode(png).decode("ascii")
-        out.append(f'<img class="grid" id="grid" alt="check grid: rows are cells, columns are checks" '
-                   f'src="data:image/png;base64,{data}">')
-    out.append('<p class="legend">' + "".join(
-        f'<span class="sq" style="background:{COLOURS[k]}"></span>{_h(v)}' for k, v in LEGEND.items()) + "</p>")
+        out.append(
+            f'<img class="grid" id="grid" alt="check grid: rows are cells, columns are checks" '
+            f'src="data:image/png;base64,{data}">'
+        )
+    out.append(
+        '<p class="legend">'
+        + "".join(f'<span class="sq" style="background:{COLOURS[k]}"></span>{_h(v)}' for k, v in LEGEND.items())
+        + "</p>"
+    )
 
-    out += ["<h2>Cells</h2>", '<table id="cells"><thead><tr><th>cell</th><th>expected</th><th>observed</th>'
-            "<th>verdict</th><th>evidence</th></tr></thead><tbody>"]
+    out += [
+        "<h2>Cells</h2>",
+        '<table id="cells"><thead><tr><th>cell</th><th>expected</th><th>observed</th>'
+        "<th>verdict</th><th>evidence</th></tr></thead><tbody>",
+    ]
     for c in result.get("cells", []):
         es, er = _expected_text(c.get("expected"))
         os_, ors = _observed_text(c.get("observed"))
@@ -319,11 +366,15 @@ def render_html(result: Mapping[str, Any], png: bytes | None) -> str:
             f'<tr id="cell-{_h(c.get("id", "?"))}"><td>{_h_code(c.get("id", "?"))}<br><small>{_h(c.get("summary", ""))}'
             f"</small></td><td>{_h(es)} {_h_code(er)}</td><td>{_h(os_)} {' '.join(_h_code(r) for r in ors)}</td>"
             f'<td class="v {VERDICT_KIND.get(verdict, "none")}">{_h(verdict)}</td>'
-            f'<td class="ev">{_h_lines(_lines(c.get("evidence")))}</td></tr>')
+            f'<td class="ev">{_h_lines(_lines(c.get("evidence")))}</td></tr>'
+        )
     out.append("</tbody></table>")
 
-    out += ["<h2>Claims of the document</h2>", '<table id="claims"><thead><tr><th>claim</th>'
-            "<th>the document says</th><th>verdict</th><th>basis</th><th>evidence</th></tr></thead><tbody>"]
+    out += [
+        "<h2>Claims of the document</h2>",
+        '<table id="claims"><thead><tr><th>claim</th>'
+        "<th>the document says</th><th>verdict</th><th>basis</th><th>evidence</th></tr></thead><tbody>",
+    ]
     for cl in result.get("claims", []):
         verdict = str(cl.get("verdict", "?"))
         cells = " ".join(_h_code(x) for x in cl.get("cells", []))
@@ -332,19 +383,26 @@ def render_html(result: Mapping[str, Any], png: bytes | None) -> str:
             f"<td><blockquote>“{_h(cl.get('quote', ''))}”</blockquote></td>"
             f'<td class="v {CLAIM_KIND.get(verdict, "none")}">{_h(verdict)}</td>'
             f"<td>{_h(claim_basis(cl))}</td>"
-            f'<td class="ev">{_h_lines(claim_lines(cl))}</td></tr>')
+            f'<td class="ev">{_h_lines(claim_lines(cl))}</td></tr>'
+        )
     out.append("</tbody></table>")
 
-    out += ["<h2>Checks</h2>", '<table id="checks"><thead><tr><th>cell</th>'
-            + "".join(f"<th>{_h(k)}</th>" for k in CHECKS) + "<th>versions</th></tr></thead><tbody>"]
+    out += [
+        "<h2>Checks</h2>",
+        '<table id="checks"><thead><tr><th>cell</th>'
+        + "".join(f"<th>{_h(k)}</th>" for k in CHECKS)
+        + "<th>versions</th></tr></thead><tbody>",
+    ]
     for c in result.get("cells", []):
         checks = c.get("checks") or {}
         tds = []
         for name in CHECKS:
             ch = checks.get(name) or {}
             secs = f" ({ch['seconds']:.1f} s)" if isinstance(ch.get("seconds"), (int, float)) and ch["seconds"] else ""
-            tds.append(f'<td class="ck {check_kind(ch)}" style="border-left:6px solid {COLOURS[check_kind(ch)]}">'
-                       f"<b>{_h(ch.get('status', 'not run'))}</b>{_h(secs)}<br>{_h(ch.get('detail', ''))}</td>")
+            tds.append(
+                f'<td class="ck {check_kind(ch)}" style="border-left:6px solid {COLOURS[check_kind(ch)]}">'
+                f"<b>{_h(ch.get('status', 'not run'))}</b>{_h(secs)}<br>{_h(ch.get('detail', ''))}</td>"
+            )
         versions = ", ".join(f"{k} {v}" for k, v in sorted((c.get("versions") or {}).items()))
         out.append(f"<tr><td>{_h_code(c.get('id', '?'))}</td>{''.join(tds)}<td><small>{_h(versions)}</small></td></tr>")
     out += ["</tbody></table>", "</body></html>", ""]
@@ -396,8 +454,10 @@ def render_png(result: Mapping[str, Any]) -> bytes:
         from matplotlib.figure import Figure
         from matplotlib.patches import Patch, Rectangle
     except ModuleNotFoundError:
-        raise ToolMissingError("matplotlib is needed to draw matrix.png",
-                               hint="pip install 'whisperx-matrix[report]' (or: pip install matplotlib)") from None
+        raise ToolMissingError(
+            "matplotlib is needed to draw matrix.png",
+            hint="pip install 'whisperx-matrix[report]' (or: pip install matplotlib)",
+        ) from None
     glyph = _glyph_filter()
     cells = list(result.get("cells", []))
     n = max(len(cells), 1)
@@ -415,12 +475,23 @@ def render_png(result: Mapping[str, Any]) -> bytes:
             ch = checks.get(name)
             kind = check_kind(ch)
             ax.add_patch(Rectangle((col + 0.03, row + 0.06), 0.94, 0.88, facecolor=COLOURS[kind], edgecolor="white"))
-            ax.text(col + 0.5, row + 0.5, glyph(_fit(short_label(name, ch, sm))), ha="center", va="center",
-                    fontsize=9, color="#1d2125" if kind == "none" else "white", fontweight="bold")
+            ax.text(
+                col + 0.5,
+                row + 0.5,
+                glyph(_fit(short_label(name, ch, sm))),
+                ha="center",
+                va="center",
+                fontsize=9,
+                color="#1d2125" if kind == "none" else "white",
+                fontweight="bold",
+            )
     ax.set_xticks([i + 0.5 for i in range(len(CHECKS))], list(CHECKS), fontsize=11)
     ax.xaxis.tick_top()
-    ax.set_yticks([i + 0.5 for i in range(len(cells))],
-                  [glyph(f"{c.get('id', '?')}   [{c.get('verdict', '?')}]") for c in cells], fontsize=10.5)
+    ax.set_yticks(
+        [i + 0.5 for i in range(len(cells))],
+        [glyph(f"{c.get('id', '?')}   [{c.get('verdict', '?')}]") for c in cells],
+        fontsize=10.5,
+    )
     for tick, cell in zip(ax.get_yticklabels(), cells, strict=True):
         kind = VERDICT_KIND.get(str(cell.get("verdict")), "none")
         tick.set_color({"unexpected": COLOURS["unexpected"], "none": "#6b7178"}.get(kind, "#1d2125"))
@@ -429,12 +500,29 @@ def render_png(result: Mapping[str, Any]) -> bytes:
     ax.tick_params(length=0)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    fig.suptitle(glyph(f"WhisperX matrix, target sm_{sm}: {headline(result).split(' (')[0]}"),
-                 fontsize=14, fontweight="bold", y=1 - 0.12 / height, va="top")
-    fig.text(0.5, 1 - 0.62 / height, glyph(_fit(f"machine: {_machine_text(result)}   "
-             f"generated {result.get('generated_at', '?')}", 150)), ha="center", fontsize=10, color="#444")
-    fig.legend(handles=[Patch(facecolor=COLOURS[k], label=v) for k, v in LEGEND.items()],
-               loc="lower center", ncol=4, frameon=False, fontsize=10, bbox_to_anchor=(0.5, 0.02 / height))
+    fig.suptitle(
+        glyph(f"WhisperX matrix, target sm_{sm}: {headline(result).split(' (')[0]}"),
+        fontsize=14,
+        fontweight="bold",
+        y=1 - 0.12 / height,
+        va="top",
+    )
+    fig.text(
+        0.5,
+        1 - 0.62 / height,
+        glyph(_fit(f"machine: {_machine_text(result)}   generated {result.get('generated_at', '?')}", 150)),
+        ha="center",
+        fontsize=10,
+        color="#444",
+    )
+    fig.legend(
+        handles=[Patch(facecolor=COLOURS[k], label=v) for k, v in LEGEND.items()],
+        loc="lower center",
+        ncol=4,
+        frameon=False,
+        fontsize=10,
+        bbox_to_anchor=(0.5, 0.02 / height),
+    )
     buf = io.BytesIO()
     fig.savefig(buf, format="png", metadata={"Software": None})
     return buf.getvalue()
@@ -452,6 +540,7 @@ def _glyph_filter() -> Callable[[str], str]:
 
 
 # ---------------------------------------------------------------------------------------------- writing
+
 
 def write_report(result: Mapping[str, Any], out_dir: Path) -> dict[str, Path]:
     """Render ``result`` into ``out_dir`` (matrix.json, .md, .html, .png), atomically; returns kind -> path."""
@@ -481,8 +570,13 @@ def _stamp(result: Mapping[str, Any]) -> str:
     return str(result.get("generated_at", ""))
 
 
-def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str] | None = None,
-                  order: Sequence[str] | None = None, judge: Judge | None = None) -> dict[str, Any]:
+def merge_results(
+    results: Sequence[Mapping[str, Any]],
+    *,
+    sources: Sequence[str] | None = None,
+    order: Sequence[str] | None = None,
+    judge: Judge | None = None,
+) -> dict[str, Any]:
     """Join results of a CI fan-out (one job per cell, plus GPU probe records) into one result, the same
     whatever order the inputs come in.
 
@@ -500,8 +594,10 @@ def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str
     sources = list(sources or [f"input {i + 1}" for i in range(len(results))])
     sms = {r.get("target_sm") for r in results}
     if len(sms) > 1:
-        raise ReportError(f"results for different target compute capabilities: {sorted(map(str, sms))}",
-                          hint="merge only results of one matrix run (one --sm)")
+        raise ReportError(
+            f"results for different target compute capabilities: {sorted(map(str, sms))}",
+            hint="merge only results of one matrix run (one --sm)",
+        )
     rank = {cid: i for i, cid in enumerate(order or [])}
 
     def cell_key(cid: str) -> tuple[int, str]:
@@ -544,9 +640,13 @@ def merge_results(results: Sequence[Mapping[str, Any]], *, sources: Sequence[str
         "claims": judge(by_cells, probe_list) if judge else [],
         "totals": totals(cells),
         "seconds": seconds,
-        "merged_from": sorted(({"source": s, "generated_at": r.get("generated_at"),
-                                "cells": [c.get("id") for c in r.get("cells", [])]} for s, r in zip(sources, results, strict=True)),
-                              key=lambda x: (str(x["source"]), str(x["generated_at"]))),
+        "merged_from": sorted(
+            (
+                {"source": s, "generated_at": r.get("generated_at"), "cells": [c.get("id") for c in r.get("cells", [])]}
+                for s, r in zip(sources, results, strict=True)
+            ),
+            key=lambda x: (str(x["source"]), str(x["generated_at"])),
+        ),
     }
 
 
@@ -586,11 +686,15 @@ def load_result(path: Path) -> dict[str, Any]:
     except json.JSONDecodeError as exc:
         raise ReportError(f"{path} is not JSON: {exc.msg} at line {exc.lineno}") from None
     if not is_result(data):
-        raise ReportError(f"{path} is not a matrix result (no 'schema'/'cells')",
-                          hint="pass the result JSON that the matrix run wrote")
+        raise ReportError(
+            f"{path} is not a matrix result (no 'schema'/'cells')",
+            hint="pass the result JSON that the matrix run wrote",
+        )
     if data["schema"] != SCHEMA:
-        raise ReportError(f"{path}: result schema {data['schema']!r}, this version reads schema {SCHEMA}",
-                          hint="re-render with the whisperx-matrix version that wrote it")
+        raise ReportError(
+            f"{path}: result schema {data['schema']!r}, this version reads schema {SCHEMA}",
+            hint="re-render with the whisperx-matrix version that wrote it",
+        )
     return data
 
 
@@ -618,23 +722,29 @@ def collect_inputs(items: Sequence[Path], *, warn: Callable[[str], None] | None 
         else:
             raise ReportError(f"no such file or folder: {item}")
     if not found:
-        raise ReportError(f"no result JSON in {', '.join(map(str, items))}",
-                          hint="each CI job writes one result JSON; download them all into one folder")
+        raise ReportError(
+            f"no result JSON in {', '.join(map(str, items))}",
+            hint="each CI job writes one result JSON; download them all into one folder",
+        )
     return found
 
 
 # ---------------------------------------------------------------------------------------------- CLI
 
+
 def _run(args: argparse.Namespace) -> int:
     say = lambda msg: print(msg, file=sys.stderr)  # noqa: E731
     if bool(args.merge) == bool(args.result):
-        raise ReportError("give either one RESULT.json to re-render or --merge DIR_OR_JSON...",
-                          hint="python -m whisperx_matrix report --merge results/ --out reports/")
+        raise ReportError(
+            "give either one RESULT.json to re-render or --merge DIR_OR_JSON...",
+            hint="python -m whisperx_matrix report --merge results/ --out reports/",
+        )
     if args.merge:
         paths = collect_inputs([Path(p) for p in args.merge], warn=say)
         order, judge = matrix_judge()  # a merge re-judges every claim on the union of the observations
-        result = merge_results([load_result(p) for p in paths], sources=[p.name for p in paths], order=order,
-                               judge=judge)
+        result = merge_results(
+            [load_result(p) for p in paths], sources=[p.name for p in paths], order=order, judge=judge
+        )
     else:
         result = load_result(Path(args.result))
     written = write_report(result, Path(args.out))
@@ -647,9 +757,12 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("report", help="render a matrix result as Markdown, HTML, PNG and JSON (or merge CI results)",
-                       description="Re-render RESULT.json, or merge the per-cell result JSONs of a CI fan-out "
-                       "(a cell seen twice keeps its later run; every claim is judged again on the union) and render it.")
+    p = sub.add_parser(
+        "report",
+        help="render a matrix result as Markdown, HTML, PNG and JSON (or merge CI results)",
+        description="Re-render RESULT.json, or merge the per-cell result JSONs of a CI fan-out "
+        "(a cell seen twice keeps its later run; every claim is judged again on the union) and render it.",
+    )
     p.add_argument("result", nargs="?", metavar="RESULT.json", help="a result to re-render")
     p.add_argument("--merge", nargs="+", metavar="DIR_OR_JSON", help="result files, or folders searched for them")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")

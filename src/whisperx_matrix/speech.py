@@ -80,10 +80,15 @@ def _cached_elsewhere(segments: list[tuple[str, str]], folder: Path, name: str) 
     for meta_path in sorted(folder.glob(f"{name}-*.json")):
         meta = json.loads(meta_path.read_text())
         source = meta.get("source") or {}
-        if source.get("segments") == [list(s) for s in segments] and source.get("voices") == list(VOICES) \
-                and source.get("gap") == GAP_SECONDS and meta_path.with_suffix(".wav").exists():
-            return Speech(meta_path.with_suffix(".wav"), meta["text"], tuple(Turn(**t) for t in meta["turns"]),
-                          meta["seconds"])
+        if (
+            source.get("segments") == [list(s) for s in segments]
+            and source.get("voices") == list(VOICES)
+            and source.get("gap") == GAP_SECONDS
+            and meta_path.with_suffix(".wav").exists()
+        ):
+            return Speech(
+                meta_path.with_suffix(".wav"), meta["text"], tuple(Turn(**t) for t in meta["turns"]), meta["seconds"]
+            )
     return None
 
 
@@ -140,8 +145,10 @@ def synthesize(segments: list[tuple[str, str]], name: str) -> Speech:
     text = " ".join(t.text for t in turns)
     source = {"segments": [list(s) for s in segments], "voices": list(VOICES), "gap": GAP_SECONDS, "espeak": version}
     # The wav last: its presence is what says the pair is complete (checked above).
-    atomic_write_text(meta_path, json.dumps({"text": text, "turns": [t.__dict__ for t in turns], "seconds": seconds,
-                                             "source": source}))
+    atomic_write_text(
+        meta_path,
+        json.dumps({"text": text, "turns": [t.__dict__ for t in turns], "seconds": seconds, "source": source}),
+    )
     atomic_write_bytes(wav_path, wav.getvalue())
     return Speech(wav_path, text, tuple(turns), seconds)
 

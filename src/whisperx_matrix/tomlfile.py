@@ -75,5 +75,7 @@ def entry_id(raw: Mapping[str, Any], *, what: str, fields: Collection[str], seen
         raise fail(f"duplicate {what} id {found!r}", found, "id")
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise fail(f"unknown field {unknown[0]!r} in {what} {found!r}{did_you_mean(unknown[0], fields)}", found, unknown[0])
+        raise fail(
+            f"unknown field {unknown[0]!r} in {what} {found!r}{did_you_mean(unknown[0], fields)}", found, unknown[0]
+        )
     return found

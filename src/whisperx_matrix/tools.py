@@ -59,8 +59,10 @@ def preflight(work: str, *, satisfied: Mapping[str, bool] | None = None) -> list
     required = [p for p in missing if p not in OPTIONAL]
     if required:
         why = "; ".join(f"{p} ({SYSTEM_PROGRAMS[p][1]})" for p in required)
-        raise ToolMissingError(f"missing system programs for {work}: {why}",
-                               hint=f"{install_line(missing)}  (Debian/Ubuntu), then run this again")
+        raise ToolMissingError(
+            f"missing system programs for {work}: {why}",
+            hint=f"{install_line(missing)}  (Debian/Ubuntu), then run this again",
+        )
     return missing
 
 
@@ -101,8 +103,9 @@ def require(program: str) -> str:
     found = shutil.which(program)
     if not found:
         package, why = SYSTEM_PROGRAMS.get(program, (program, "it is needed"))
-        raise ToolMissingError(f"{program} not found on PATH",
-                               hint=f"install {package} (Debian/Ubuntu: apt-get install {package}): {why}")
+        raise ToolMissingError(
+            f"{program} not found on PATH", hint=f"install {package} (Debian/Ubuntu: apt-get install {package}): {why}"
+        )
     return found
 
 
@@ -130,22 +133,34 @@ class Completed:
         return any(marker in text for marker in _NETWORK_MARKERS)
 
     def infra_cause(self) -> str | None:
-        """"network" or "disk" when the failure is the machine's, not the stack's; None otherwise."""
+        """ "network" or "disk" when the failure is the machine's, not the stack's; None otherwise."""
         text = self.stderr.lower()
         if any(marker in text for marker in _DISK_MARKERS):
             return "disk"
         return "network" if self.is_network_failure() else None
 
 
-def run(args: Sequence[str], *, cwd: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None,
-        timeout: float | None = None, input: str | None = None) -> Completed:
+def run(
+    args: Sequence[str],
+    *,
+    cwd: str | os.PathLike[str] | None = None,
+    env: Mapping[str, str] | None = None,
+    timeout: float | None = None,
+    input: str | None = None,
+) -> Completed:
     """Run a program (``input`` on its stdin), capture its output, never raise on a non-zero exit.
 
     Raises what subprocess does when the program cannot start (OSError) or outlives ``timeout``
     (subprocess.TimeoutExpired): callers decide whether that is fatal."""
     proc = subprocess.run(
-        list(args), cwd=cwd, env=dict(env) if env is not None else None, capture_output=True, text=True,
-        timeout=timeout, input=input, check=False,
+        list(args),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=input,
+        check=False,
     )
     return Completed(tuple(args), proc.returncode, proc.stdout, proc.stderr)
 
@@ -166,8 +181,12 @@ def check_system(work: str) -> None:
     from . import speech
 
     for program in preflight(work, satisfied={"espeak-ng": speech.selftest_speech_cached()}):
-        print(f"warning: {program} not found ({SYSTEM_PROGRAMS[program][1]}); "
-             f"{install_line([program])} to run that test too", file=sys.stderr, flush=True)
+        print(
+            f"warning: {program} not found ({SYSTEM_PROGRAMS[program][1]}); "
+            f"{install_line([program])} to run that test too",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:

@@ -104,8 +104,14 @@ def progress(total: int | None, label: str, *, enabled: bool = True) -> Iterator
                 _live = None
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[object]], *, title: str | None = None,
-          right: Collection[int] = (), indent: int = 0) -> str:
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[object]],
+    *,
+    title: str | None = None,
+    right: Collection[int] = (),
+    indent: int = 0,
+) -> str:
     """``rows`` under ``headers`` as plain text (no colour codes), each column as wide as its widest cell.
 
     The width is the table's own, never the terminal's: a log reads the same from any terminal and no cell is

@@ -31,8 +31,14 @@ from .errors import ConfigError, did_you_mean
 from .matrix import Expectation, Matrix, read_toml
 
 # A cell's verdict: its observed outcome against its expectation. The one home of this vocabulary and its totals.
-VERDICTS = ("as-expected", "failed-as-expected", "wrong-reason", "unexpected-pass", "unexpected-failure",
-            "not-testable")
+VERDICTS = (
+    "as-expected",
+    "failed-as-expected",
+    "wrong-reason",
+    "unexpected-pass",
+    "unexpected-failure",
+    "not-testable",
+)
 AS_EXPECTED = frozenset({"as-expected", "failed-as-expected"})
 UNEXPECTED = frozenset({"wrong-reason", "unexpected-pass", "unexpected-failure"})
 NOT_TESTABLE = "not-testable"
@@ -47,6 +53,7 @@ def totals(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         "unexpected": sum(bool(c.get("unexpected")) or c.get("verdict") in UNEXPECTED for c in cells),
         "not_testable": sum(c.get("verdict") == NOT_TESTABLE for c in cells),
     }
+
 
 _REASON_RE = re.compile(r"^([a-z][a-z0-9-]*:[\w.+\-=]+)")
 
@@ -144,14 +151,20 @@ def load_claims(path: Path, matrix: Matrix) -> list[Claim]:
         for key in ("id", "quote", "cells", "check"):
             if key not in raw:
                 raise ConfigError(f"{path.name}: claim {cid!r} lacks {key!r}", hint="see the header of claims.toml")
-        named = list(raw["cells"]) + [v for k, v in raw.get("says", {}).items() if k.endswith("cell") or k in _CELL_KEYS]
+        named = list(raw["cells"]) + [
+            v for k, v in raw.get("says", {}).items() if k.endswith("cell") or k in _CELL_KEYS
+        ]
         for cell in named:
             if cell not in ids:
-                raise ConfigError(f"{path.name}: claim {cid!r} names unknown cell {cell!r}{did_you_mean(cell, ids)}",
-                                  hint=f"known cells: {', '.join(sorted(ids))}")
+                raise ConfigError(
+                    f"{path.name}: claim {cid!r} names unknown cell {cell!r}{did_you_mean(cell, ids)}",
+                    hint=f"known cells: {', '.join(sorted(ids))}",
+                )
         if raw["check"] not in CHECKS:
-            raise ConfigError(f"{path.name}: claim {cid!r} has unknown check {raw['check']!r}{did_you_mean(raw['check'], CHECKS)}",
-                              hint=f"known checks: {', '.join(CHECKS)}")
+            raise ConfigError(
+                f"{path.name}: claim {cid!r} has unknown check {raw['check']!r}{did_you_mean(raw['check'], CHECKS)}",
+                hint=f"known checks: {', '.join(CHECKS)}",
+            )
         claims.append(Claim(cid, raw["quote"], tuple(raw["cells"]), raw["check"], raw.get("says", {})))
     if len({c.id for c in claims}) != len(claims):
         raise ConfigError(f"{path.name}: duplicate claim ids", hint="give each claim its own id")
@@ -187,7 +200,7 @@ class Observations:
         """(where, gpu observation) from every cell suite that saw a GPU, cells first, then probes."""
         out = []
         for cid in sorted(self.cells):
-            gpu = (self.cells[cid].get("gpu") or {})
+            gpu = self.cells[cid].get("gpu") or {}
             if gpu.get("present"):
                 out.append((f"cell {cid}", gpu))
         for probe in sorted(self.probes, key=lambda p: str(p.get("label"))):
@@ -253,15 +266,21 @@ def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
     sm = int(claim.says["sm"])
     have = [c for c in claim.cells if (r := obs.get(c)) and _torch_lib(r) and r.get("cuda_runtime")]
     if not have:
-        return Judgement("not-testable", [], [obs.why_missing(c, "torch arch audit or CUDA runtime version")
-                                              for c in claim.cells])
+        return Judgement(
+            "not-testable", [], [obs.why_missing(c, "torch arch audit or CUDA runtime version") for c in claim.cells]
+        )
     ev = []
     with_sm = []
     for c in have:
         r = obs.cells[c]
         has = _has_sm(r, sm)
-        ev.append(measured(f"{c}: torch {_ver(r, 'torch')} {'carries' if has else 'has no'} sm_{sm} SASS; "
-                           f"bundles CUDA runtime {r['cuda_runtime']}", cell=c))
+        ev.append(
+            measured(
+                f"{c}: torch {_ver(r, 'torch')} {'carries' if has else 'has no'} sm_{sm} SASS; "
+                f"bundles CUDA runtime {r['cuda_runtime']}",
+                cell=c,
+            )
+        )
         if has:
             with_sm.append(c)
     if not with_sm:
@@ -285,8 +304,12 @@ def check_max_arch(claim: Claim, obs: Observations) -> Judgement:
     if r is None or lib is None:
         return Judgement("not-testable", [], [obs.why_missing(cell, "torch arch audit")])
     top = max((_sm_num(a) for a in lib["sass"]), default=0)
-    ev = [measured(f"torch {_ver(r, 'torch')} ({r.get('cuda')}) libtorch_cuda.so: {_kernels(r)}; highest SASS sm_{top}",
-                   cell=cell)]
+    ev = [
+        measured(
+            f"torch {_ver(r, 'torch')} ({r.get('cuda')}) libtorch_cuda.so: {_kernels(r)}; highest SASS sm_{top}",
+            cell=cell,
+        )
+    ]
     return Judgement("confirmed" if top == int(claim.says["max_sm"]) else "contradicted", ev)
 
 
@@ -310,15 +333,25 @@ def check_option1_mechanism(claim: Claim, obs: Observations) -> Judgement:
     parts: list[str] = []
     r_era, r_today = obs.get(era), obs.get(today)
     if r_era and _torch_lib(r_era):
-        ev.append(measured(f"{era}: torch {_ver(r_era, 'torch')} libtorch_cuda.so: {_kernels(r_era)}: "
-                           f"{'has' if _has_sm(r_era, sm) else 'no'} sm_{sm} SASS"
-                           f"{'' if (_torch_lib(r_era) or {}).get('ptx') else ', no PTX to JIT'}", cell=era))
+        ev.append(
+            measured(
+                f"{era}: torch {_ver(r_era, 'torch')} libtorch_cuda.so: {_kernels(r_era)}: "
+                f"{'has' if _has_sm(r_era, sm) else 'no'} sm_{sm} SASS"
+                f"{'' if (_torch_lib(r_era) or {}).get('ptx') else ', no PTX to JIT'}",
+                cell=era,
+            )
+        )
     else:
         missing.append(obs.why_missing(era, "torch arch audit"))
     if r_today and _torch_lib(r_today):
         has = _has_sm(r_today, sm)
-        ev.append(measured(f"{today} (stable torch {_ver(r_today, 'torch')}, {r_today.get('cuda')}): "
-                           f"{'carries' if has else 'has no'} sm_{sm} SASS", cell=today))
+        ev.append(
+            measured(
+                f"{today} (stable torch {_ver(r_today, 'torch')}, {r_today.get('cuda')}): "
+                f"{'carries' if has else 'has no'} sm_{sm} SASS",
+                cell=today,
+            )
+        )
         parts.append("contradicted" if has else "confirmed")
     else:
         missing.append(obs.why_missing(today, "torch arch audit"))
@@ -327,16 +360,22 @@ def check_option1_mechanism(claim: Claim, obs: Observations) -> Judgement:
         detected_all = True
         for where, gpu, emu in emus:
             err = emu.get("first_kernel_error") or "none: the kernel ran"
-            ev.append(emulated(
-                f"{where} on {gpu.get('name')} (sm_{gpu.get('sm')}), torch {emu.get('torch')}: "
-                f"torch.cuda.is_available() {emu.get('is_available')}, device name {emu.get('name')!r}, "
-                f"capability {emu.get('capability')}; first kernel: {err}",
-                emulation=str(emu.get("emulation") or "CUDA_FORCE_PTX_JIT=1"), where=where))
+            ev.append(
+                emulated(
+                    f"{where} on {gpu.get('name')} (sm_{gpu.get('sm')}), torch {emu.get('torch')}: "
+                    f"torch.cuda.is_available() {emu.get('is_available')}, device name {emu.get('name')!r}, "
+                    f"capability {emu.get('capability')}; first kernel: {err}",
+                    emulation=str(emu.get("emulation") or "CUDA_FORCE_PTX_JIT=1"),
+                    where=where,
+                )
+            )
             detected_all &= bool(emu.get("is_available")) and bool(emu.get("name"))
         parts.append("contradicted" if detected_all else "confirmed")
     else:
-        missing.append("no GPU run of the cell suite's no-kernel-image emulation in these results "
-                       "(run the matrix, or `python -m whisperx_matrix probe`, where a GPU exists)")
+        missing.append(
+            "no GPU run of the cell suite's no-kernel-image emulation in these results "
+            "(run the matrix, or `python -m whisperx_matrix probe`, where a GPU exists)"
+        )
     if not parts:
         return Judgement("not-testable", ev, missing)
     return Judgement("contradicted" if "contradicted" in parts else "confirmed", ev, missing)
@@ -353,11 +392,21 @@ def _soname_state(rec: Mapping[str, Any], soname: str) -> str:
 
 def _closure_ev(cell: str, rec: Mapping[str, Any], soname: str) -> dict[str, Any]:
     really = ", ".join((rec.get("closure") or {}).get("missing_sonames") or []) or "nothing"
-    loader = (rec.get("loader") or {})
-    agree = "" if not loader else ("; the real loader in the cell's python agrees" if loader.get("agrees")
-                                   else f"; the real loader disagrees: {loader.get('disagreements')}")
-    return measured(f"{cell} (torch {_ver(rec, 'torch')}): {soname} {_soname_state(rec, soname)}; "
-                    f"missing from the closure: {really}{agree}", cell=cell)
+    loader = rec.get("loader") or {}
+    agree = (
+        ""
+        if not loader
+        else (
+            "; the real loader in the cell's python agrees"
+            if loader.get("agrees")
+            else f"; the real loader disagrees: {loader.get('disagreements')}"
+        )
+    )
+    return measured(
+        f"{cell} (torch {_ver(rec, 'torch')}): {soname} {_soname_state(rec, soname)}; "
+        f"missing from the closure: {really}{agree}",
+        cell=cell,
+    )
 
 
 def _index_basis(rec: Mapping[str, Any], item: dict[str, Any]) -> dict[str, Any]:
@@ -365,8 +414,12 @@ def _index_basis(rec: Mapping[str, Any], item: dict[str, Any]) -> dict[str, Any]
     lock = rec.get("lock") or {}
     torch = _v(_ver(rec, "torch"))
     if rec.get("channel") == "nightly" and not torch.is_prerelease:
-        return emulated(item["text"], emulation=f"stand-in nightly index ({lock.get('index_note', 'overridden')}) "
-                        f"serving torch {torch}, a release", where=item.get("cell"))
+        return emulated(
+            item["text"],
+            emulation=f"stand-in nightly index ({lock.get('index_note', 'overridden')}) "
+            f"serving torch {torch}, a release",
+            where=item.get("cell"),
+        )
     return item
 
 
@@ -403,11 +456,16 @@ def check_pyannote_needs_4(claim: Claim, obs: Observations) -> Judgement:
     if not (old and new):
         return _untested(obs, [c for c in (s["old"], s["new"]) if not obs.get(c)])
     same = [p for p in ("torch", "torchaudio", "whisperx", "ctranslate2") if _ver(old, p) != _ver(new, p)]
-    ev = [measured(f"{s[k]}: torch {_ver(r, 'torch')} + pyannote-audio {_ver(r, 'pyannote-audio')}: {_outcome(r)}",
-                   cell=s[k]) for k, r in (("old", old), ("new", new))]
+    ev = [
+        measured(
+            f"{s[k]}: torch {_ver(r, 'torch')} + pyannote-audio {_ver(r, 'pyannote-audio')}: {_outcome(r)}", cell=s[k]
+        )
+        for k, r in (("old", old), ("new", new))
+    ]
     if same or _ver(old, "pyannote-audio") == _ver(new, "pyannote-audio"):
-        return Judgement("not-testable", ev, [f"the two cells differ in {', '.join(same) or 'nothing'}, "
-                                              "not in pyannote-audio alone"])
+        return Judgement(
+            "not-testable", ev, [f"the two cells differ in {', '.join(same) or 'nothing'}, not in pyannote-audio alone"]
+        )
     confirmed = s["reason"] in _reasons(old) and not _reasons(new)
     return Judgement("confirmed" if confirmed else "contradicted", ev)
 
@@ -418,12 +476,21 @@ def check_patch_needed(claim: Claim, obs: Observations) -> Judgement:
     if not (patched and unpatched):
         return _untested(obs, [c for c in (s["patched"], s["unpatched"]) if not obs.get(c)])
     failure = next((e for e in unpatched.get("evidence", []) if "use_auth_token" in e), ", ".join(_reasons(unpatched)))
-    ev = [measured(f"{s['unpatched']}: whisperx {_ver(unpatched, 'whisperx')} + pyannote-audio "
-                   f"{_ver(unpatched, 'pyannote-audio')} without the patch: {failure}", cell=s["unpatched"]),
-          measured(f"{s['patched']}: the same with patches/0001: {_outcome(patched)}", cell=s["patched"])]
+    ev = [
+        measured(
+            f"{s['unpatched']}: whisperx {_ver(unpatched, 'whisperx')} + pyannote-audio "
+            f"{_ver(unpatched, 'pyannote-audio')} without the patch: {failure}",
+            cell=s["unpatched"],
+        ),
+        measured(f"{s['patched']}: the same with patches/0001: {_outcome(patched)}", cell=s["patched"]),
+    ]
     if upstream:
-        ev.append(measured(f"{s['upstream']}: whisperx {_ver(upstream, 'whisperx')}, no patch applied: {_outcome(upstream)}",
-                           cell=s["upstream"]))
+        ev.append(
+            measured(
+                f"{s['upstream']}: whisperx {_ver(upstream, 'whisperx')}, no patch applied: {_outcome(upstream)}",
+                cell=s["upstream"],
+            )
+        )
     confirmed = s["reason"] in _reasons(unpatched) and not _reasons(patched)
     return Judgement("confirmed" if confirmed else "contradicted", ev)
 
@@ -433,23 +500,31 @@ def check_needs_ld_library_path(claim: Claim, obs: Observations) -> Judgement:
     A cell relies on it when it fails without and passes with."""
     judged = [c for c in claim.cells if (r := obs.get(c)) and (r.get("ld_library_path") or {}).get("with")]
     if not judged:
-        missing = [obs.why_missing(c) if not obs.get(c) else f"{c}: the suite was not run with LD_LIBRARY_PATH set"
-                   for c in claim.cells]
+        missing = [
+            obs.why_missing(c) if not obs.get(c) else f"{c}: the suite was not run with LD_LIBRARY_PATH set"
+            for c in claim.cells
+        ]
         return Judgement("not-testable", [], missing)
     ev, relies, fine = [], [], []
     for c in judged:
         lp = obs.cells[c]["ld_library_path"]
         without, with_ = lp["without"], lp["with"]
-        ev.append(measured(f"{c}: LD_LIBRARY_PATH unset: {without['summary']}; set to its {with_['folders']} "
-                           f"nvidia/*/lib folders: {with_['summary']}", cell=c))
+        ev.append(
+            measured(
+                f"{c}: LD_LIBRARY_PATH unset: {without['summary']}; set to its {with_['folders']} "
+                f"nvidia/*/lib folders: {with_['summary']}",
+                cell=c,
+            )
+        )
         if not without["passed"] and with_["passed"]:
             relies.append(c)
         elif without["passed"]:
             fine.append(c)
     if relies:
         return Judgement("confirmed", ev)
-    return Judgement("contradicted" if fine else "not-testable", ev,
-                     [] if fine else ["no cell passes its suite either way"])
+    return Judgement(
+        "contradicted" if fine else "not-testable", ev, [] if fine else ["no cell passes its suite either way"]
+    )
 
 
 def check_first_stable_with_arch(claim: Claim, obs: Observations) -> Judgement:
@@ -463,8 +538,13 @@ def check_first_stable_with_arch(claim: Claim, obs: Observations) -> Judgement:
     for c in sorted(have, key=lambda c: _v(_ver(obs.cells[c], "torch"))):
         r = obs.cells[c]
         has = _has_sm(r, sm)
-        ev.append(measured(f"{c}: torch {_ver(r, 'torch')} ({r.get('cuda')}, default index): "
-                           f"{'has' if has else 'no'} sm_{sm} SASS", cell=c))
+        ev.append(
+            measured(
+                f"{c}: torch {_ver(r, 'torch')} ({r.get('cuda')}, default index): "
+                f"{'has' if has else 'no'} sm_{sm} SASS",
+                cell=c,
+            )
+        )
         if has and first is None:
             first = r
     named_cells = [c for c in have if _v(_ver(obs.cells[c], "torch")).release[:2] == _v(named).release[:2]]
@@ -472,8 +552,9 @@ def check_first_stable_with_arch(claim: Claim, obs: Observations) -> Judgement:
         return Judgement("not-testable", ev, missing + [f"no measured cell has torch {named}"])
     if first is None:
         return Judgement("not-testable", ev, missing + [f"no measured stable cell carries sm_{sm} yet"])
-    ev.append(measured(f"first stable torch on the default index with sm_{sm}, of those measured: "
-                       f"{_ver(first, 'torch')}"))
+    ev.append(
+        measured(f"first stable torch on the default index with sm_{sm}, of those measured: {_ver(first, 'torch')}")
+    )
     return Judgement("confirmed" if _v(_ver(first, "torch")) <= _v(named) else "contradicted", ev, missing)
 
 
@@ -490,16 +571,23 @@ CHECKS: dict[str, Callable[[Claim, Observations], Judgement]] = {
 }
 
 
-def judge_claims(claims: list[Claim], cells: Mapping[str, Mapping[str, Any]],
-                 probes: Sequence[Mapping[str, Any]] = ()) -> list[dict[str, Any]]:
+def judge_claims(
+    claims: list[Claim], cells: Mapping[str, Mapping[str, Any]], probes: Sequence[Mapping[str, Any]] = ()
+) -> list[dict[str, Any]]:
     """Every claim judged on these observations. A bug in a check raises: it is never turned into a verdict."""
     obs = Observations(cells, list(probes))
     out = []
     for claim in claims:
         j = CHECKS[claim.check](claim, obs)
         bases = sorted({e["basis"] for e in j.evidence}, key=BASES.index)
-        rec: dict[str, Any] = {"id": claim.id, "quote": claim.quote, "cells": list(claim.cells), "verdict": j.verdict,
-                               "bases": bases, "evidence": j.evidence}
+        rec: dict[str, Any] = {
+            "id": claim.id,
+            "quote": claim.quote,
+            "cells": list(claim.cells),
+            "verdict": j.verdict,
+            "bases": bases,
+            "evidence": j.evidence,
+        }
         if j.missing:
             rec["missing"] = j.missing
         if bases == ["cited"]:

@@ -88,9 +88,14 @@ class Target:
     def marker_env(self) -> dict[str, str]:
         arch = self.platform.partition("-")[0]
         return {
-            "python_version": self.python, "python_full_version": f"{self.python}.0", "sys_platform": "linux",
-            "platform_system": "Linux", "os_name": "posix", "platform_machine": arch,
-            "implementation_name": "cpython", "platform_python_implementation": "CPython",
+            "python_version": self.python,
+            "python_full_version": f"{self.python}.0",
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "os_name": "posix",
+            "platform_machine": arch,
+            "implementation_name": "cpython",
+            "platform_python_implementation": "CPython",
         }
 
 
@@ -115,8 +120,10 @@ def platform_tags(platform: str) -> tuple[str, ...]:
     newest = int(match[1]) if match else _LEGACY_GLIBC.get(rest)
     oldest = _OLDEST_GLIBC_MINOR.get(arch, 17)
     if not re.fullmatch(r"[a-z0-9_]+", arch) or newest is None or newest < oldest:
-        raise BuildError(f"wheelhouse: cannot name the wheel tags of platform {platform!r}",
-                         hint="the wheelhouse knows manylinux targets: ARCH-manylinux_2_NN, e.g. x86_64-manylinux_2_28")
+        raise BuildError(
+            f"wheelhouse: cannot name the wheel tags of platform {platform!r}",
+            hint="the wheelhouse knows manylinux targets: ARCH-manylinux_2_NN, e.g. x86_64-manylinux_2_28",
+        )
     tags = []
     for minor in range(newest, oldest - 1, -1):
         tags.append(f"manylinux_2_{minor}_{arch}")
@@ -130,7 +137,9 @@ def read_lock(path: Path, target: Target | None = None) -> tuple[list[Pin], Targ
     """The pins of a hashed lock that apply to its target (markers evaluated for the target)."""
     header = locks.read_header(path)
     inputs = header.inputs if header else {}
-    target = target or Target(str(inputs.get("python") or "3.11"), str(inputs.get("platform") or "x86_64-manylinux_2_28"))
+    target = target or Target(
+        str(inputs.get("python") or "3.11"), str(inputs.get("platform") or "x86_64-manylinux_2_28")
+    )
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
@@ -192,7 +201,11 @@ def verify(lock_path: Path, folder: Path, *, check_hashes: bool = False) -> None
     if not gaps:
         return
     pin, why = gaps[0]
-    more = f"; {len(gaps) - 1} more missing: {', '.join(p.spec() for p, _ in gaps[1:4])}{', ...' if len(gaps) > 4 else ''}" if len(gaps) > 1 else ""
+    more = (
+        f"; {len(gaps) - 1} more missing: {', '.join(p.spec() for p, _ in gaps[1:4])}{', ...' if len(gaps) > 4 else ''}"
+        if len(gaps) > 1
+        else ""
+    )
     raise BuildError(
         f"wheelhouse {folder} lacks {pin.spec()} ({why}; needed by {lock_path.name}){more}",
         hint=f"refill it where the index is reachable: python -m whisperx_matrix wheelhouse <cell> --dest {folder}",
@@ -209,14 +222,18 @@ class WheelhouseResult:
     bytes: int
 
     def line(self) -> str:
-        return (f"wheelhouse {self.dest}: {self.files} files, {self.bytes / 1e6:.1f} MB, for {self.pins} locked "
-                f"distributions of {', '.join(self.locks)} ({self.downloaded} fetched now)")
+        return (
+            f"wheelhouse {self.dest}: {self.files} files, {self.bytes / 1e6:.1f} MB, for {self.pins} locked "
+            f"distributions of {', '.join(self.locks)} ({self.downloaded} fetched now)"
+        )
 
 
 def _pip() -> list[str]:
     if importlib.util.find_spec("pip") is None:
-        raise ToolMissingError("pip is not installed in this Python (uv has no `pip download`)",
-                               hint=f"{sys.executable} -m ensurepip, or run this from nox (nox -s wheelhouse)")
+        raise ToolMissingError(
+            "pip is not installed in this Python (uv has no `pip download`)",
+            hint=f"{sys.executable} -m ensurepip, or run this from nox (nox -s wheelhouse)",
+        )
     return [sys.executable, "-m", "pip"]
 
 
@@ -234,16 +251,27 @@ class PipFailure:
         return canonicalize_name(head) if head else None
 
 
-_NETWORK_WORDS = ("newconnectionerror", "nameresolutionerror", "failed to establish a new connection",
-                  "temporary failure in name resolution", "connecttimeouterror", "max retries exceeded",
-                  "connection refused", "network is unreachable", "proxyerror")
+_NETWORK_WORDS = (
+    "newconnectionerror",
+    "nameresolutionerror",
+    "failed to establish a new connection",
+    "temporary failure in name resolution",
+    "connecttimeouterror",
+    "max retries exceeded",
+    "connection refused",
+    "network is unreachable",
+    "proxyerror",
+)
 
 
 def _network_reason(line: str) -> str:
     """pip's retry warning cut to its cause: "Failed to establish a new connection: [Errno 111] Connection refused"."""
-    cause = re.search(r"(Failed to establish a new connection: [^\"')]+|Failed to resolve [^\"')]+|"
-                      r"Temporary failure in name resolution|Max retries exceeded[^\"')]*|Connection refused|"
-                      r"timed out)", line)
+    cause = re.search(
+        r"(Failed to establish a new connection: [^\"')]+|Failed to resolve [^\"')]+|"
+        r"Temporary failure in name resolution|Max retries exceeded[^\"')]*|Connection refused|"
+        r"timed out)",
+        line,
+    )
     where = re.search(r"\)'?: (/\S+)\s*$", line)
     text = cause[1] if cause else line.removeprefix("WARNING: ").removeprefix("ERROR: ")
     return f"the index is unreachable: {text.strip()}" + (f" (fetching {where[1]})" if where else "")
@@ -266,9 +294,15 @@ def parse_pip_failure(output: str) -> list[PipFailure]:
             seen.add((what, kind))
             out.append(PipFailure(what, kind, reason.strip()[:300]))
 
-    network = next((_network_reason(ln) for ln in lines
-                    if ln.startswith(("WARNING: Retrying", "ERROR: Could not install"))
-                    and any(w in ln.lower() for w in _NETWORK_WORDS)), None)
+    network = next(
+        (
+            _network_reason(ln)
+            for ln in lines
+            if ln.startswith(("WARNING: Retrying", "ERROR: Could not install"))
+            and any(w in ln.lower() for w in _NETWORK_WORDS)
+        ),
+        None,
+    )
     current = ""
     in_hash_block = False
     hash_what = hash_file = hash_expected = ""
@@ -300,11 +334,14 @@ def parse_pip_failure(output: str) -> list[PipFailure]:
         elif in_hash_block and (m := re.match(r"Expected sha256 (\w+)", line)):
             hash_expected = m[1]
         elif in_hash_block and (m := re.match(r"Got\s+(\w+)", line)):
-            add(hash_what or current, "hash", f"{hash_file} has sha256 {m[1][:16]}..., the lock allows "
-                f"{hash_expected[:16] or '(none)'}...")
+            add(
+                hash_what or current,
+                "hash",
+                f"{hash_file} has sha256 {m[1][:16]}..., the lock allows {hash_expected[:16] or '(none)'}...",
+            )
         elif line.startswith("error: metadata-generation-failed") or line.startswith("error: subprocess-exited"):
             if line.startswith("error: metadata-generation-failed"):
-                nxt = next((ln.strip() for ln in lines[i + 1:] if ln.strip().startswith("╰─>")), "")
+                nxt = next((ln.strip() for ln in lines[i + 1 :] if ln.strip().startswith("╰─>")), "")
                 what = nxt.removeprefix("╰─>").strip() or current
                 if what.startswith("from "):  # "from https://.../hf_xet-1.8.0.tar.gz (from -r ...)"
                     what = current
@@ -330,8 +367,10 @@ class PipDownloadError(BuildError):
 def _pip_download(args: list[str], what: str, *, target: Target | None = None, log: Path | None = None) -> None:
     """Run ``pip download``; on failure, one line naming what failed and pip's reason (NetworkError when the
     index is unreachable). ``log``: where pip's full output is written when it fails."""
-    proc = tools.run(_pip() + ["download", "--disable-pip-version-check", "--no-input", "--progress-bar", "off",
-                               *args], env=tools.uv_env())
+    proc = tools.run(
+        _pip() + ["download", "--disable-pip-version-check", "--no-input", "--progress-bar", "off", *args],
+        env=tools.uv_env(),
+    )
     if proc.ok:
         return
     output = proc.stdout + "\n" + proc.stderr
@@ -347,14 +386,18 @@ def _pip_download(args: list[str], what: str, *, target: Target | None = None, l
     named = ", ".join(f.what for f in failures if f.what) or what
     line = f"pip download failed for {named} ({what}): {first.reason}"
     if first.kind == "network" or (first.kind == "other" and proc.is_network_failure()):
-        raise NetworkError(f"pip could not reach the package index for {what}: {first.reason}",
-                           hint="run where the index is reachable; the wheelhouse keeps what it already has" + kept)
+        raise NetworkError(
+            f"pip could not reach the package index for {what}: {first.reason}",
+            hint="run where the index is reachable; the wheelhouse keeps what it already has" + kept,
+        )
     hints = {
         "no-match": f"no file of it fits the target ({target.describe()}); is that version on the index for this "
-                    "platform? (nox -s lock re-resolves the lock)" if target else "no file of it fits the target",
+        "platform? (nox -s lock re-resolves the lock)"
+        if target
+        else "no file of it fits the target",
         "hash": "the lock and the index disagree about this file: re-lock (nox -s lock) or check the index",
         "build": "no wheel of it fits the target, so pip tried its sdist and could not prepare it (a toolchain or a "
-                 "download the build needs); a wheel for the target is needed",
+        "download the build needs); a wheel for the target is needed",
     }
     raise PipDownloadError(line, hint=hints.get(first.kind, "see pip's message") + kept, failures=failures)
 
@@ -366,8 +409,9 @@ def _requirements(pins: Iterable[Pin]) -> str:
     return "".join(f"{p.spec()} " + " ".join(f"--hash=sha256:{h}" for h in sorted(p.hashes)) + "\n" for p in ordered)
 
 
-def fetch(pins: Iterable[Pin], dest: Path, target: Target, *,
-          say: Callable[[str], None] = lambda _m: None) -> list[Pin]:
+def fetch(
+    pins: Iterable[Pin], dest: Path, target: Target, *, say: Callable[[str], None] = lambda _m: None
+) -> list[Pin]:
     """Download ``pins`` into ``dest`` for ``target``: wheels only, then, for the pins pip finds no wheel of, their
     sdists on their own (named through ``say``). Returns those sdist-only pins. Raises on any other failure."""
     todo = {p.name: p for p in pins}
@@ -381,8 +425,12 @@ def fetch(pins: Iterable[Pin], dest: Path, target: Target, *,
                 break
             req.write_text(_requirements(todo.values()), encoding="utf-8")
             try:
-                _pip_download(["--only-binary=:all:", *common, "-r", str(req)],
-                              f"{len(todo)} locked distributions", target=target, log=log)
+                _pip_download(
+                    ["--only-binary=:all:", *common, "-r", str(req)],
+                    f"{len(todo)} locked distributions",
+                    target=target,
+                    log=log,
+                )
                 todo.clear()
             except PipDownloadError as exc:
                 no_wheel = [f for f in exc.failures if f.kind == "no-match" and f.name in todo]
@@ -399,9 +447,12 @@ def fetch(pins: Iterable[Pin], dest: Path, target: Target, *,
             names = ",".join(sorted(p.name for p in sdist_only))
             # --no-binary for these names only: the isolated build env that prepares their metadata still
             # takes wheels (setuptools).
-            _pip_download([f"--no-binary={names}", *common, "-r", str(req)],
-                          f"the sdists of {len(sdist_only)} locked distributions with no wheel for the target",
-                          target=target, log=log)
+            _pip_download(
+                [f"--no-binary={names}", *common, "-r", str(req)],
+                f"the sdists of {len(sdist_only)} locked distributions with no wheel for the target",
+                target=target,
+                log=log,
+            )
     log.unlink(missing_ok=True)
     return sdist_only
 
@@ -417,7 +468,9 @@ def _sdist_build_requires(path: Path) -> tuple[str, ...]:
     try:
         if path.name.endswith(".tar.gz"):
             with tarfile.open(path) as tar:
-                member = next((m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")), None)
+                member = next(
+                    (m for m in tar.getmembers() if m.name.count("/") == 1 and m.name.endswith("/pyproject.toml")), None
+                )
                 fh = tar.extractfile(member) if member else None
                 text = fh.read().decode() if fh else None
         else:
@@ -430,7 +483,9 @@ def _sdist_build_requires(path: Path) -> tuple[str, ...]:
     return tuple(requires) if requires else LEGACY_BUILD_REQUIRES
 
 
-def download(matrix: Matrix, cells: Iterable[Cell], dest: Path, *, progress: Callable[[str], None] | None = None) -> WheelhouseResult:
+def download(
+    matrix: Matrix, cells: Iterable[Cell], dest: Path, *, progress: Callable[[str], None] | None = None
+) -> WheelhouseResult:
     """Fetch every locked distribution of ``cells`` into ``dest`` (kept between runs; only gaps are fetched),
     plus the build requirements of any sdist, so an offline uv can build it. Then check every hash."""
     dest.mkdir(parents=True, exist_ok=True)
@@ -449,25 +504,45 @@ def download(matrix: Matrix, cells: Iterable[Cell], dest: Path, *, progress: Cal
         for lock_id, (target, pins) in zip(lock_ids, per_lock, strict=True):
             bar.note(lock_id)
             todo = [p for p, _ in missing(pins, dest, check_hashes=True)]
-            say(f"{len(pins) - len(todo)} of {len(pins)} distributions already in {dest}; fetching {len(todo)} "
-                f"({target.describe()})")
+            say(
+                f"{len(pins) - len(todo)} of {len(pins)} distributions already in {dest}; fetching {len(todo)} "
+                f"({target.describe()})"
+            )
             if todo:
                 fetch(todo, dest, target, say=say)
-            sdists = sorted({r for f in dest.iterdir() if f.name.endswith((".tar.gz", ".zip")) and _dist_key(f.name)
-                             for r in _sdist_build_requires(f)})
+            sdists = sorted(
+                {
+                    r
+                    for f in dest.iterdir()
+                    if f.name.endswith((".tar.gz", ".zip")) and _dist_key(f.name)
+                    for r in _sdist_build_requires(f)
+                }
+            )
             if sdists:
                 say(f"fetching build requirements of sdists: {', '.join(sdists)}")
-                _pip_download(["--only-binary=:all:", "--dest", str(dest), *target.pip_args(), *sdists],
-                              "sdist build requirements", target=target, log=dest / ".pip-download.log")
+                _pip_download(
+                    ["--only-binary=:all:", "--dest", str(dest), *target.pip_args(), *sdists],
+                    "sdist build requirements",
+                    target=target,
+                    log=dest / ".pip-download.log",
+                )
             gaps = missing(pins, dest, check_hashes=True)
             if gaps:
                 pin, why = gaps[0]
-                raise BuildError(f"wheelhouse {dest} lacks {pin.spec()} after download ({why})",
-                                 hint="the index may not serve a file for this platform; see pip's output")
+                raise BuildError(
+                    f"wheelhouse {dest} lacks {pin.spec()} after download ({why})",
+                    hint="the index may not serve a file for this platform; see pip's output",
+                )
             bar.advance()
     files = [p for p in dest.iterdir() if p.is_file() and _dist_key(p.name)]
-    return WheelhouseResult(dest, tuple(lock_ids), total, len({p.name for p in files} - before), len(files),
-                            sum(p.stat().st_size for p in files))
+    return WheelhouseResult(
+        dest,
+        tuple(lock_ids),
+        total,
+        len({p.name for p in files} - before),
+        len(files),
+        sum(p.stat().st_size for p in files),
+    )
 
 
 def cmd_wheelhouse(args: argparse.Namespace) -> int:
@@ -483,8 +558,10 @@ def cmd_wheelhouse(args: argparse.Namespace) -> int:
         return 0
     result = download(m, cells, dest, progress=lambda msg: print(msg, file=sys.stderr, flush=True))
     print(result.line())
-    print(f"build with no network: python -m whisperx_matrix build {' '.join(c.id for c in cells)} "
-          f"--offline --wheelhouse {dest}")
+    print(
+        f"build with no network: python -m whisperx_matrix build {' '.join(c.id for c in cells)} "
+        f"--offline --wheelhouse {dest}"
+    )
     return 0
 
 

@@ -33,8 +33,12 @@ def observe(key: str, value: object) -> None:
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
     if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
-        entry = {"test": report.nodeid.split("::", 1)[-1], "outcome": report.outcome, "when": report.when,
-                 "seconds": round(report.duration, 2)}
+        entry = {
+            "test": report.nodeid.split("::", 1)[-1],
+            "outcome": report.outcome,
+            "when": report.when,
+            "seconds": round(report.duration, 2),
+        }
         if report.failed:
             entry["error"] = _first_line(report)
         elif report.skipped and isinstance(report.longrepr, tuple):
@@ -55,8 +59,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if out:
         tmp = out + ".tmp"
         with open(tmp, "w", encoding="utf-8") as fh:
-            json.dump({"cell": os.environ.get("WXM_CELL_ID"), "exitstatus": int(exitstatus), "tests": _results,
-                       "observations": _observations}, fh, indent=2)
+            json.dump(
+                {
+                    "cell": os.environ.get("WXM_CELL_ID"),
+                    "exitstatus": int(exitstatus),
+                    "tests": _results,
+                    "observations": _observations,
+                },
+                fh,
+                indent=2,
+            )
         os.replace(tmp, out)
 
 

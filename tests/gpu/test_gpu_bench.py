@@ -40,8 +40,13 @@ def _gpu_skip_reason() -> str | None:
     py = _cell_python()
     if not py.exists():
         return f"cell {CELL} is not built ({py} missing): nox -s env-{CELL}"
-    proc = subprocess.run([str(py), "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True,
-                          text=True, env=_env(), timeout=300)
+    proc = subprocess.run(
+        [str(py), "-c", "import torch; print(torch.cuda.is_available())"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
     if proc.stdout.strip() != "True":
         return f"torch in cell {CELL} sees no CUDA GPU: {(proc.stderr.strip().splitlines() or ['False'])[-1]}"
     return None
@@ -69,8 +74,9 @@ def one_minute(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 
 
 def _run(py: Path, args: list[str], out: Path) -> dict:
-    proc = subprocess.run([str(py), "-I", str(SCRIPT), *args, "--out", str(out)], capture_output=True, text=True,
-                          env=_env(), timeout=900)
+    proc = subprocess.run(
+        [str(py), "-I", str(SCRIPT), *args, "--out", str(out)], capture_output=True, text=True, env=_env(), timeout=900
+    )
     assert out.exists(), proc.stderr[-2000:]
     data = json.loads(out.read_text())
     assert data.get("ok"), f"{data.get('error')}\n{proc.stderr[-2000:]}"
@@ -78,8 +84,9 @@ def _run(py: Path, args: list[str], out: Path) -> dict:
 
 
 def test_tiny_en_on_gpu_every_stage_measured(gpu_cell: Path, one_minute: list[str], tmp_path: Path) -> None:
-    data = _run(gpu_cell, ["--device", "cuda", "--model", "tiny.en", "--batch-size", "16,8", *one_minute],
-                tmp_path / "out.json")
+    data = _run(
+        gpu_cell, ["--device", "cuda", "--model", "tiny.en", "--batch-size", "16,8", *one_minute], tmp_path / "out.json"
+    )
     by = {s["stage"]: s for s in data["stages"]}
     assert data["gpu"]["cuda_available"] and data["gpu"]["compute_capability"]
     assert by["cold_first_call"]["status"] == "ok" and by["warm_second_call"]["status"] == "ok"
@@ -96,8 +103,23 @@ def test_tiny_en_on_gpu_every_stage_measured(gpu_cell: Path, one_minute: list[st
 
 
 def test_float16_and_int8_float16_both_run(gpu_cell: Path, one_minute: list[str], tmp_path: Path) -> None:
-    data = _run(gpu_cell, ["--device", "cuda", "--batch-size", "16", "--compute-type", "float16",
-                           "--compare-compute-types", "int8_float16", "--no-sequential", "--no-align", "--no-diarize",
-                           *one_minute], tmp_path / "out.json")
+    data = _run(
+        gpu_cell,
+        [
+            "--device",
+            "cuda",
+            "--batch-size",
+            "16",
+            "--compute-type",
+            "float16",
+            "--compare-compute-types",
+            "int8_float16",
+            "--no-sequential",
+            "--no-align",
+            "--no-diarize",
+            *one_minute,
+        ],
+        tmp_path / "out.json",
+    )
     cts = {s.get("compute_type") for s in data["stages"] if s.get("status") == "ok" and s.get("rtf")}
     assert {"float16", "int8_float16"} <= cts

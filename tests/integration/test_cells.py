@@ -34,8 +34,13 @@ def test_working_cell_builds_and_transcribes_offline() -> None:
     # The env needs no LD_LIBRARY_PATH: its python runs the stack with the variable unset.
     env = build.clean_env()
     assert "LD_LIBRARY_PATH" not in env
-    out = subprocess.run([str(result.env / "bin" / "python"), "-c", "import ctranslate2, torch, whisperx; print('ok')"],
-                         capture_output=True, text=True, env=env, check=True)
+    out = subprocess.run(
+        [str(result.env / "bin" / "python"), "-c", "import ctranslate2, torch, whisperx; print('ok')"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
     assert out.stdout.strip() == "ok"
 
 

@@ -60,7 +60,13 @@ def test_working_cell_passes_every_check(result: dict) -> None:
     cell = _cell(result, "stable-cu128")
     assert cell["verdict"] == "as-expected"
     assert {k: v["status"] for k, v in cell["checks"].items()} == {
-        "lock": "pass", "build": "pass", "selftest": "pass", "arch": "pass", "closure": "pass", "suite": "pass"}
+        "lock": "pass",
+        "build": "pass",
+        "selftest": "pass",
+        "arch": "pass",
+        "closure": "pass",
+        "suite": "pass",
+    }
 
 
 def test_nightly_cells_are_not_testable_here_and_neither_pass_nor_fail(result: dict) -> None:
@@ -87,10 +93,14 @@ def test_the_real_loader_agrees_with_the_static_closure_in_every_built_cell(resu
 def test_every_claim_is_computed_with_a_basis_for_each_evidence_item(result: dict) -> None:
     verdicts = {c["id"]: c["verdict"] for c in result["claims"]}
     assert verdicts == {
-        "driver-565": "contradicted", "stable-251-sm90": "confirmed",
+        "driver-565": "contradicted",
+        "stable-251-sm90": "confirmed",
         "option1-not-detected": "contradicted",  # today's stable cu128 carries sm_120 (measured)
-        "option2-libcupti13": "not-testable", "option3-works": "not-testable",  # their nightly index is unreachable
-        "pyannote4-torch210": "confirmed", "patch-use-auth-token": "confirmed", "ld-library-path": "contradicted",
+        "option2-libcupti13": "not-testable",
+        "option3-works": "not-testable",  # their nightly index is unreachable
+        "pyannote4-torch210": "confirmed",
+        "patch-use-auth-token": "confirmed",
+        "ld-library-path": "contradicted",
         "switch-stable-26": "contradicted",
     }
     for claim in result["claims"]:
@@ -110,11 +120,27 @@ def test_a_wrong_expectation_makes_the_matrix_exit_non_zero(tmp_path: Path) -> N
     text = (ROOT / "matrix.toml").read_text()
     marker = 'id = "stable-cu128"'
     head, tail = text.split(marker, 1)
-    tail = tail.replace('expect = { status = "pass" }', 'expect = { status = "fail", reason = "missing-soname:libfoo.so.1" }', 1)
+    tail = tail.replace(
+        'expect = { status = "pass" }', 'expect = { status = "fail", reason = "missing-soname:libfoo.so.1" }', 1
+    )
     (tmp_path / "matrix.toml").write_text(head + marker + tail)
     env = os.environ | {"WXM_ENVS": str(ROOT / "envs"), "PYTHONPATH": str(ROOT / "src")}
-    proc = subprocess.run([sys.executable, "-m", "whisperx_matrix", "matrix", "stable-cu128", "--no-suite",
-                           "--out", str(tmp_path / "reports")], cwd=tmp_path, env=env, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whisperx_matrix",
+            "matrix",
+            "stable-cu128",
+            "--no-suite",
+            "--out",
+            str(tmp_path / "reports"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     assert proc.returncode == 11, proc.stderr[-2000:]
     assert "unexpected-pass" in proc.stdout and "1 unexpected outcome(s): stable-cu128" in proc.stderr
     assert (tmp_path / "reports" / "matrix.json").is_file()  # the report is written before the exit

@@ -14,13 +14,18 @@ import pytest
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 ROOT = Path(__file__).resolve().parents[2]
-FAKE = {"HF_TOKEN": "hf_FAKEtokenDoNotLeak0123456789", "WXM_CI_TOKEN": "ci-FAKE-secret-42-abcdef",
-        "AWS_SECRET_ACCESS_KEY": "aws-FAKE-key-0987654321"}
+FAKE = {
+    "HF_TOKEN": "hf_FAKEtokenDoNotLeak0123456789",
+    "WXM_CI_TOKEN": "ci-FAKE-secret-42-abcdef",
+    "AWS_SECRET_ACCESS_KEY": "aws-FAKE-key-0987654321",
+}
 
 
 def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = os.environ | FAKE | {"PYTHONPATH": str(ROOT / "src")}
-    return subprocess.run([sys.executable, "-m", "whisperx_matrix", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "whisperx_matrix", *args], cwd=cwd, env=env, capture_output=True, text=True
+    )
 
 
 def test_no_token_in_any_output(tmp_path: Path) -> None:

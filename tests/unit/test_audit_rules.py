@@ -140,8 +140,9 @@ def test_package_row_says_which_library_each_arch_comes_from() -> None:
     from whisperx_matrix.audit.report import format_arch
 
     own = judge_library(_lib(_sass("50", "90")), SM120, rel="torch/lib/libtorch_cuda.so", package="torch 2.5.1")
-    bundled = judge_library(_lib(_sass("90") + (_ptx("52"), _ptx("90"))), SM120,
-                            rel="torch/lib/libcusparseLt.so.0", package="torch 2.5.1")
+    bundled = judge_library(
+        _lib(_sass("90") + (_ptx("52"), _ptx("90"))), SM120, rel="torch/lib/libcusparseLt.so.0", package="torch 2.5.1"
+    )
     (pkg,) = judge_packages([own, bundled], SM120)
     assert pkg.ptx == ("compute_52 (PTX 8.7)", "compute_90 (PTX 8.7)") and own.ptx == ()
     assert pkg.origins == (

@@ -41,11 +41,20 @@ def test_rtf_is_audio_seconds_per_wall_second():
 
 
 def test_stage_table_has_a_row_per_stage_and_dashes_for_missing_values():
-    table = bt.stage_table([
-        {"stage": "whisperx_batched[int8,bs8]", "status": "ok", "wall_s": 2.5, "rtf": 24.0, "rss_peak_mib": 900,
-         "tokens": 104, "weights": "real"},
-        {"stage": "batch_sweep[float16,bs64]", "status": "oom", "weights": "synthetic"},
-    ])
+    table = bt.stage_table(
+        [
+            {
+                "stage": "whisperx_batched[int8,bs8]",
+                "status": "ok",
+                "wall_s": 2.5,
+                "rtf": 24.0,
+                "rss_peak_mib": 900,
+                "tokens": 104,
+                "weights": "real",
+            },
+            {"stage": "batch_sweep[float16,bs64]", "status": "oom", "weights": "synthetic"},
+        ]
+    )
     lines = table.splitlines()
     assert lines[0].split()[:4] == ["stage", "status", "wall_s", "rtf"]
     assert len(lines) == 3
@@ -67,12 +76,15 @@ def test_an_oom_is_recorded_as_such_without_numbers_and_the_sweep_goes_on():
     bench = bt.Bench("cpu")
     results = {}
     for bs in (8, 64, 16):
+
         def fn(bs=bs):
             if bs == 64:  # what CTranslate2 raises when a batch does not fit
                 raise RuntimeError("CUDA failed with error out of memory")
             return bs
-        rec, res = bench.measure(f"batch_sweep[bs{bs}]", 60.0, fn, engine="ctranslate2", weights="real",
-                                 extra={"batch_size": bs})
+
+        rec, res = bench.measure(
+            f"batch_sweep[bs{bs}]", 60.0, fn, engine="ctranslate2", weights="real", extra={"batch_size": bs}
+        )
         results[bs] = (rec, res)
     assert [s["status"] for s in bench.stages] == ["ok", "oom", "ok"]
     oom = results[64][0]
@@ -160,7 +172,8 @@ def test_missing_ffmpeg_is_one_line_and_records_no_numbers(tmp_path):
     proc = _run_script(sys.executable, _common(tmp_path), env=env)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: ffmpeg not found on PATH: WhisperX decodes audio with the ffmpeg binary (apt-get install ffmpeg)"]
+        "error: ffmpeg not found on PATH: WhisperX decodes audio with the ffmpeg binary (apt-get install ffmpeg)"
+    ]
     out = json.loads((tmp_path / "out.json").read_text())
     assert out["ok"] is False and "stages" not in out
 
@@ -170,10 +183,15 @@ def test_unknown_model_from_the_command_line(tmp_path):
     proc = _run_script(sys.executable, [*_common(tmp_path), "--model", "nope"])
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [
-        "error: unknown model 'nope': give tiny.en (offline weights) or the path of a CTranslate2 model folder"]
+        "error: unknown model 'nope': give tiny.en (offline weights) or the path of a CTranslate2 model folder"
+    ]
     assert json.loads((tmp_path / "out.json").read_text()) == {
-        "schema": 1, "ok": False, "device": "cpu", "model": "nope",
-        "error": "unknown model 'nope': give tiny.en (offline weights) or the path of a CTranslate2 model folder"}
+        "schema": 1,
+        "ok": False,
+        "device": "cpu",
+        "model": "nope",
+        "error": "unknown model 'nope': give tiny.en (offline weights) or the path of a CTranslate2 model folder",
+    }
 
 
 def test_smi_process_memory_parses_a_fake_nvidia_smi_no_gpu_here():
@@ -216,10 +234,12 @@ def test_cuda_without_a_gpu_in_the_cell_is_one_line(tmp_path, working_cell):
     proc = _run_script(str(CELL_PY), [*_common(tmp_path), "--device", "cuda"])
     assert proc.returncode == 2
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [
-        "error: --device cuda asked, but torch sees no CUDA GPU here (torch.cuda.is_available() is False)"]
+        "error: --device cuda asked, but torch sees no CUDA GPU here (torch.cuda.is_available() is False)"
+    ]
 
 
 # ---- the orchestration's pure parts (whisperx_matrix.bench)
+
 
 def test_minutes_and_stm_parsing():
     from whisperx_matrix import bench
@@ -234,12 +254,36 @@ def test_summary_and_cpu_targets_judge_dialogue_files_only():
     from whisperx_matrix import bench
 
     stages = [
-        {"stage": "whisperx_batched[int8,bs8]", "kind": "whisperx_batched", "status": "ok", "file": "sample.wav",
-         "audio_s": 30, "wall_s": 60, "rtf": 0.5, "wer": 0.4},
-        {"stage": "whisperx_batched[int8,bs8]", "kind": "whisperx_batched", "status": "ok", "file": "dialogue-1min.wav",
-         "audio_s": 60, "wall_s": 10, "rtf": 6.0, "wer": 0.05},
-        {"stage": "faster_whisper_sequential[int8]", "kind": "sequential", "status": "ok", "file": "dialogue-1min.wav",
-         "audio_s": 60, "wall_s": 20, "rtf": 3.0, "wer": 0.04},
+        {
+            "stage": "whisperx_batched[int8,bs8]",
+            "kind": "whisperx_batched",
+            "status": "ok",
+            "file": "sample.wav",
+            "audio_s": 30,
+            "wall_s": 60,
+            "rtf": 0.5,
+            "wer": 0.4,
+        },
+        {
+            "stage": "whisperx_batched[int8,bs8]",
+            "kind": "whisperx_batched",
+            "status": "ok",
+            "file": "dialogue-1min.wav",
+            "audio_s": 60,
+            "wall_s": 10,
+            "rtf": 6.0,
+            "wer": 0.05,
+        },
+        {
+            "stage": "faster_whisper_sequential[int8]",
+            "kind": "sequential",
+            "status": "ok",
+            "file": "dialogue-1min.wav",
+            "audio_s": 60,
+            "wall_s": 20,
+            "rtf": 3.0,
+            "wer": 0.04,
+        },
         {"stage": "align", "status": "ok", "file": "dialogue-1min.wav", "audio_s": 60, "wall_s": 10, "rtf": 6.0},
         {"stage": "batch_sweep[int8,bs64]", "kind": "batch_sweep", "status": "oom", "file": "dialogue-1min.wav"},
     ]
@@ -260,27 +304,60 @@ def test_summary_and_cpu_targets_judge_dialogue_files_only():
 
 
 def _gpu_stage(kind, bs, file, *, rtf, wall, peak=None, windows=47, weights="synthetic", **extra):
-    return {"stage": f"{kind}[float16,bs{bs}]", "kind": kind, "compute_type": "float16", "batch_size": bs, "file": file,
-            "status": "ok", "audio_s": 1000.0, "rtf": rtf, "wall_s": wall, "gpu_peak_mib": peak, "windows": windows,
-            "weights": weights, **extra}
+    return {
+        "stage": f"{kind}[float16,bs{bs}]",
+        "kind": kind,
+        "compute_type": "float16",
+        "batch_size": bs,
+        "file": file,
+        "status": "ok",
+        "audio_s": 1000.0,
+        "rtf": rtf,
+        "wall_s": wall,
+        "gpu_peak_mib": peak,
+        "windows": windows,
+        "weights": weights,
+        **extra,
+    }
 
 
 def test_gpu_targets_are_computed_from_the_measured_stages():
     from whisperx_matrix import bench
 
     f = "dialogue-20min.flac"
-    large = {"ok": True, "model": "large-v3-shaped", "model_weights": "synthetic", "compute_type": "float16",
-             "max_new_tokens": 100, "stages": [
-                 _gpu_stage("whisperx_batched", 16, f, rtf=200.0, wall=5.0, peak=9000, tokens_per_window=50.0),
-                 _gpu_stage("batch_sweep", 8, f, rtf=140.0, wall=7.1, peak=6000),
-                 _gpu_stage("batch_sweep", 32, f, rtf=250.0, wall=4.0, peak=15000),
-                 _gpu_stage("batch_sweep", 64, f, rtf=260.0, wall=3.8, peak=20000)]}
-    tiny = {"ok": True, "model": "tiny.en", "model_weights": "real", "compute_type": "float16", "stages": [
-        _gpu_stage("whisperx_batched", 16, f, rtf=500.0, wall=2.0, peak=1300, weights="real", tokens_per_window=75.0),
-        {"stage": "align", "status": "ok", "file": f, "audio_s": 1000.0, "wall_s": 10.0, "rtf": 100.0},
-        {"stage": "diarize", "status": "ok", "file": f, "audio_s": 1000.0, "wall_s": 8.0, "rtf": 125.0}]}
-    data = {"device": "cuda", "cu130_check": {"ok": False, "stages": []}, "tiny_en": tiny, "large": large,
-            "machine": {"synthetic_model": {"parameters": 1_000_000_000}}}
+    large = {
+        "ok": True,
+        "model": "large-v3-shaped",
+        "model_weights": "synthetic",
+        "compute_type": "float16",
+        "max_new_tokens": 100,
+        "stages": [
+            _gpu_stage("whisperx_batched", 16, f, rtf=200.0, wall=5.0, peak=9000, tokens_per_window=50.0),
+            _gpu_stage("batch_sweep", 8, f, rtf=140.0, wall=7.1, peak=6000),
+            _gpu_stage("batch_sweep", 32, f, rtf=250.0, wall=4.0, peak=15000),
+            _gpu_stage("batch_sweep", 64, f, rtf=260.0, wall=3.8, peak=20000),
+        ],
+    }
+    tiny = {
+        "ok": True,
+        "model": "tiny.en",
+        "model_weights": "real",
+        "compute_type": "float16",
+        "stages": [
+            _gpu_stage(
+                "whisperx_batched", 16, f, rtf=500.0, wall=2.0, peak=1300, weights="real", tokens_per_window=75.0
+            ),
+            {"stage": "align", "status": "ok", "file": f, "audio_s": 1000.0, "wall_s": 10.0, "rtf": 100.0},
+            {"stage": "diarize", "status": "ok", "file": f, "audio_s": 1000.0, "wall_s": 8.0, "rtf": 125.0},
+        ],
+    }
+    data = {
+        "device": "cuda",
+        "cu130_check": {"ok": False, "stages": []},
+        "tiny_en": tiny,
+        "large": large,
+        "machine": {"synthetic_model": {"parameters": 1_000_000_000}},
+    }
     t = bench.transcribe_targets(data)
     assert set(t) == set(bench.GPU_TARGETS)
     asr = t["asr_large_v3_fp16_bs16"]
@@ -306,9 +383,24 @@ def test_gpu_targets_are_computed_from_the_measured_stages():
 def test_summarise_file_rewrites_summary_and_targets_only(tmp_path):
     from whisperx_matrix import bench
 
-    result = {"ok": True, "device": "cpu", "model": "tiny.en", "model_weights": "real", "stages": [
-        {"stage": "whisperx_batched[int8,bs8]", "kind": "whisperx_batched", "status": "ok", "file": "dialogue-1min.wav",
-         "audio_s": 60, "wall_s": 10, "rtf": 6.0, "wer": 0.05}]}
+    result = {
+        "ok": True,
+        "device": "cpu",
+        "model": "tiny.en",
+        "model_weights": "real",
+        "stages": [
+            {
+                "stage": "whisperx_batched[int8,bs8]",
+                "kind": "whisperx_batched",
+                "status": "ok",
+                "file": "dialogue-1min.wav",
+                "audio_s": 60,
+                "wall_s": 10,
+                "rtf": 6.0,
+                "wer": 0.05,
+            }
+        ],
+    }
     data = {"device": "cpu", "result": result, "summary": {"stale": True}, "targets": {"typed by hand": True}}
     path = tmp_path / "transcribe-cpu-2026-01-01.json"
     path.write_text(json.dumps(data))
@@ -338,9 +430,12 @@ def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_
             self.pid, self.usedGpuMemory = pid, 700 * 2**20
 
     fake = types.SimpleNamespace(  # stands in for pynvml with one GPU: there is no GPU (or NVML) here
-        nvmlInit=lambda: None, nvmlDeviceGetCount=lambda: 1, nvmlDeviceGetHandleByIndex=lambda i: i,
+        nvmlInit=lambda: None,
+        nvmlDeviceGetCount=lambda: 1,
+        nvmlDeviceGetHandleByIndex=lambda i: i,
         nvmlDeviceGetMemoryInfo=lambda h: types.SimpleNamespace(used=900 * 2**20),
-        nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc(p) for p in listed["pids"]])
+        nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc(p) for p in listed["pids"]],
+    )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
     s = bt.Sampler(gpu=True)
     assert s.gpu_now() == 700 * 2**20 and s.gpu_source == "nvml-process"
@@ -352,7 +447,11 @@ def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_
 def test_the_cuda_jit_cache_state_is_recorded_with_the_first_call(tmp_path: Path) -> None:
     """An empty, a warm and a disabled cache, read from real folders (no GPU needed to read a folder)."""
     fresh = tmp_path / "jit"
-    assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)}) == {"path": "CUDA_CACHE_PATH", "entries": 0, "state": "empty"}
+    assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)}) == {
+        "path": "CUDA_CACHE_PATH",
+        "entries": 0,
+        "state": "empty",
+    }
     (fresh / "a").mkdir(parents=True)
     (fresh / "a" / "entry.bin").write_bytes(b"x")
     assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)})["state"] == "warm"

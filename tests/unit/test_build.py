@@ -23,8 +23,13 @@ def _build(project: Path, **kw: object) -> build.BuildResult:
 
 
 def _python_sees_six(env: Path) -> str:
-    out = subprocess.run([str(env / "bin" / "python"), "-c", "import six, sys; print(six.__version__, sys.prefix)"],
-                         capture_output=True, text=True, check=True, env=build.clean_env())
+    out = subprocess.run(
+        [str(env / "bin" / "python"), "-c", "import six, sys; print(six.__version__, sys.prefix)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=build.clean_env(),
+    )
     return out.stdout.strip()
 
 
@@ -128,7 +133,9 @@ def test_killed_build_leftovers_are_swept_and_old_env_survives(tiny_project: Pat
         f"m = matrix.load(__import__('pathlib').Path({str(tiny_project / 'matrix.toml')!r}))\n"
         "build.build(m, m.get('tiny'), selftest=False)\n"
     )
-    proc = subprocess.run([os.sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(build.__file__).parents[1])})
+    proc = subprocess.run(
+        [os.sys.executable, "-c", script], env=os.environ | {"PYTHONPATH": str(Path(build.__file__).parents[1])}
+    )
     assert proc.returncode == -9
     builds = tiny_project / "envs" / ".builds"
     assert [p for p in builds.iterdir() if p.name.startswith(".tmp-tiny-")]  # the kill left a temp build
@@ -167,16 +174,39 @@ def test_preload_pth_loads_libraries_at_start(tiny_project: Path) -> None:
     write_lock(tiny_project)
     _build(tiny_project)
     site = next((tiny_project / "envs" / "tiny").glob("lib/python3*/site-packages"))
-    real = next(Path(p) for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib")
-                if (Path(p) / libz).exists()) / libz
+    real = (
+        next(
+            Path(p)
+            for p in ("/lib/x86_64-linux-gnu", "/usr/lib/x86_64-linux-gnu", "/lib64", "/usr/lib")
+            if (Path(p) / libz).exists()
+        )
+        / libz
+    )
     (site / "fakelib").mkdir()
     os.symlink(real, site / "fakelib" / libz)
-    cell = matrix.Cell(id="tiny", summary="", channel="stable", cuda="cu128", python="3", platform="",
-                       requirements=(), pins={"whisperx": "3.8.6"}, preload=(f"fakelib/{libz}",))
+    cell = matrix.Cell(
+        id="tiny",
+        summary="",
+        channel="stable",
+        cuda="cu128",
+        python="3",
+        platform="",
+        requirements=(),
+        pins={"whisperx": "3.8.6"},
+        preload=(f"fakelib/{libz}",),
+    )
     build._preload_files(site, cell)
-    out = subprocess.run([str(tiny_project / "envs" / "tiny" / "bin" / "python"), "-c",
-                          "import whisperx_matrix_preload as p; print(len(p.LOADED), p.ERRORS)"],
-                         capture_output=True, text=True, check=True, env=build.clean_env())
+    out = subprocess.run(
+        [
+            str(tiny_project / "envs" / "tiny" / "bin" / "python"),
+            "-c",
+            "import whisperx_matrix_preload as p; print(len(p.LOADED), p.ERRORS)",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=build.clean_env(),
+    )
     assert out.stdout.strip() == "1 {}"
     with pytest.raises(BuildError, match="preload nope.so is not in the env"):
         build._preload_files(site, matrix.Cell(**{**cell.__dict__, "preload": ("nope.so",)}))
@@ -219,7 +249,14 @@ def test_cell_processes_get_an_allow_listed_environment(monkeypatch: pytest.Monk
         monkeypatch.setenv(name, "fake-value-123")
     monkeypatch.setenv("LC_ALL", "C.UTF-8")
     env = build.clean_env()
-    assert not {"HF_TOKEN", "GITHUB_TOKEN", "AWS_SECRET_ACCESS_KEY", "WXM_CI_TOKEN", "LD_LIBRARY_PATH", "PYTHONPATH"} & set(env)
+    assert not {
+        "HF_TOKEN",
+        "GITHUB_TOKEN",
+        "AWS_SECRET_ACCESS_KEY",
+        "WXM_CI_TOKEN",
+        "LD_LIBRARY_PATH",
+        "PYTHONPATH",
+    } & set(env)
     assert "fake-value-123" not in env.values()
     assert env["PATH"] == os.environ["PATH"] and env["LC_ALL"] == "C.UTF-8" and env["HF_HUB_OFFLINE"] == "1"
 
@@ -232,12 +269,24 @@ def test_preflight_names_every_missing_program_at_once(tmp_path: Path) -> None:
     bare = tmp_path / "bin"
     bare.mkdir()
     (bare / "python").symlink_to(sys.executable)
-    env = {"PATH": str(bare), "WXM_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(Path(build.__file__).parents[1]),
-           "HOME": str(tmp_path)}
-    proc = subprocess.run([str(bare / "python"), "-m", "whisperx_matrix", "preflight", "tests"], env=env,
-                          capture_output=True, text=True, timeout=120)
+    env = {
+        "PATH": str(bare),
+        "WXM_CACHE": str(tmp_path / "cache"),
+        "PYTHONPATH": str(Path(build.__file__).parents[1]),
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [str(bare / "python"), "-m", "whisperx_matrix", "preflight", "tests"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 8, proc.stderr
     lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
     assert len(lines) == 2 and "Traceback" not in proc.stderr
     assert all(p in lines[0] for p in ("ffmpeg", "espeak-ng", "patch"))
-    assert lines[1].strip() == "hint: sudo apt-get install -y ffmpeg espeak-ng patch chromium  (Debian/Ubuntu), then run this again"
+    assert (
+        lines[1].strip()
+        == "hint: sudo apt-get install -y ffmpeg espeak-ng patch chromium  (Debian/Ubuntu), then run this again"
+    )

@@ -24,8 +24,9 @@ def test_a_hardlinked_env_adds_only_its_own_files(tmp_path: Path) -> None:
     env.parent.mkdir(parents=True)
     os.link(cache, env)
     _blob(tmp_path / "envs" / "cell" / "stamp.json", 4096)
-    uv, envs, missing = diskuse.measure([("uv", tmp_path / "uv"), ("envs", tmp_path / "envs"),
-                                         ("gone", tmp_path / "nowhere")])
+    uv, envs, missing = diskuse.measure(
+        [("uv", tmp_path / "uv"), ("envs", tmp_path / "envs"), ("gone", tmp_path / "nowhere")]
+    )
     assert uv.own_bytes == uv.apparent_bytes >= 1 << 20
     assert envs.apparent_bytes >= (1 << 20) + 4096  # du of envs/ alone counts the link
     assert envs.own_bytes < 64 * 1024  # ... but it adds only the stamp

@@ -99,8 +99,13 @@ def fits(report: doctor.Report) -> dict[str, doctor.CellFit]:
 
 @pytest.mark.parametrize(
     ("cuda", "toolkit", "minor"),
-    [("cu124", "550.54.14", "525.60.13"), ("cu126", "560.28.03", "525.60.13"), ("cu128", "570.26", "525.60.13"),
-     ("cu129", "575.51.03", "525.60.13"), ("cu130", "580.65.06", "580")],
+    [
+        ("cu124", "550.54.14", "525.60.13"),
+        ("cu126", "560.28.03", "525.60.13"),
+        ("cu128", "570.26", "525.60.13"),
+        ("cu129", "575.51.03", "525.60.13"),
+        ("cu130", "580.65.06", "580"),
+    ],
 )
 def test_driver_table_entries(cuda: str, toolkit: str, minor: str) -> None:
     entry = cudafacts.CUDA_DRIVERS[cuda]
@@ -109,10 +114,19 @@ def test_driver_table_entries(cuda: str, toolkit: str, minor: str) -> None:
 
 @pytest.mark.parametrize(
     ("cuda", "driver", "fit"),
-    [("cu128", "570.26", "full"), ("cu128", "570.133.07", "full"), ("cu128", "565.57.01", "minor-compat"),
-     ("cu128", "525.60.13", "minor-compat"), ("cu128", "520.61.05", "too-old"), ("cu130", "575.51.03", "too-old"),
-     ("cu130", "580.65.06", "full"), ("cu124", "550.54.14", "full"), ("cu126", "560.28.02", "minor-compat"),
-     ("cu128", None, "unknown"), ("cu999", "580.1", "unknown")],
+    [
+        ("cu128", "570.26", "full"),
+        ("cu128", "570.133.07", "full"),
+        ("cu128", "565.57.01", "minor-compat"),
+        ("cu128", "525.60.13", "minor-compat"),
+        ("cu128", "520.61.05", "too-old"),
+        ("cu130", "575.51.03", "too-old"),
+        ("cu130", "580.65.06", "full"),
+        ("cu124", "550.54.14", "full"),
+        ("cu126", "560.28.02", "minor-compat"),
+        ("cu128", None, "unknown"),
+        ("cu999", "580.1", "unknown"),
+    ],
 )
 def test_driver_fit_truth_table(cuda: str, driver: str | None, fit: str) -> None:
     assert doctor.driver_fit(cuda, driver)[0] == fit
@@ -152,7 +166,9 @@ def test_rtx5070_driver_570_recommends_stable_cu128(real_matrix: matrix.Matrix) 
     assert report.recommended == "stable-cu128"
     f = fits(report)
     assert f["stable-cu128"].verdict == "ok" and f["stable-cu128"].kernels == "sass"
-    assert f["option1-stable-cu124"].verdict == "out" and "no kernels for sm_120" in f["option1-stable-cu124"].reasons[0]
+    assert (
+        f["option1-stable-cu124"].verdict == "out" and "no kernels for sm_120" in f["option1-stable-cu124"].reasons[0]
+    )
     assert any("arch-unsupported:sm_120" in r for r in f["option1-stable-cu124"].reasons)
     assert f["stable-cu126"].verdict == "out" and f["stable-cu126"].kernels == "none"
     assert "too old for CUDA 13.0" in f["stable-cu130-cublas12"].reasons[0]
@@ -236,8 +252,9 @@ def test_probes_never_raise() -> None:
     assert machine.gpus == () and "NVML failed: segfault-ish (RuntimeError)" in machine.notes[0]
 
 
-def test_json_report_and_cli_without_a_gpu(real_matrix: matrix.Matrix, monkeypatch: pytest.MonkeyPatch,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_json_report_and_cli_without_a_gpu(
+    real_matrix: matrix.Matrix, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(doctor, "collect", lambda: doctor.Machine((), None, None, "none", ("nvidia-smi not found",)))
     monkeypatch.chdir(ROOT)
     assert cli.main(["doctor", "--sm", "120", "--driver", "575.51.03", "--json"]) == 0

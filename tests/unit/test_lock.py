@@ -14,8 +14,11 @@ from whisperx_matrix.errors import LockError
 
 def test_diff_inputs_names_each_change() -> None:
     old = {"pins": {"torch": "2.8.0", "whisperx": "3.8.6"}, "requirements": {"a.txt": "sha256:1"}, "python": "3.11"}
-    new = {"pins": {"torch": "2.8.1", "whisperx": "3.8.6"}, "requirements": {"a.txt": "sha256:2", "b.txt": "x"},
-           "python": "3.12"}
+    new = {
+        "pins": {"torch": "2.8.1", "whisperx": "3.8.6"},
+        "requirements": {"a.txt": "sha256:2", "b.txt": "x"},
+        "python": "3.12",
+    }
     assert lock.diff_inputs(old, new) == [
         "pins.torch: 2.8.0 -> 2.8.1",
         "python: '3.11' -> '3.12'",
@@ -92,7 +95,9 @@ def test_lock_from_a_result_or_a_file(tiny_project: Path) -> None:
     result.write_text(json.dumps({"schema": 1, "cells": [{"id": "tiny", "lock": {"text": text}}]}))
     got = lock.lock_from(m, m.get("tiny"), result, tiny_project / "locks")
     assert got.read_text() == text and got.parent.name == "locks"
-    assert lock.lock_from(m, m.get("tiny"), lock.lock_path(m, m.get("tiny")), tiny_project / "locks").read_text() == text
+    assert (
+        lock.lock_from(m, m.get("tiny"), lock.lock_path(m, m.get("tiny")), tiny_project / "locks").read_text() == text
+    )
     with pytest.raises(LockError, match="not a lock of tiny-nightly"):
         lock.lock_from(m, m.get("tiny-nightly"), lock.lock_path(m, m.get("tiny")), tiny_project / "locks")
     with pytest.raises(LockError, match="holds no resolved lock for tiny-nightly"):
@@ -118,7 +123,11 @@ def test_real_compile_writes_hashed_lock_and_skips_unreachable(tiny_project: Pat
 @pytest.mark.network
 def test_unresolvable_pins_fail_that_cell_only(tiny_project: Path) -> None:
     toml = tiny_project / "matrix.toml"
-    toml.write_text(toml.read_text().replace('pins = { whisperx = "3.8.6" }\npatches', 'pins = { whisperx = "3.8.6", torch = "2.5.1" }\npatches', 1))
+    toml.write_text(
+        toml.read_text().replace(
+            'pins = { whisperx = "3.8.6" }\npatches', 'pins = { whisperx = "3.8.6", torch = "2.5.1" }\npatches', 1
+        )
+    )
     m = matrix.load(toml)
     [status] = lock.lock_all(m, [m.get("tiny")])
     assert status.state == "failed" and "uv could not resolve" in status.detail

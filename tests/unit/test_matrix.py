@@ -109,7 +109,7 @@ def test_extends_inherits_and_shares_the_lock(small: m.Matrix) -> None:
 
 
 def test_extends_with_different_lock_inputs_gets_its_own_lock(tmp_path: Path) -> None:
-    text = MINIMAL.replace('patches = false', 'patches = false\naddons = ["nvidia-cublas-cu12==12.8.4.1"]')
+    text = MINIMAL.replace("patches = false", 'patches = false\naddons = ["nvidia-cublas-cu12==12.8.4.1"]')
     assert load_text(tmp_path, text).get("stable-cu128-unpatched").lock_id == "stable-cu128-unpatched"
 
 
@@ -132,8 +132,11 @@ def test_index_url_can_be_overridden_by_environment(small: m.Matrix, monkeypatch
         ('cuda = "cu130"', 'cuda = "cuda13"', "cuda must look like 'cu128'"),
         ('channel = "nightly"', 'channel = "beta"', "channel must be one of stable, nightly"),
         ('overrides = ["torch==2.11.0"]', 'overrides = ["torch=>2.11"]', "not a valid requirement"),
-        ('expect = { status = "fail", reason = "missing-soname:libcublas.so.12" }', 'expect = { status = "fail" }',
-         "an expected failure needs a reason"),
+        (
+            'expect = { status = "fail", reason = "missing-soname:libcublas.so.12" }',
+            'expect = { status = "fail" }',
+            "an expected failure needs a reason",
+        ),
         ('extends = "stable-cu128"', 'extends = "stable-cu127"', "extends unknown cell 'stable-cu127'"),
         ('index = "nightly"', 'index = "nighty"', "did you mean nightly"),
         ('pins = { whisperx = "3.8.6", torch = "2.8.0" }', 'pins = { torch = "2.8.0" }', "pins at least whisperx"),
@@ -158,7 +161,10 @@ def test_invalid_toml_names_the_line(tmp_path: Path) -> None:
 
 
 def test_duplicate_ids_rejected(tmp_path: Path) -> None:
-    text = MINIMAL + '\n[[cells]]\nid = "stable-cu130"\nchannel = "stable"\ncuda = "cu130"\npins = { whisperx = "3.8.6" }\n'
+    text = (
+        MINIMAL
+        + '\n[[cells]]\nid = "stable-cu130"\nchannel = "stable"\ncuda = "cu130"\npins = { whisperx = "3.8.6" }\n'
+    )
     with pytest.raises(ConfigError, match="duplicate cell id 'stable-cu130'"):
         load_text(tmp_path, text)
 
@@ -173,8 +179,16 @@ def test_extends_loop_rejected(tmp_path: Path) -> None:
 
 
 def test_real_matrix_has_the_cells_the_design_requires() -> None:
-    required = {"option1-stable-cu124", "stable-cu126", "stable-cu128", "doc-recipe-cu128", "stable-cu130",
-                "stable-cu130-cublas12", "nightly-cu128", "nightly-cu130"}
+    required = {
+        "option1-stable-cu124",
+        "stable-cu126",
+        "stable-cu128",
+        "doc-recipe-cu128",
+        "stable-cu130",
+        "stable-cu130-cublas12",
+        "nightly-cu128",
+        "nightly-cu130",
+    }
     assert required <= set(MATRIX.ids())
     assert MATRIX.get("cu128").id == "stable-cu128" and MATRIX.get("cu130").id == "stable-cu130"
 
@@ -258,11 +272,14 @@ def test_python_list_is_an_axis_with_its_own_ids_locks_and_selectors(tmp_path: P
     assert by["base"].lock_inputs()["python"] == "3.11" and by["base-py312"].lock_inputs()["python"] == "3.12"
 
 
-@pytest.mark.parametrize(("old", "new", "message"), [
-    ('python = ["3.11", "3.12"]', 'python = ["3.11", "3.11"]', "python lists a version twice"),
-    ('python = ["3.11", "3.12"]', 'python = ["three"]', "python must be a version like"),
-    ('reason = "faster-whisper', 'why = "faster-whisper', "needs a `select` pattern and the `reason`"),
-])
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('python = ["3.11", "3.12"]', 'python = ["3.11", "3.11"]', "python lists a version twice"),
+        ('python = ["3.11", "3.12"]', 'python = ["three"]', "python must be a version like"),
+        ('reason = "faster-whisper', 'why = "faster-whisper', "needs a `select` pattern and the `reason`"),
+    ],
+)
 def test_python_axis_and_amend_errors_name_the_field(tmp_path: Path, old: str, new: str, message: str) -> None:
     path = tmp_path / "matrix.toml"
     path.write_text(PYTHON_AXIS.replace(old, new))
@@ -272,7 +289,9 @@ def test_python_axis_and_amend_errors_name_the_field(tmp_path: Path, old: str, n
 
 def test_real_matrix_runs_the_working_cells_on_python_312_with_the_av_pin() -> None:
     py312 = {c.id: c for c in MATRIX.select("*-py312")}
-    assert {"stable-cu128-py312", "doc-recipe-cu128-py312", "stable-cu130-py312", "stable-cu130-cublas12-py312"} <= set(py312)
+    assert {"stable-cu128-py312", "doc-recipe-cu128-py312", "stable-cu130-py312", "stable-cu130-cublas12-py312"} <= set(
+        py312
+    )
     assert all("av<19" in c.requires and c.python == "3.12" for c in py312.values())
 
 

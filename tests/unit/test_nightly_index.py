@@ -53,12 +53,17 @@ def nightly_index(tmp_path: Path):  # type: ignore[no-untyped-def]
         yield url
 
 
-def test_nightly_cell_locks_from_its_index(tiny_project: Path, nightly_index: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nightly_cell_locks_from_its_index(
+    tiny_project: Path, nightly_index: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     toml = tiny_project / "matrix.toml"
-    toml.write_text(toml.read_text().replace(
-        'index = "nightly"\npins = { whisperx = "3.8.6" }',
-        'index = "nightly"\npins = { whisperx = "3.8.6" }\n'
-        'overrides = ["torch>=2.10.0.dev0", "torchaudio>=2.10.0.dev0", "torchvision>=0.25.0.dev0", "pyannote-audio>=4.0.1"]'))
+    toml.write_text(
+        toml.read_text().replace(
+            'index = "nightly"\npins = { whisperx = "3.8.6" }',
+            'index = "nightly"\npins = { whisperx = "3.8.6" }\n'
+            'overrides = ["torch>=2.10.0.dev0", "torchaudio>=2.10.0.dev0", "torchvision>=0.25.0.dev0", "pyannote-audio>=4.0.1"]',
+        )
+    )
     monkeypatch.setenv("WXM_TEST_NIGHTLY_INDEX", nightly_index)
     m = matrix.load(toml)
     cell = m.get("tiny-nightly")

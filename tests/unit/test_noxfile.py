@@ -73,9 +73,12 @@ def test_a_malformed_matrix_gives_one_line_from_nox_not_a_traceback(tmp_path: Pa
     for name in ("noxfile.py", "claims.toml"):
         shutil.copy(ROOT / name, tmp_path / name)
     shutil.copytree(ROOT / "src", tmp_path / "src")
-    (tmp_path / "matrix.toml").write_text((ROOT / "matrix.toml").read_text().replace(
-        'id = "stable-cu128"', 'id = "Stable CU128"', 1))
-    proc = subprocess.run([sys.executable, "-m", "nox", "-l"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    (tmp_path / "matrix.toml").write_text(
+        (ROOT / "matrix.toml").read_text().replace('id = "stable-cu128"', 'id = "Stable CU128"', 1)
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "nox", "-l"], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "error: matrix.toml:" in proc.stderr and "must be lowercase letters" in proc.stderr
@@ -90,6 +93,8 @@ def test_ci_runs_the_readmes_test_command_verbatim() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     commands = [ln.split("#")[0].strip() for ln in readme.splitlines() if ln.startswith("python3 -m venv .venv")]
     assert len(commands) == 2 and commands[0].endswith("nox -s env-cu128") and commands[1].endswith("nox -s tests")
-    assert all(re.match(r"python3 -m venv \.venv && \.venv/bin/pip install -q nox uv && \.venv/bin/nox -s ", c)
-               for c in commands)
+    assert all(
+        re.match(r"python3 -m venv \.venv && \.venv/bin/pip install -q nox uv && \.venv/bin/nox -s ", c)
+        for c in commands
+    )
     assert commands[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

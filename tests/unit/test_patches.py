@@ -121,7 +121,10 @@ def test_series_loads_and_describes_each_patch(series: wxp.Series) -> None:
     patch = series.get(P0001)
     assert str(patch.fixed_upstream) == "3.8.0"
     assert [f.path for f in patch.files] == [
-        "whisperx/asr.py", "whisperx/diarize.py", "whisperx/transcribe.py", "whisperx/vads/pyannote.py",
+        "whisperx/asr.py",
+        "whisperx/diarize.py",
+        "whisperx/transcribe.py",
+        "whisperx/vads/pyannote.py",
     ]
     assert patch.decide("3.7.6", {"pyannote-audio": "4.0.7"}) is None
     assert patch.decide("3.8.6", {}) == "not needed: fixed upstream in whisperx 3.8.0"
@@ -211,14 +214,20 @@ def test_synthetic_site_all_or_nothing_offline(tmp_path: Path) -> None:
     site = tmp_path / "site"
     (site / "pkg").mkdir(parents=True)
     (site / "whisperx-3.7.6.dist-info").mkdir()
-    (site / "whisperx-3.7.6.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: whisperx\nVersion: 3.7.6\n")
+    (site / "whisperx-3.7.6.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: whisperx\nVersion: 3.7.6\n"
+    )
     (site / "pkg" / "a.py").write_text("one\ntwo\nthree\n")
     (site / "pkg" / "b.py").write_text("alpha\nbeta\ngamma\n")
     good = "--- a/pkg/a.py\n+++ b/pkg/a.py\n@@ -1,3 +1,3 @@\n one\n-two\n+TWO\n three\n"
     bad = "--- a/pkg/b.py\n+++ b/pkg/b.py\n@@ -1,3 +1,3 @@\n alpha\n-BETA\n+beta2\n gamma\n"
-    folder = write_series(tmp_path / "p", [entry("good", "good.patch"), entry("bad", "bad.patch")], {"good.patch": good, "bad.patch": bad})
+    folder = write_series(
+        tmp_path / "p", [entry("good", "good.patch"), entry("bad", "bad.patch")], {"good.patch": good, "bad.patch": bad}
+    )
     before = snapshot(site)
-    with pytest.raises(PatchError, match=r"patch bad does not apply: pkg/b\.py hunk #1 does not match .*expected: 'BETA'"):
+    with pytest.raises(
+        PatchError, match=r"patch bad does not apply: pkg/b\.py hunk #1 does not match .*expected: 'BETA'"
+    ):
         wxp.apply_series(wxp.load_series(folder), site, "3.7.6")
     assert snapshot(site) == before
     # Alone, the good one applies and reverts.
@@ -327,7 +336,9 @@ def test_modified_file_is_refused_and_nothing_changes(site_factory: Callable[...
     site = site_factory("3.7.6")
     pyannote_py = site / "whisperx" / "vads" / "pyannote.py"
     # A user's edit in the middle of the series: the third hunk's line no longer matches.
-    pyannote_py.write_text(pyannote_py.read_text().replace("use_auth_token: Union[Text, None] = None,", "use_auth_token=None,"))
+    pyannote_py.write_text(
+        pyannote_py.read_text().replace("use_auth_token: Union[Text, None] = None,", "use_auth_token=None,")
+    )
     before = snapshot(site)
     with pytest.raises(PatchError) as info:
         wxp.apply_series(series, site, "3.7.6")
@@ -351,9 +362,7 @@ def test_hand_applied_rename_is_named(site_factory: Callable[..., Path], series:
 
 
 @pytest.mark.network
-def test_second_patch_failing_leaves_everything_untouched(
-    tmp_path: Path, site_factory: Callable[..., Path]
-) -> None:
+def test_second_patch_failing_leaves_everything_untouched(tmp_path: Path, site_factory: Callable[..., Path]) -> None:
     folder = tmp_path / "series"
     shutil.copytree(SERIES_DIR, folder)
     manifest = folder / "series.toml"
@@ -415,7 +424,9 @@ def test_series_applies_in_range_and_matches_upstream(
     version: str, site_factory: Callable[..., Path], series: wxp.Series
 ) -> None:
     site = site_factory(version)
-    original = {p: (site / "whisperx" / p).read_text() for p in ("asr.py", "diarize.py", "transcribe.py", "vads/pyannote.py")}
+    original = {
+        p: (site / "whisperx" / p).read_text() for p in ("asr.py", "diarize.py", "transcribe.py", "vads/pyannote.py")
+    }
     result = wxp.apply_series(series, site, version)
     assert result.applied == tuple(p.id for p in series.patches if p.applies_to.contains(version))
     record_consistent(site)
@@ -428,7 +439,11 @@ def test_series_applies_in_range_and_matches_upstream(
     assert "vad_model = Pyannote(torch.device(device_vad), token=None, **default_vad_options)" in asr
     # Only the VAD line changed in asr.py: the faster-whisper WhisperModel(...) call is as it was (3.7.x
     # passes no auth argument to faster-whisper; 3.8.x added one, which the patch never sees).
-    changed = [ln for ln in difflib.unified_diff(original["asr.py"].splitlines(), asr.splitlines(), n=0) if ln[:1] in "+-" and ln[:3] not in ("+++", "---")]
+    changed = [
+        ln
+        for ln in difflib.unified_diff(original["asr.py"].splitlines(), asr.splitlines(), n=0)
+        if ln[:1] in "+-" and ln[:3] not in ("+++", "---")
+    ]
     assert changed == [
         "-            vad_model = Pyannote(torch.device(device_vad), use_auth_token=None, **default_vad_options)",
         "+            vad_model = Pyannote(torch.device(device_vad), token=None, **default_vad_options)",

@@ -22,8 +22,9 @@ from whisperx_matrix.report import ReportError
 
 ROOT = Path(__file__).resolve().parents[2]
 DATA = Path(__file__).resolve().parents[1] / "data" / "report"
-needs_matplotlib = pytest.mark.skipif(find_spec("matplotlib") is None,
-                                      reason="matplotlib is not installed (pip install 'whisperx-matrix[report]')")
+needs_matplotlib = pytest.mark.skipif(
+    find_spec("matplotlib") is None, reason="matplotlib is not installed (pip install 'whisperx-matrix[report]')"
+)
 CHROMIUM_APT = "chromium"  # the Debian package .ci/run installs for the browser test
 
 
@@ -41,7 +42,7 @@ def _table_rows(md: str, first_header: str) -> list[list[str]]:
     lines = md.splitlines()
     start = next(i for i, ln in enumerate(lines) if ln.startswith(f"| {first_header} |"))
     rows = []
-    for ln in lines[start + 2:]:
+    for ln in lines[start + 2 :]:
         if not ln.startswith("|"):
             break
         rows.append([c.strip() for c in ln.strip("|").replace("\\|", "\0").split("|")])
@@ -64,39 +65,49 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 # ---------------------------------------------------------------------------------------------- the data
 
+
 def test_sample_covers_every_verdict_and_its_totals_hold(sample: dict[str, Any]) -> None:
     verdicts = [c["verdict"] for c in sample["cells"]]
     assert set(verdicts) == set(verdict.VERDICTS)
     assert [c["id"] for c in sample["cells"] if c["verdict"] == "not-testable"] == ["nightly-cu128", "nightly-cu130"]
-    assert sample["totals"] == verdict.totals(sample["cells"]) == {"cells": 9, "as_expected": 4, "unexpected": 3,
-                                                                   "not_testable": 2}
+    assert (
+        sample["totals"]
+        == verdict.totals(sample["cells"])
+        == {"cells": 9, "as_expected": 4, "unexpected": 3, "not_testable": 2}
+    )
     for cell in sample["cells"]:
         assert set(cell["checks"]) == set(report.CHECKS), cell["id"]
 
 
-@pytest.mark.parametrize(("check", "kind"), [
-    (None, "none"),
-    ({"status": "skip", "expected": True}, "none"),
-    ({"status": "pass", "expected": True}, "ok"),
-    ({"status": "fail", "expected": True}, "expected-fail"),
-    ({"status": "fail", "expected": False}, "unexpected"),
-    ({"status": "pass", "expected": False}, "unexpected"),
-    ({"status": "fail", "expected": "fail"}, "expected-fail"),  # expected given as the expected status
-    ({"status": "pass", "expected": "fail"}, "unexpected"),
-])
+@pytest.mark.parametrize(
+    ("check", "kind"),
+    [
+        (None, "none"),
+        ({"status": "skip", "expected": True}, "none"),
+        ({"status": "pass", "expected": True}, "ok"),
+        ({"status": "fail", "expected": True}, "expected-fail"),
+        ({"status": "fail", "expected": False}, "unexpected"),
+        ({"status": "pass", "expected": False}, "unexpected"),
+        ({"status": "fail", "expected": "fail"}, "expected-fail"),  # expected given as the expected status
+        ({"status": "pass", "expected": "fail"}, "unexpected"),
+    ],
+)
 def test_check_kind_truth_table(check: dict[str, Any] | None, kind: str) -> None:
     assert report.check_kind(check) == kind
 
 
-@pytest.mark.parametrize(("name", "status", "expected", "detail", "label"), [
-    ("arch", "fail", True, "arch-unsupported:sm_120: SASS sm_50..sm_90", "sm_120 ✗"),
-    ("arch", "pass", True, "sm_120 SASS in torch", "sm_120 ✓"),
-    ("closure", "fail", True, "missing-soname:libcublas.so.12 (dlopen)", "libcublas.so.12"),
-    ("closure", "pass", False, "libcublas.so.12 found only through LD_LIBRARY_PATH", "libcublas.so.12"),
-    ("selftest", "fail", False, "ModuleNotFoundError: No module named 'omegaconf'", "no omegaconf"),
-    ("suite", "skip", True, "not run: the self-test failed", "not run"),
-    ("lock", "skip", True, "index-unreachable: pytorch-nightly-cu128", "unreachable"),
-])
+@pytest.mark.parametrize(
+    ("name", "status", "expected", "detail", "label"),
+    [
+        ("arch", "fail", True, "arch-unsupported:sm_120: SASS sm_50..sm_90", "sm_120 ✗"),
+        ("arch", "pass", True, "sm_120 SASS in torch", "sm_120 ✓"),
+        ("closure", "fail", True, "missing-soname:libcublas.so.12 (dlopen)", "libcublas.so.12"),
+        ("closure", "pass", False, "libcublas.so.12 found only through LD_LIBRARY_PATH", "libcublas.so.12"),
+        ("selftest", "fail", False, "ModuleNotFoundError: No module named 'omegaconf'", "no omegaconf"),
+        ("suite", "skip", True, "not run: the self-test failed", "not run"),
+        ("lock", "skip", True, "index-unreachable: pytorch-nightly-cu128", "unreachable"),
+    ],
+)
 def test_short_labels(name: str, status: str, expected: bool, detail: str, label: str) -> None:
     assert report.short_label(name, {"status": status, "expected": expected, "detail": detail}, 120) == label
 
@@ -108,6 +119,7 @@ def test_short_labels_of_passes_and_given_labels() -> None:
 
 # ---------------------------------------------------------------------------------------------- Markdown
 
+
 def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
     md = report.render_markdown(sample)
     assert "**9 cells: 4 as expected, 3 unexpected, 2 not testable here (target sm_120)**" in md.splitlines()
@@ -117,8 +129,11 @@ def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
     by_id = {r[0].strip("`"): r for r in cells}
     assert all(len(r) == 5 for r in cells)
     assert by_id["stable-cu130"][1:4] == ["fail `missing-soname:libcublas.so.12`", "pass", "**unexpected-pass**"]
-    assert by_id["option1-stable-cu124"][1:4] == ["fail `arch-unsupported:sm_120`", "fail `arch-unsupported:sm_120`",
-                                                  "failed-as-expected"]
+    assert by_id["option1-stable-cu124"][1:4] == [
+        "fail `arch-unsupported:sm_120`",
+        "fail `arch-unsupported:sm_120`",
+        "failed-as-expected",
+    ]
     assert by_id["doc-recipe-cu128-unpatched"][3] == "**wrong-reason**"
     assert by_id["stable-cu126"][1:4] == ["pass", "fail `arch-unsupported:sm_120`", "**unexpected-failure**"]
     assert by_id["nightly-cu130"][3] == "not-testable"
@@ -144,12 +159,17 @@ def test_markdown_cells_escape_pipes_and_newlines(sample: dict[str, Any]) -> Non
 
 # ---------------------------------------------------------------------------------------------- files
 
+
 @needs_matplotlib
 def test_write_report_html_png_json(sample: dict[str, Any], tmp_path: Path) -> None:
     sample["cells"][5]["evidence"].append('<script>alert("pwned")</script> & "quotes"')
     paths = report.write_report(sample, tmp_path / "reports")
-    assert {k: p.name for k, p in paths.items()} == {"png": "matrix.png", "md": "matrix.md", "html": "matrix.html",
-                                                      "json": "matrix.json"}
+    assert {k: p.name for k, p in paths.items()} == {
+        "png": "matrix.png",
+        "md": "matrix.md",
+        "html": "matrix.html",
+        "json": "matrix.json",
+    }
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == sorted(p.name for p in paths.values())
 
     png = paths["png"].read_bytes()
@@ -165,6 +185,7 @@ def test_write_report_html_png_json(sample: dict[str, Any], tmp_path: Path) -> N
     assert '<td class="v expected-fail">failed-as-expected</td>' in page
     assert '<td class="v none">not-testable</td>' in page
     import base64
+
     src = page.split('src="data:image/png;base64,', 1)[1].split('"', 1)[0]
     assert base64.b64decode(src) == png  # the page carries the PNG itself: one self-contained file
     assert "<script>" not in page
@@ -178,6 +199,7 @@ def test_write_report_html_png_json(sample: dict[str, Any], tmp_path: Path) -> N
 
 
 # ---------------------------------------------------------------------------------------------- merge
+
 
 def test_merge_two_one_cell_results_and_rejudge_claims() -> None:
     a, b = _load("cell-stable-cu128.json"), _load("cell-stable-cu130-cublas12.json")
@@ -206,7 +228,9 @@ def test_merge_keeps_the_later_run_of_a_cell_whatever_the_input_order(sample: di
         ids = [c["id"] for c in merged["cells"]]
         assert ids == [c["id"] for c in sample["cells"]]
         later = max((sample, rerun), key=lambda r: r["generated_at"])
-        assert merged["cells"][ids.index("stable-cu130")] == next(c for c in later["cells"] if c["id"] == "stable-cu130")
+        assert merged["cells"][ids.index("stable-cu130")] == next(
+            c for c in later["cells"] if c["id"] == "stable-cu130"
+        )
 
 
 def _split(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -223,7 +247,12 @@ def test_merging_per_cell_results_in_any_order_gives_the_full_runs_verdicts() ->
     expected = judge({c["id"]: c for c in full["cells"]}, full.get("probes") or [])
     assert expected == full["claims"]
     parts = _split(full)
-    orders = [parts, parts[::-1], random.Random(7).sample(parts, len(parts)), random.Random(11).sample(parts, len(parts))]
+    orders = [
+        parts,
+        parts[::-1],
+        random.Random(7).sample(parts, len(parts)),
+        random.Random(11).sample(parts, len(parts)),
+    ]
     merged = [report.merge_results(o, order=order, judge=judge) for o in orders]
     for m in merged:
         assert m["claims"] == expected
@@ -241,8 +270,9 @@ def test_merge_orders_by_matrix_and_refuses_mixed_targets() -> None:
 
 
 @needs_matplotlib
-def test_cli_merges_a_folder_of_ci_results(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_merges_a_folder_of_ci_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     results = tmp_path / "results"
     for i, name in enumerate(["cell-stable-cu128.json", "cell-stable-cu130-cublas12.json"]):
         (results / f"job-{i}").mkdir(parents=True)  # one folder per downloaded CI artifact
@@ -263,8 +293,9 @@ def test_cli_merges_a_folder_of_ci_results(tmp_path: Path, capsys: pytest.Captur
     assert (again / "matrix.json").read_bytes() == (out / "matrix.json").read_bytes()
 
 
-def test_cli_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cli_errors_are_one_line_not_tracebacks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     assert _cli(monkeypatch, str(bad), "--out", str(tmp_path / "r")) == ReportError.exit_code
@@ -276,6 +307,7 @@ def test_cli_errors_are_one_line_not_tracebacks(tmp_path: Path, capsys: pytest.C
 
 
 # ---------------------------------------------------------------------------------------------- README
+
 
 def test_update_readme_replaces_only_between_markers(sample: dict[str, Any], tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
@@ -299,13 +331,15 @@ def test_update_readme_replaces_only_between_markers(sample: dict[str, Any], tmp
 
 # ---------------------------------------------------------------------------------------------- atomicity
 
+
 def _snapshot(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
 
 
 @needs_matplotlib
-def test_a_failure_while_drawing_the_png_leaves_the_old_report(sample: dict[str, Any], tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_while_drawing_the_png_leaves_the_old_report(
+    sample: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "reports"
     report.write_report(sample, out)
     old = _snapshot(out)
@@ -323,8 +357,9 @@ def test_a_failure_while_drawing_the_png_leaves_the_old_report(sample: dict[str,
 
 
 @needs_matplotlib
-def test_a_failure_while_writing_the_png_leaves_the_old_report(sample: dict[str, Any], tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_while_writing_the_png_leaves_the_old_report(
+    sample: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "reports"
     report.write_report(sample, out)
     old = _snapshot(out)
@@ -346,8 +381,9 @@ def test_a_failure_while_writing_the_png_leaves_the_old_report(sample: dict[str,
 
 
 @needs_matplotlib
-def test_a_failure_between_renames_never_shows_a_new_json_with_old_files(sample: dict[str, Any], tmp_path: Path,
-                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failure_between_renames_never_shows_a_new_json_with_old_files(
+    sample: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "reports"
     report.write_report(sample, out)
     old = _snapshot(out)
@@ -374,8 +410,9 @@ FAKE_TOKEN = "hf_FAKEfakeFAKEfake0123456789abcdefXYZ"
 
 
 @needs_matplotlib
-def test_a_token_in_the_environment_never_reaches_a_written_file(sample: dict[str, Any], tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_token_in_the_environment_never_reaches_a_written_file(
+    sample: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("HF_TOKEN", FAKE_TOKEN)
     monkeypatch.setenv("CI_JOB_TOKEN", "ci-job-secret-42")
     cell = sample["cells"][0]
@@ -399,6 +436,7 @@ def test_a_token_in_the_environment_never_reaches_a_written_file(sample: dict[st
 
 
 # ---------------------------------------------------------------------------------------------- a real browser
+
 
 class _CellsTable(HTMLParser):
     """Counts the rows of <table id="cells"> and the images with a data: URI."""
@@ -433,15 +471,27 @@ class _CellsTable(HTMLParser):
 def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     exe = shutil.which("chromium")
     assert exe
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", "--window-size=1400,2000", *args]
+    cmd = [
+        exe,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+        "--window-size=1400,2000",
+        *args,
+    ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
 
 
 @needs_matplotlib
-@pytest.mark.skipif(shutil.which("chromium") is None,
-                    reason=f"chromium is not installed: apt-get install -y {CHROMIUM_APT} (Debian)")
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason=f"chromium is not installed: apt-get install -y {CHROMIUM_APT} (Debian)"
+)
 def test_the_html_renders_in_headless_chromium(sample: dict[str, Any], tmp_path: Path) -> None:
     sample["cells"][0]["evidence"].append("<script>document.title='pwned'</script>")
     page = report.write_report(sample, tmp_path / "reports")["html"]
@@ -469,5 +519,5 @@ def test_the_html_renders_in_headless_chromium(sample: dict[str, Any], tmp_path:
     rgb = {c for _, c in colours}
     # the verdict colours of the tables made it to the screen (resizing blends edges: look for near matches)
     for hex_colour in (report.COLOURS["ok"], report.COLOURS["unexpected"], report.COLOURS["expected-fail"]):
-        target = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+        target = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
         assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb), hex_colour

@@ -51,7 +51,9 @@ jobs:
 """
 
 
-def test_a_job_runs_its_own_steps_with_env_matrix_secrets_and_artifacts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_job_runs_its_own_steps_with_env_matrix_secrets_and_artifacts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     wf = tmp_path / "wf.yml"
     wf.write_text(WORKFLOW)
     monkeypatch.chdir(tmp_path)
@@ -84,8 +86,11 @@ def test_the_real_gpu_workflow_is_understood() -> None:
     for job in ("cell", "report", "bench", "bench-large-v3"):
         for step in data["jobs"][job]["steps"]:
             if "uses" in step:
-                assert step["uses"].split("@")[0] in ("actions/checkout", "actions/upload-artifact",
-                                                      "actions/download-artifact")
+                assert step["uses"].split("@")[0] in (
+                    "actions/checkout",
+                    "actions/upload-artifact",
+                    "actions/download-artifact",
+                )
             else:
                 ctx = {"matrix": {"cell": "x"}, "inputs": {}, "secrets": {}, "github": {"ref": "x"}}
                 for value in [step["run"], *(step.get("env") or {}).values()]:

@@ -18,13 +18,24 @@ MATRIX = matrix.load(ROOT / "matrix.toml")
     ("line", "reason"),
     [
         # Lines as the self-test and the cell suite really report them (recorded from our cells).
-        ("TypeError: Inference.__init__() got an unexpected keyword argument 'use_auth_token'", "TypeError:use_auth_token"),
+        (
+            "TypeError: Inference.__init__() got an unexpected keyword argument 'use_auth_token'",
+            "TypeError:use_auth_token",
+        ),
         ("RuntimeError: Library libcublas.so.12 is not found or cannot be loaded", "missing-soname:libcublas.so.12"),
-        ("OSError: libcudnn_ops_infer.so.8: cannot open shared object file: No such file or directory",
-         "missing-soname:libcudnn_ops_infer.so.8"),
-        ("AssertionError: missing-soname:libcublas.so.12: libcublas.so.12 <- ctranslate2", "missing-soname:libcublas.so.12"),
+        (
+            "OSError: libcudnn_ops_infer.so.8: cannot open shared object file: No such file or directory",
+            "missing-soname:libcudnn_ops_infer.so.8",
+        ),
+        (
+            "AssertionError: missing-soname:libcublas.so.12: libcublas.so.12 <- ctranslate2",
+            "missing-soname:libcublas.so.12",
+        ),
         ("Failed: arch-unsupported:sm_120: CUDA error: no kernel image", "arch-unsupported:sm_120"),
-        ("AttributeError: module 'torchaudio' has no attribute 'AudioMetaData'", "AttributeError:torchaudio.AudioMetaData"),
+        (
+            "AttributeError: module 'torchaudio' has no attribute 'AudioMetaData'",
+            "AttributeError:torchaudio.AudioMetaData",
+        ),
         ("ModuleNotFoundError: No module named 'omegaconf'", "missing-module:omegaconf"),
         ("UnpicklingError: Weights only load failed. This file can still be loaded", "UnpicklingError:weights_only"),
         ("arch-unsupported:sm_120", "arch-unsupported:sm_120"),
@@ -58,8 +69,15 @@ def test_cell_verdict_truth_table(expected: Expectation, reasons: list[str], tes
 def test_real_claims_load_and_cover_the_documents_statements() -> None:
     claims = verdict.load_claims(ROOT / "claims.toml", MATRIX)
     assert {c.id for c in claims} >= {
-        "driver-565", "stable-251-sm90", "option1-not-detected", "option2-libcupti13", "option3-works",
-        "pyannote4-torch210", "patch-use-auth-token", "ld-library-path", "switch-stable-26",
+        "driver-565",
+        "stable-251-sm90",
+        "option1-not-detected",
+        "option2-libcupti13",
+        "option3-works",
+        "pyannote4-torch210",
+        "patch-use-auth-token",
+        "ld-library-path",
+        "switch-stable-26",
     }
 
 
@@ -77,17 +95,33 @@ def test_claim_with_unknown_check_is_rejected(tmp_path: Path) -> None:
         verdict.load_claims(bad, MATRIX)
 
 
-def _cell(cid: str, cuda: str, torch: str, sass: list[str], *, status: str = "pass", reasons: list[str] | None = None,
-          missing: list[str] | None = None, loaded: dict[str, str] | None = None, runtime: str | None = None,
-          pyannote: str = "4.0.7", channel: str = "stable") -> dict:
+def _cell(
+    cid: str,
+    cuda: str,
+    torch: str,
+    sass: list[str],
+    *,
+    status: str = "pass",
+    reasons: list[str] | None = None,
+    missing: list[str] | None = None,
+    loaded: dict[str, str] | None = None,
+    runtime: str | None = None,
+    pyannote: str = "4.0.7",
+    channel: str = "stable",
+) -> dict:
     """A cell result as matrix_run.py writes it, with the observations the checks read."""
-    return {"id": cid, "cuda": cuda, "channel": channel,
-            "versions": {"torch": torch, "whisperx": "3.8.6", "pyannote-audio": pyannote, "torchaudio": torch},
-            "verdict": "as-expected" if status == "pass" else "failed-as-expected",
-            "observed": {"status": status, "reasons": reasons or []}, "evidence": [],
-            "cuda_runtime": runtime or f"{cuda[2:4]}.{cuda[4:]}.90",
-            "arch": {"packages": {"torch": {"sass": sass, "ptx": [], "runnable": True}}},
-            "closure": {"missing_sonames": missing or [], "loaded": loaded or {}}}
+    return {
+        "id": cid,
+        "cuda": cuda,
+        "channel": channel,
+        "versions": {"torch": torch, "whisperx": "3.8.6", "pyannote-audio": pyannote, "torchaudio": torch},
+        "verdict": "as-expected" if status == "pass" else "failed-as-expected",
+        "observed": {"status": status, "reasons": reasons or []},
+        "evidence": [],
+        "cuda_runtime": runtime or f"{cuda[2:4]}.{cuda[4:]}.90",
+        "arch": {"packages": {"torch": {"sass": sass, "ptx": [], "runnable": True}}},
+        "closure": {"missing_sonames": missing or [], "loaded": loaded or {}},
+    }
 
 
 def _claim(cid: str) -> verdict.Claim:
@@ -100,18 +134,24 @@ def _judge(cid: str, cells: dict, probes: list | None = None) -> dict:
 
 
 def _text(result: dict) -> str:
-    return " | ".join(verdict.evidence_line(e) for e in result["evidence"]) + " | " + " | ".join(result.get("missing", []))
+    return (
+        " | ".join(verdict.evidence_line(e) for e in result["evidence"]) + " | " + " | ".join(result.get("missing", []))
+    )
 
 
-UNREACHABLE = {"verdict": "not-testable", "observed": {"status": "not-testable", "reasons": [],
-                                                       "note": "not testable here (infra: index unreachable)"}}
+UNREACHABLE = {
+    "verdict": "not-testable",
+    "observed": {"status": "not-testable", "reasons": [], "note": "not testable here (infra: index unreachable)"},
+}
 SM120 = ["sm_70", "sm_80", "sm_90", "sm_100", "sm_120"]
 UPTO90 = ["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"]
 
 
 def test_every_evidence_item_has_a_basis_and_a_cited_one_names_its_source() -> None:
-    cells = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
-             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    cells = {
+        "stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
+        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
+    }
     result = _judge("driver-565", cells)
     assert result["verdict"] == "contradicted"
     assert result["bases"] == ["measured", "cited"]
@@ -133,15 +173,29 @@ def test_max_arch_claim_confirmed_when_sm90_is_the_top() -> None:
     assert _judge("stable-251-sm90", cells)["verdict"] == "contradicted"
 
 
-EMULATION = {"label": "h200", "gpu": {"present": True, "name": "NVIDIA H200", "sm": 90, "no_kernel_emulation": {
-    "is_available": True, "name": "NVIDIA H200", "capability": "9.0", "torch": "2.11.0+cu130",
-    "emulation": "CUDA_FORCE_PTX_JIT=1",
-    "first_kernel_error": "AcceleratorError: CUDA error: no kernel image is available for execution on the device"}}}
+EMULATION = {
+    "label": "h200",
+    "gpu": {
+        "present": True,
+        "name": "NVIDIA H200",
+        "sm": 90,
+        "no_kernel_emulation": {
+            "is_available": True,
+            "name": "NVIDIA H200",
+            "capability": "9.0",
+            "torch": "2.11.0+cu130",
+            "emulation": "CUDA_FORCE_PTX_JIT=1",
+            "first_kernel_error": "AcceleratorError: CUDA error: no kernel image is available for execution on the device",
+        },
+    },
+}
 
 
 def test_option1_judged_in_two_parts_measured_today_and_emulated_for_the_guides_era() -> None:
-    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
-             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    cells = {
+        "option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
+        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
+    }
     without_gpu = _judge("option1-not-detected", cells)
     assert without_gpu["verdict"] == "contradicted" and without_gpu["bases"] == ["measured"]
     assert "no GPU run of the cell suite's no-kernel-image emulation" in " ".join(without_gpu["missing"])
@@ -152,16 +206,33 @@ def test_option1_judged_in_two_parts_measured_today_and_emulated_for_the_guides_
 
 
 def test_option1_confirmed_when_the_emulated_gpu_goes_undetected_and_today_has_no_kernels() -> None:
-    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
-             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", UPTO90)}
-    undetected = {"label": "x", "gpu": {"present": True, "name": "GPU", "sm": 90, "no_kernel_emulation": {
-        "is_available": False, "name": None, "emulation": "CUDA_FORCE_PTX_JIT=1"}}}
+    cells = {
+        "option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
+        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", UPTO90),
+    }
+    undetected = {
+        "label": "x",
+        "gpu": {
+            "present": True,
+            "name": "GPU",
+            "sm": 90,
+            "no_kernel_emulation": {"is_available": False, "name": None, "emulation": "CUDA_FORCE_PTX_JIT=1"},
+        },
+    }
     assert _judge("option1-not-detected", cells, [undetected])["verdict"] == "confirmed"
 
 
 def test_option2_is_judged_on_the_nightly_cell_only_and_shows_the_stable_proxy() -> None:
-    cu130 = _cell("stable-cu130", "cu130", "2.11.0", SM120, status="fail", reasons=["missing-soname:libcublas.so.12"],
-                  missing=["libcublas.so.12"], loaded={"libcupti.so.13": "nvidia/cu13/lib/libcupti.so.13 (nvidia-cuda-cupti 13.0.85)"})
+    cu130 = _cell(
+        "stable-cu130",
+        "cu130",
+        "2.11.0",
+        SM120,
+        status="fail",
+        reasons=["missing-soname:libcublas.so.12"],
+        missing=["libcublas.so.12"],
+        loaded={"libcupti.so.13": "nvidia/cu13/lib/libcupti.so.13 (nvidia-cuda-cupti 13.0.85)"},
+    )
     result = _judge("option2-libcupti13", {"stable-cu130": cu130, "nightly-cu130": UNREACHABLE})
     assert result["verdict"] == "not-testable"  # an unreachable index is not evidence
     assert "nightly-cu130: not testable here (infra: index unreachable)" in result["missing"]
@@ -181,9 +252,12 @@ def test_a_nightly_cell_from_a_stand_in_index_is_emulated_evidence() -> None:
 
 
 def test_option3_not_testable_without_the_nightly_index_but_shows_the_stable_proxy() -> None:
-    result = _judge("option3-works", {"nightly-cu128": UNREACHABLE,
-                                      "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)})
-    assert result["verdict"] == "not-testable" and "stable-cu128 (stable torch 2.8.0, same CUDA build): passes" in _text(result)
+    result = _judge(
+        "option3-works", {"nightly-cu128": UNREACHABLE, "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    )
+    assert result[
+        "verdict"
+    ] == "not-testable" and "stable-cu128 (stable torch 2.8.0, same CUDA build): passes" in _text(result)
 
 
 def _ldlp(without: bool, with_: bool) -> dict:
@@ -192,7 +266,9 @@ def _ldlp(without: bool, with_: bool) -> dict:
 
 
 def test_ld_library_path_claim_compares_two_runs_of_the_suite() -> None:
-    cells = {c: _cell(c, "cu128", "2.8.0", SM120) for c in ("stable-cu128", "doc-recipe-cu128", "stable-cu130-cublas12")}
+    cells = {
+        c: _cell(c, "cu128", "2.8.0", SM120) for c in ("stable-cu128", "doc-recipe-cu128", "stable-cu130-cublas12")
+    }
     assert _judge("ld-library-path", cells)["verdict"] == "not-testable"  # nothing was compared
     for c in cells.values():
         c["ld_library_path"] = _ldlp(True, True)
@@ -203,8 +279,15 @@ def test_ld_library_path_claim_compares_two_runs_of_the_suite() -> None:
 
 
 def test_pyannote_claim_needs_cells_differing_in_pyannote_alone_and_the_stated_reason() -> None:
-    old = _cell("stable-cu130-pyannote3", "cu130", "2.11.0", SM120, status="fail", pyannote="3.4.0",
-                reasons=["AttributeError:torchaudio.AudioMetaData"])
+    old = _cell(
+        "stable-cu130-pyannote3",
+        "cu130",
+        "2.11.0",
+        SM120,
+        status="fail",
+        pyannote="3.4.0",
+        reasons=["AttributeError:torchaudio.AudioMetaData"],
+    )
     new = _cell("stable-cu130-cublas12", "cu130", "2.11.0", SM120)
     cells = {"stable-cu130-pyannote3": old, "stable-cu130-cublas12": new}
     assert _judge("pyannote4-torch210", cells)["verdict"] == "confirmed"
@@ -216,21 +299,29 @@ def test_pyannote_claim_needs_cells_differing_in_pyannote_alone_and_the_stated_r
 
 def test_patch_claim_needs_both_halves() -> None:
     patched = _cell("doc-recipe-cu128", "cu128", "2.8.0", SM120)
-    unpatched = _cell("doc-recipe-cu128-unpatched", "cu128", "2.8.0", SM120, status="fail", reasons=["TypeError:use_auth_token"])
-    cells = {"doc-recipe-cu128": patched, "doc-recipe-cu128-unpatched": unpatched,
-             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    unpatched = _cell(
+        "doc-recipe-cu128-unpatched", "cu128", "2.8.0", SM120, status="fail", reasons=["TypeError:use_auth_token"]
+    )
+    cells = {
+        "doc-recipe-cu128": patched,
+        "doc-recipe-cu128-unpatched": unpatched,
+        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
+    }
     assert _judge("patch-use-auth-token", cells)["verdict"] == "confirmed"
     unpatched["observed"]["reasons"] = ["missing-module:omegaconf"]
     assert _judge("patch-use-auth-token", cells)["verdict"] == "contradicted"
 
 
 def test_stable_with_blackwell_claim_names_the_first_measured_stable_release() -> None:
-    cells = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
-             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    cells = {
+        "stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
+        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
+    }
     result = _judge("switch-stable-26", cells)
     assert result["verdict"] == "not-testable" and "no measured cell has torch 2.6" in result["missing"]
-    cells["stable-torch26-cu124"] = _cell("stable-torch26-cu124", "cu124", "2.6.0", UPTO90, status="fail",
-                                          reasons=["UnpicklingError:weights_only"])
+    cells["stable-torch26-cu124"] = _cell(
+        "stable-torch26-cu124", "cu124", "2.6.0", UPTO90, status="fail", reasons=["UnpicklingError:weights_only"]
+    )
     result = _judge("switch-stable-26", cells)
     assert result["verdict"] == "contradicted"
     assert "stable-torch26-cu124: torch 2.6.0 (cu124, default index): no sm_120 SASS" in _text(result)
@@ -246,8 +337,11 @@ def test_a_check_that_cannot_read_its_data_raises_it_is_never_a_verdict() -> Non
 def test_claims_name_only_cells_of_the_matrix_in_their_roles() -> None:
     ids = set(MATRIX.ids())
     for claim in verdict.load_claims(ROOT / "claims.toml", MATRIX):
-        named = set(claim.cells) | {v for k, v in claim.says.items() if k in ("cell", "old", "new", "patched",
-                                                                              "unpatched", "upstream", "proxy", "today")}
+        named = set(claim.cells) | {
+            v
+            for k, v in claim.says.items()
+            if k in ("cell", "old", "new", "patched", "unpatched", "upstream", "proxy", "today")
+        }
         assert named <= ids, claim.id
 
 
@@ -272,18 +366,35 @@ def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) 
 
     from whisperx_matrix import matrix_run
 
-    result = {"schema": 1, "generated_at": "t", "target_sm": 120, "machine": {"gpu": {"name": "NVIDIA H200"}},
-              "cells": [{"id": "stable-cu128-py312", "python": "3.12", "versions": {"torch": "2.8.0"},
-                         "gpu": EMULATION["gpu"], "suite": {"tests": [{"test": "test_gpu_facts_are_recorded",
-                                                                        "outcome": "passed"},
-                                                                       {"test": "test_imports[torch]", "outcome": "passed"}]}}],
-              "probes": [EMULATION]}
+    result = {
+        "schema": 1,
+        "generated_at": "t",
+        "target_sm": 120,
+        "machine": {"gpu": {"name": "NVIDIA H200"}},
+        "cells": [
+            {
+                "id": "stable-cu128-py312",
+                "python": "3.12",
+                "versions": {"torch": "2.8.0"},
+                "gpu": EMULATION["gpu"],
+                "suite": {
+                    "tests": [
+                        {"test": "test_gpu_facts_are_recorded", "outcome": "passed"},
+                        {"test": "test_imports[torch]", "outcome": "passed"},
+                    ]
+                },
+            }
+        ],
+        "probes": [EMULATION],
+    }
     path = tmp_path / "gpu.json"
     path.write_text(json.dumps(result))
     probes = matrix_run.load_probes([str(path)])
     assert [p["label"] for p in probes] == ["h200", "stable-cu128-py312 (the matrix, run on NVIDIA H200)"]
     assert [t["test"] for t in probes[1]["suite"]["tests"]] == ["test_gpu_facts_are_recorded"]
-    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
-             "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
+    cells = {
+        "option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
+        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
+    }
     emulated = [e for e in _judge("option1-not-detected", cells, probes)["evidence"] if e["basis"] == "emulated"]
     assert [e["where"] for e in emulated] == ["probe h200", "probe stable-cu128-py312 (the matrix, run on NVIDIA H200)"]

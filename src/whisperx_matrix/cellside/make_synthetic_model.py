@@ -31,9 +31,18 @@ from pathlib import Path
 # so the figure is checked on every run, not assumed.
 TOKENS_PER_WINDOW_CAP = 100
 MARK = "whisperx-matrix-synthetic.json"
-SHAPE = {"d_model": 1280, "encoder_layers": 32, "decoder_layers": 32, "encoder_attention_heads": 20,
-         "decoder_attention_heads": 20, "encoder_ffn_dim": 5120, "decoder_ffn_dim": 5120, "num_mel_bins": 128,
-         "max_source_positions": 1500, "max_target_positions": 448}
+SHAPE = {
+    "d_model": 1280,
+    "encoder_layers": 32,
+    "decoder_layers": 32,
+    "encoder_attention_heads": 20,
+    "decoder_attention_heads": 20,
+    "encoder_ffn_dim": 5120,
+    "decoder_ffn_dim": 5120,
+    "num_mel_bins": 128,
+    "max_source_positions": 1500,
+    "max_target_positions": 448,
+}
 
 
 def say(msg: str) -> None:
@@ -56,7 +65,9 @@ def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0, s
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     if int(transformers.__version__.split(".")[0]) >= 5:
-        raise SystemExit(f"error: transformers {transformers.__version__}: ctranslate2's converter needs transformers<5")
+        raise SystemExit(
+            f"error: transformers {transformers.__version__}: ctranslate2's converter needs transformers<5"
+        )
     for name in ("config.json", "tokenizer.json"):
         if not (tiny / name).is_file():
             raise SystemExit(f"error: {tiny} has no {name}: not a faster-whisper tiny.en folder")
@@ -64,11 +75,20 @@ def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0, s
     torch.manual_seed(seed)
     tiny_cfg = json.loads((tiny / "config.json").read_text())
     shape = SHAPE | (shape or {})
-    cfg = WhisperConfig(vocab_size=vocab, **shape, decoder_start_token_id=50257, pad_token_id=50256,
-                        bos_token_id=50256, eos_token_id=50256,
-                        suppress_tokens=tiny_cfg.get("suppress_ids"), begin_suppress_tokens=tiny_cfg.get("suppress_ids_begin"))
-    say(f"random init: d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers, "
-        f"{cfg.encoder_attention_heads} heads, {cfg.num_mel_bins} mels, vocab {cfg.vocab_size}")
+    cfg = WhisperConfig(
+        vocab_size=vocab,
+        **shape,
+        decoder_start_token_id=50257,
+        pad_token_id=50256,
+        bos_token_id=50256,
+        eos_token_id=50256,
+        suppress_tokens=tiny_cfg.get("suppress_ids"),
+        begin_suppress_tokens=tiny_cfg.get("suppress_ids_begin"),
+    )
+    say(
+        f"random init: d_model {cfg.d_model}, {cfg.encoder_layers}+{cfg.decoder_layers} layers, "
+        f"{cfg.encoder_attention_heads} heads, {cfg.num_mel_bins} mels, vocab {cfg.vocab_size}"
+    )
     model = WhisperForConditionalGeneration(cfg).half()
     params = sum(p.numel() for p in model.parameters())
     with tempfile.TemporaryDirectory(prefix="wxm-synth-") as tmp:
@@ -76,24 +96,50 @@ def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0, s
         model.save_pretrained(hf)
         del model
         shutil.copy2(tiny / "tokenizer.json", hf / "tokenizer.json")
-        (hf / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "WhisperTokenizerFast",
-                                                              "model_max_length": 1024}))
-        say(f"saved {params / 1e6:.0f}M parameters; converting with ctranslate2 {ctranslate2.__version__} at {quantization}")
+        (hf / "tokenizer_config.json").write_text(
+            json.dumps({"tokenizer_class": "WhisperTokenizerFast", "model_max_length": 1024})
+        )
+        say(
+            f"saved {params / 1e6:.0f}M parameters; converting with ctranslate2 {ctranslate2.__version__} at {quantization}"
+        )
         if out.exists():
             shutil.rmtree(out)
         TransformersConverter(str(hf), load_as_float16=True).convert(str(out), quantization=quantization, force=True)
     for name in ("config.json", "vocabulary.txt", "vocabulary.json", "tokenizer.json"):
         if (tiny / name).is_file():
             shutil.copy2(tiny / name, out / name)
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "chunk_length": 30, "feature_extractor_type": "WhisperFeatureExtractor", "feature_size": 128,
-        "hop_length": 160, "n_fft": 400, "n_samples": 480000, "nb_max_frames": 3000, "padding_side": "right",
-        "padding_value": 0.0, "processor_class": "WhisperProcessor", "return_attention_mask": False,
-        "sampling_rate": 16000}))
-    meta = {"synthetic": True, "weights": "synthetic", "shape": shape | {"vocab_size": vocab}, "large_v3_shape": shape == SHAPE, "parameters": params,
-            "quantization": quantization, "seed": seed, "max_new_tokens_to_use": TOKENS_PER_WINDOW_CAP,
-            "tokenizer_from": "tiny.en", "transformers": transformers.__version__,
-            "ctranslate2": ctranslate2.__version__, "build_s": round(time.perf_counter() - t0, 1)}
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "chunk_length": 30,
+                "feature_extractor_type": "WhisperFeatureExtractor",
+                "feature_size": 128,
+                "hop_length": 160,
+                "n_fft": 400,
+                "n_samples": 480000,
+                "nb_max_frames": 3000,
+                "padding_side": "right",
+                "padding_value": 0.0,
+                "processor_class": "WhisperProcessor",
+                "return_attention_mask": False,
+                "sampling_rate": 16000,
+            }
+        )
+    )
+    meta = {
+        "synthetic": True,
+        "weights": "synthetic",
+        "shape": shape | {"vocab_size": vocab},
+        "large_v3_shape": shape == SHAPE,
+        "parameters": params,
+        "quantization": quantization,
+        "seed": seed,
+        "max_new_tokens_to_use": TOKENS_PER_WINDOW_CAP,
+        "tokenizer_from": "tiny.en",
+        "transformers": transformers.__version__,
+        "ctranslate2": ctranslate2.__version__,
+        "build_s": round(time.perf_counter() - t0, 1),
+    }
     (out / MARK).write_text(json.dumps(meta, indent=2))
     say(f"done in {meta['build_s']} s: {out}")
     return meta
@@ -107,8 +153,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quantization", default="float16")
     p.add_argument("--shape", default=None, help=argparse.SUPPRESS)  # JSON overrides, for a quick test of the recipe
     a = p.parse_args(argv)
-    print(json.dumps(build(Path(a.out), tiny_en_dir(a.tiny_en), a.vocab, a.quantization,
-                           shape=json.loads(a.shape) if a.shape else None)))
+    print(
+        json.dumps(
+            build(
+                Path(a.out),
+                tiny_en_dir(a.tiny_en),
+                a.vocab,
+                a.quantization,
+                shape=json.loads(a.shape) if a.shape else None,
+            )
+        )
+    )
     return 0
 
 

@@ -19,8 +19,14 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from textnorm import normalise  # noqa: E402 - stdlib only, shared with the benchmark and the cell suite
 
 MODULES = ("torch", "torchaudio", "ctranslate2", "faster_whisper", "pyannote.audio", "whisperx")
-DISTS = {"torch": "torch", "torchaudio": "torchaudio", "ctranslate2": "ctranslate2",
-         "faster_whisper": "faster-whisper", "pyannote.audio": "pyannote-audio", "whisperx": "whisperx"}
+DISTS = {
+    "torch": "torch",
+    "torchaudio": "torchaudio",
+    "ctranslate2": "ctranslate2",
+    "faster_whisper": "faster-whisper",
+    "pyannote.audio": "pyannote-audio",
+    "whisperx": "whisperx",
+}
 
 
 def _error_line(exc: BaseException) -> str:
@@ -61,8 +67,13 @@ def main(audio: str, reference_file: str, out: str) -> None:
 
         torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
         t0 = time.perf_counter()
-        model = whisperx.load_model(str(get_model_path()), device="cpu", compute_type="int8", language="en",
-                                    threads=max(1, min(4, os.cpu_count() or 1)))
+        model = whisperx.load_model(
+            str(get_model_path()),
+            device="cpu",
+            compute_type="int8",
+            language="en",
+            threads=max(1, min(4, os.cpu_count() or 1)),
+        )
         tr["load_seconds"] = round(time.perf_counter() - t0, 2)
         t0 = time.perf_counter()
         segments = model.transcribe(whisperx.load_audio(audio), batch_size=4)["segments"]

@@ -82,10 +82,14 @@ def _check_version(site_packages: Path, whisperx_version: str, installed: Mappin
         raise PatchError(f"{whisperx_version!r} is not a WhisperX version", hint="pass a version like 3.7.6") from None
     have = installed.get("whisperx")
     if have is None:
-        raise PatchError(f"no whisperx-*.dist-info in {site_packages}", hint="point at a cell's site-packages with WhisperX installed")
+        raise PatchError(
+            f"no whisperx-*.dist-info in {site_packages}",
+            hint="point at a cell's site-packages with WhisperX installed",
+        )
     if Version(have) != wanted:
         raise PatchError(
-            f"{site_packages} holds whisperx {have}, not {wanted}", hint="rebuild the cell from its lock, or pass the installed version"
+            f"{site_packages} holds whisperx {have}, not {wanted}",
+            hint="rebuild the cell from its lock, or pass the installed version",
         )
     return str(wanted)
 
@@ -121,7 +125,9 @@ def apply_series(series: Series, site_packages: Path, whisperx_version: str) -> 
         whisperx_version=version,
         series_fingerprint=series.fingerprint(),
         patches=tuple(
-            AppliedPatch(p.id, p.sha256, p.text, p.strip, p.fuzz, tuple(f.path for f in p.files), tuple(notes.get(p.id, ())))
+            AppliedPatch(
+                p.id, p.sha256, p.text, p.strip, p.fuzz, tuple(f.path for f in p.files), tuple(notes.get(p.id, ()))
+            )
             for p in todo
         ),
         files=tuple(
@@ -163,7 +169,8 @@ def revert_series(site_packages: Path) -> RevertResult:
     for change in record.files:
         if sha256_hex(restored[change.path]) != change.before:
             raise PatchError(
-                f"cannot revert: {change.path} would not come back byte for byte; nothing was changed", hint="rebuild the cell"
+                f"cannot revert: {change.path} would not come back byte for byte; nothing was changed",
+                hint="rebuild the cell",
             )
     current = {rel: (site_packages / rel).read_bytes() for rel in rels}
     # Each RECORD line goes back to exactly what it was (the lines now hold the after-hashes).

@@ -48,11 +48,15 @@ def _target(args: argparse.Namespace) -> tuple[Path, str | None, bool]:
     cell = m.get(args.cell)
     env = paths.envs_dir(m.root) / cell.id
     if not env.exists():
-        raise NotBuiltError(f"cell {cell.id} is not built ({env} does not exist)", hint=f"build it: nox -s env-{cell.id}")
+        raise NotBuiltError(
+            f"cell {cell.id} is not built ({env} does not exist)", hint=f"build it: nox -s env-{cell.id}"
+        )
     try:
         sp = paths.site_packages(env)
     except FileNotFoundError:
-        raise NotBuiltError(f"cell {cell.id}: no site-packages under {env}", hint=f"rebuild it: nox -s env-{cell.id}") from None
+        raise NotBuiltError(
+            f"cell {cell.id}: no site-packages under {env}", hint=f"rebuild it: nox -s env-{cell.id}"
+        ) from None
     return sp, cell.pins["whisperx"], cell.patches
 
 
@@ -77,7 +81,10 @@ def _cmd_env(args: argparse.Namespace) -> int:
     if version is None:
         raise PatchError(f"no whisperx-*.dist-info in {sp}", hint="point at a site-packages with WhisperX installed")
     if pinned is not None and Version(version) != Version(pinned):
-        raise PatchError(f"cell {args.cell} pins whisperx {pinned} but has {version} installed", hint=f"rebuild it: nox -s env-{args.cell}")
+        raise PatchError(
+            f"cell {args.cell} pins whisperx {pinned} but has {version} installed",
+            hint=f"rebuild it: nox -s env-{args.cell}",
+        )
     print(apply_series(series, sp, version).summary)
     return 0
 

@@ -92,7 +92,10 @@ def parse_diff(text: str, *, name: str, strip: int = 1) -> tuple[FileDiff, ...]:
                     raise bad(i + 1, f"hunk line must start with ' ', '-', '+' or '\\', got {body[:60]!r}")
                 i += 1
             if got_old != want_old or got_new != want_new:
-                raise bad(header_line, f"hunk #{len(hunks) + 1} declares -{want_old} +{want_new} lines, has -{got_old} +{got_new}")
+                raise bad(
+                    header_line,
+                    f"hunk #{len(hunks) + 1} declares -{want_old} +{want_new} lines, has -{got_old} +{got_new}",
+                )
             while i < len(lines) and lines[i].startswith("\\"):
                 i += 1
             hunks.append(Hunk(len(hunks) + 1, int(m.group(1)), header_line, tuple(removed)))

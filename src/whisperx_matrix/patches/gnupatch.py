@@ -20,7 +20,9 @@ from ..errors import PatchError, ToolMissingError
 from .diff import Hunk
 from .manifest import Patch
 
-_PATCH_HINT = "install GNU patch (Debian/Ubuntu: apt-get install patch; Fedora: dnf install patch; macOS: brew install gpatch)"
+_PATCH_HINT = (
+    "install GNU patch (Debian/Ubuntu: apt-get install patch; Fedora: dnf install patch; macOS: brew install gpatch)"
+)
 
 
 @functools.cache
@@ -51,8 +53,16 @@ class PatchRun:
 
 def run_patch(diff_text: str, workdir: Path, *, strip: int, fuzz: int, reverse: bool = False) -> PatchRun:
     args = [
-        patch_bin(), f"-p{strip}", "-d", str(workdir), "--batch", "--forward", f"--fuzz={fuzz}",
-        "--reject-file=-", "--no-backup-if-mismatch", "--quoting-style=literal",
+        patch_bin(),
+        f"-p{strip}",
+        "-d",
+        str(workdir),
+        "--batch",
+        "--forward",
+        f"--fuzz={fuzz}",
+        "--reject-file=-",
+        "--no-backup-if-mismatch",
+        "--quoting-style=literal",
     ]
     if reverse:
         args.append("--reverse")
@@ -119,7 +129,9 @@ def stage(patches: Sequence[Patch], tree: Path, staging: Path) -> dict[str, list
         if run.ok and not problems and not reversed_files:
             notes[patch.id] = offsets
             continue
-        raise PatchError(_refusal(patch, problems, reversed_files, run.output), hint=_refusal_hint(patch, problems, reversed_files))
+        raise PatchError(
+            _refusal(patch, problems, reversed_files, run.output), hint=_refusal_hint(patch, problems, reversed_files)
+        )
     return notes
 
 

@@ -115,7 +115,9 @@ def load_series(patches_dir: Path) -> Series:
         path = patches_dir / rel
         if not path.is_file():
             raise fail(f"patch {pid!r}: file {raw['file']!r} does not exist in {patches_dir}", pid, "file")
-        applies_to = _specifiers(raw["applies_to"], lambda m, pid=pid: fail(f"patch {pid!r}: applies_to: {m}", pid, "applies_to"))
+        applies_to = _specifiers(
+            raw["applies_to"], lambda m, pid=pid: fail(f"patch {pid!r}: applies_to: {m}", pid, "applies_to")
+        )
         if not str(applies_to):
             raise fail(f"patch {pid!r}: applies_to must name a range like '>=3.7.0,<3.8.0'", pid, "applies_to")
         fixed = raw.get("fixed_upstream")
@@ -126,13 +128,20 @@ def load_series(patches_dir: Path) -> Series:
             except InvalidVersion:
                 raise fail(f"patch {pid!r}: fixed_upstream {fixed!r} is not a version", pid, "fixed_upstream") from None
             if applies_to.contains(fixed_version, prereleases=True):
-                raise fail(f"patch {pid!r}: fixed_upstream {fixed} lies inside applies_to {applies_to}", pid, "fixed_upstream")
+                raise fail(
+                    f"patch {pid!r}: fixed_upstream {fixed} lies inside applies_to {applies_to}", pid, "fixed_upstream"
+                )
         when_raw = raw.get("when_installed", {})
         if not isinstance(when_raw, Mapping):
-            raise fail(f"patch {pid!r}: when_installed must be a table like {{ pyannote-audio = \">=4\" }}", pid, "when_installed")
+            raise fail(
+                f'patch {pid!r}: when_installed must be a table like {{ pyannote-audio = ">=4" }}',
+                pid,
+                "when_installed",
+            )
         when: dict[str, SpecifierSet] = {
             str(canonicalize_name(name)): _specifiers(
-                spec, lambda m, pid=pid, name=name: fail(f"patch {pid!r}: when_installed.{name}: {m}", pid, "when_installed")
+                spec,
+                lambda m, pid=pid, name=name: fail(f"patch {pid!r}: when_installed.{name}: {m}", pid, "when_installed"),
             )
             for name, spec in when_raw.items()
         }
@@ -178,7 +187,9 @@ class Outcome:
     reason: str = ""
 
 
-def plan(series: Series, whisperx_version: str, installed: Mapping[str, str] | None) -> tuple[list[Patch], list[Outcome]]:
+def plan(
+    series: Series, whisperx_version: str, installed: Mapping[str, str] | None
+) -> tuple[list[Patch], list[Outcome]]:
     """The patches to apply, and the ones skipped with their reason."""
     todo: list[Patch] = []
     skipped: list[Outcome] = []

@@ -62,7 +62,7 @@ def _replace_lines(text: str, replacements: Mapping[str, str]) -> str:
     out = []
     for line in text.splitlines(keepends=True):
         bare = line.rstrip("\r\n")
-        out.append(replacements[bare] + line[len(bare):] if bare in replacements else line)
+        out.append(replacements[bare] + line[len(bare) :] if bare in replacements else line)
     return "".join(out)
 
 
@@ -116,8 +116,15 @@ class PatchRecord:
             "whisperx_version": self.whisperx_version,
             "series_fingerprint": self.series_fingerprint,
             "patches": [
-                {"id": p.id, "sha256": p.sha256, "strip": p.strip, "fuzz": p.fuzz, "files": list(p.files),
-                 "notes": list(p.notes), "text": p.text}
+                {
+                    "id": p.id,
+                    "sha256": p.sha256,
+                    "strip": p.strip,
+                    "fuzz": p.fuzz,
+                    "files": list(p.files),
+                    "notes": list(p.notes),
+                    "text": p.text,
+                }
                 for p in self.patches
             ],
             "files": [
@@ -137,10 +144,14 @@ class PatchRecord:
                 whisperx_version=data["whisperx_version"],
                 series_fingerprint=data["series_fingerprint"],
                 patches=tuple(
-                    AppliedPatch(p["id"], p["sha256"], p["text"], p["strip"], p["fuzz"], tuple(p["files"]), tuple(p["notes"]))
+                    AppliedPatch(
+                        p["id"], p["sha256"], p["text"], p["strip"], p["fuzz"], tuple(p["files"]), tuple(p["notes"])
+                    )
                     for p in data["patches"]
                 ),
-                files=tuple(FileChange(f["path"], f["before"], f["after"], f.get("record_line")) for f in data["files"]),
+                files=tuple(
+                    FileChange(f["path"], f["before"], f["after"], f.get("record_line")) for f in data["files"]
+                ),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise PatchError(
@@ -218,10 +229,15 @@ class Status:
         if self.record is None:
             lines = ["no patches applied in this env"]
         else:
-            lines = [f"applied to whisperx {self.record.whisperx_version}: " + ", ".join(p.id for p in self.record.patches)]
+            lines = [
+                f"applied to whisperx {self.record.whisperx_version}: " + ", ".join(p.id for p in self.record.patches)
+            ]
             lines += [f"  {f.path}: {f.state}" for f in self.files]
         for o in self.pending:
-            lines.append(f"  {o.id}: " + ({"applied": "would be applied", "already-applied": "applied"}.get(o.action, o.reason or o.action)))
+            lines.append(
+                f"  {o.id}: "
+                + ({"applied": "would be applied", "already-applied": "applied"}.get(o.action, o.reason or o.action))
+            )
         return "\n".join(lines)
 
 

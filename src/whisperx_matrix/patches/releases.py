@@ -50,8 +50,21 @@ def wheel_for(version: str, package: str = "whisperx") -> Path:
     prefix = f"{canonicalize_name(package).replace('-', '_')}-{version}-"
     found = sorted(folder.glob(prefix + "*.whl"))
     if not found:
-        proc = tools.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q",
-                          "--disable-pip-version-check", "-d", str(folder), f"{package}=={version}"])
+        proc = tools.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-q",
+                "--disable-pip-version-check",
+                "-d",
+                str(folder),
+                f"{package}=={version}",
+            ]
+        )
         found = sorted(folder.glob(prefix + "*.whl"))
         if not proc.ok or not found:
             raise NetworkError(
@@ -89,7 +102,9 @@ def check_series(series: Series, versions: Iterable[str]) -> list[CheckRow]:
             for patch in series.patches:
                 reason = patch.decide(version, None)
                 if reason is not None:
-                    cells.append(f"not needed (fixed in {patch.fixed_upstream})" if reason.startswith("not needed") else "n/a")
+                    cells.append(
+                        f"not needed (fixed in {patch.fixed_upstream})" if reason.startswith("not needed") else "n/a"
+                    )
                     continue
                 with tempfile.TemporaryDirectory(prefix="wxm-check-") as tmp:
                     tree = Path(tmp) / "site"
