@@ -33,7 +33,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -225,7 +225,7 @@ class Sampler:
         self._nvml = None
         if gpu:
             try:
-                import pynvml  # type: ignore[import-not-found]
+                import pynvml
 
                 pynvml.nvmlInit()
                 self._nvml = pynvml
@@ -531,7 +531,7 @@ def der(reference: list[tuple[float, float, str]], hypothesis: list[tuple[float,
 def versions() -> dict[str, str | None]:
     from importlib import metadata
 
-    out = {}
+    out: dict[str, str | None] = {}
     for dist in (
         "torch",
         "torchaudio",
@@ -998,10 +998,11 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def cuda_jit_cache_state(env: dict[str, str] | None = None) -> dict[str, Any]:
+def cuda_jit_cache_state(env: Mapping[str, str] | None = None) -> dict[str, Any]:
     """The CUDA JIT cache the driver will use for the first call's PTX compile, and whether it holds entries yet:
     a first-call figure means nothing without it (13 s with an empty cache, under 1 s with a warm one)."""
-    env = os.environ if env is None else env
+    if env is None:
+        env = os.environ
     if env.get("CUDA_CACHE_DISABLE") == "1":
         return {"path": None, "entries": 0, "state": "disabled"}
     path = Path(env.get("CUDA_CACHE_PATH") or Path.home() / ".nv" / "ComputeCache")
