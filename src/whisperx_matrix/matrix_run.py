@@ -87,6 +87,8 @@ def _arch_summary(report: Any) -> dict[str, Any]:
             "ptx": list(p.ptx),
             "via": p.via,
         }
+        if p.profiling_only:
+            packages[name]["profiling_only"] = True
         if p.origins:
             packages[name]["origins"] = [{"libraries": list(libs), "archs": list(tags)} for libs, tags in p.origins]
     # torch's own kernels live in libtorch_cuda.so; the package total also counts bundled CUDA libraries
@@ -364,6 +366,8 @@ def run_cell(
             where = f"{name} ({pkg['library']})" if pkg.get("library") else name
             rec["evidence"].append(
                 f"{where}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
+                + ("; a profiler's kernels (CUPTI): they run only under a profiler, so this does not decide"
+                   if pkg.get("profiling_only") else "")
             )
 
     # the cell suite, in the cell's own python

@@ -133,6 +133,26 @@ def test_package_takes_its_worst_library() -> None:
     assert pkgs["numpy 2.0"].status == NO_GPU_CODE and pkgs["numpy 2.0"].runnable
 
 
+def test_a_profilers_kernels_never_decide_whether_a_cell_runs() -> None:
+    """CUPTI is loaded by torch at start, but its kernels run only under a profiler: an nvidia-cuda-cupti without
+    an sm_120 image is shown as such and does not make the cell not-runnable; torch's own libraries still do."""
+    from whisperx_matrix.audit.arch import ArchAudit
+    from whisperx_matrix.audit.report import format_arch
+
+    cupti = judge_library(_lib(_sass("50", "90")), SM120, rel="nvidia/cuda_cupti/lib/libcupti.so.12", package="nvidia-cuda-cupti-cu12 12.4")
+    torch_ok = judge_library(_lib(_sass("90", "120")), SM120, rel="torch/lib/libtorch_cuda.so", package="torch 2.8.0")
+    pkgs = {p.package: p for p in judge_packages([cupti, torch_ok], SM120)}
+    assert pkgs["nvidia-cuda-cupti-cu12 12.4"].profiling_only and not pkgs["nvidia-cuda-cupti-cu12 12.4"].runnable
+    assert not pkgs["torch 2.8.0"].profiling_only
+    # triton's shape: a bundled CUPTI beside its own GPU code; only the latter decides the package.
+    own = judge_library(_lib(_sass("90", "120")), SM120, rel="triton/_C/libtriton.so", package="triton 3.4.0")
+    bundled = judge_library(_lib(_sass("50")), SM120, rel="triton/backends/nvidia/lib/cupti/libcupti.so.12", package="triton 3.4.0")
+    (triton,) = judge_packages([own, bundled], SM120)
+    assert triton.runnable and not triton.profiling_only
+    audit = ArchAudit("site", "sm_120", True, None, tuple(pkgs.values()), (cupti, torch_ok), (), 2, 0.0)
+    assert "not-runnable (profiler only)" in format_arch(audit)
+
+
 def test_package_row_says_which_library_each_arch_comes_from() -> None:
     """torch 2.5.1's shape: its own kernels are SASS only; the PTX in the package total is the bundled
     cuSPARSELt's. The package row lists both, and its origins say which is which."""

@@ -58,6 +58,7 @@ class PackageArch:
     # Where each arch tag comes from: groups of (libraries, tags they all carry), so a package total that
     # mixes a bundled library's PTX with the package's own SASS reads as such.
     origins: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
+    profiling_only: bool = False  # its GPU code is a profiler's (CUPTI): it never decides whether a cell runs
 
 
 @dataclass(frozen=True)
@@ -150,6 +151,15 @@ def _package_status(libs: list[LibraryArch]) -> str:
     return NO_GPU_CODE
 
 
+# Libraries whose kernels run only under a profiler (CUPTI and its helpers, whether from nvidia-cuda-cupti or
+# bundled in triton): torch loads CUPTI at start, but a missing sm_120 image there never stops a transcription.
+PROFILING_LIBRARIES = ("libcupti", "libnvperf", "libpcsamplingutil")
+
+
+def is_profiling_library(path: str) -> bool:
+    return path.rsplit("/", 1)[-1].startswith(PROFILING_LIBRARIES)
+
+
 def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArch]:
     by_pkg: dict[str, list[LibraryArch]] = {}
     for lib in libs:
@@ -163,7 +173,9 @@ def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArc
         if used:
             # Judge a package by what the process loads (cuFFT's libcufftw, never loaded, has sm_52 only).
             members = gpu = used
-        status = _package_status(members)
+        deciding = [m for m in members if not is_profiling_library(m.path)]
+        profiling_only = bool(gpu) and not [m for m in gpu if not is_profiling_library(m.path)]
+        status = _package_status(deciding or members)
         via = "ptx-jit" if any(m.via == "ptx-jit" for m in gpu) else "sass" if gpu and status != NOT_RUNNABLE else ""
         out.append(
             PackageArch(
@@ -177,6 +189,7 @@ def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArc
                 reason=None if status != NOT_RUNNABLE else f"arch-unsupported:{target.sm()}",
                 in_process=bool(used) if known else None,
                 origins=arch_origins(gpu),
+                profiling_only=profiling_only,
             )
         )
     return out
@@ -229,7 +242,7 @@ def audit_arch(
                 libs.append(lib)
             bar.advance(note=path.name)
     packages = judge_packages(libs, target)
-    bad = [p for p in packages if not p.runnable and p.in_process is not False]
+    bad = [p for p in packages if not p.runnable and p.in_process is not False and not p.profiling_only]
     notes: list[str] = []
     torch_list = torch_arch_list(python) if python else None
     if torch_list is not None:

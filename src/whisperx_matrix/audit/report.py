@@ -25,7 +25,7 @@ def format_arch(audit: ArchAudit, *, all_libraries: bool = False) -> str:
         rows = [
             [
                 p.package,
-                p.status,
+                p.status + (" (profiler only)" if p.profiling_only else ""),
                 p.via or "-",
                 {True: "yes", False: "no", None: "?"}[p.in_process],
                 _archs(p.sass),
