@@ -211,7 +211,7 @@ def suite_env(cell_id: str, sm: int, work: Path, audit: dict[str, Any] | None) -
 def run_cell(
     m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True, ld_compare: bool = False
 ) -> dict[str, Any]:
-    """Every stage for one cell. Returns the cell's result dict (see report.py for the schema).
+    """Every stage for one cell. Returns the cell's result dict (see the report package for the schema).
     ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's list of nvidia/*/lib folders."""
     t_cell = time.perf_counter()
     expected = cell.expected(sm)
