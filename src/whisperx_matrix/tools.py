@@ -147,8 +147,11 @@ def run(
     env: Mapping[str, str] | None = None,
     timeout: float | None = None,
     input: str | None = None,
+    live_stderr: bool = False,
 ) -> Completed:
     """Run a program (``input`` on its stdin), capture its output, never raise on a non-zero exit.
+    ``live_stderr``: let the program's stderr through as it comes (a long benchmark's progress); ``stderr`` is
+    then empty.
 
     Raises what subprocess does when the program cannot start (OSError) or outlives ``timeout``
     (subprocess.TimeoutExpired): callers decide whether that is fatal."""
@@ -156,13 +159,14 @@ def run(
         list(args),
         cwd=cwd,
         env=dict(env) if env is not None else None,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=None if live_stderr else subprocess.PIPE,
         text=True,
         timeout=timeout,
         input=input,
         check=False,
     )
-    return Completed(tuple(args), proc.returncode, proc.stdout, proc.stderr)
+    return Completed(tuple(args), proc.returncode, proc.stdout, proc.stderr or "")
 
 
 def uv_env() -> dict[str, str]:
