@@ -295,6 +295,8 @@ class Pipeline:
         import whisperx
 
         s = settings_for(levers)
+        if self.args.batch_size and "asr_batch_32" not in levers:
+            s["batch_size"] = self.args.batch_size
         only = list(STAGES) if only is None else only
         if asr_only:
             only = ["vad+asr"]
@@ -450,21 +452,22 @@ def warm_up(p: Pipeline, head: Any) -> list[dict[str, Any]]:
 
     recs = []
     jit = bt.cuda_jit_cache_state() if p.gpu else None
-    rec, first = p.stage("asr_first_call", lambda: p.asr.transcribe(head, batch_size=REFERENCE["batch_size"], language="en"), 30)
+    rec, first = p.stage("asr_first_call", lambda: p.asr.transcribe(head, batch_size=p.args.batch_size or REFERENCE["batch_size"],
+                                                                      language="en"), len(head) / 16000)
     rec["cuda_jit_cache"] = jit
     recs.append(rec)
     if p.args.asr_only:
         return recs
     if p.args.mode == "sweep":  # the ASR lever's batch size gets its first call too
-        rec, _ = p.stage("asr_first_call[bs32]", lambda: p.asr.transcribe(head, batch_size=32, language="en"), 30)
+        rec, _ = p.stage("asr_first_call[bs32]", lambda: p.asr.transcribe(head, batch_size=32, language="en"), len(head) / 16000)
         recs.append(rec)
     if first is not None and p.align_model:
         am, meta = p.align_model
-        rec, _ = p.stage("align_first_call", lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head, p.device), 30)
+        rec, _ = p.stage("align_first_call", lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head, p.device), len(head) / 16000)
         recs.append(rec)
         if p.gpu:
             rec, _ = p.stage("align_first_call[audio on device]", lambda: whisperx.align(
-                copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device), 30)
+                copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device), len(head) / 16000)
             recs.append(rec)
     return recs
 
@@ -495,7 +498,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data: dict[str, Any] = {
         "schema": SCHEMA, "ok": True, "mode": args.mode, "device": args.device, "model": args.model,
         "model_weights": model_weights, "compute_type": compute_type, "threads": args.threads,
-        "max_new_tokens": args.max_new_tokens, "file": Path(args.audio).name, "audio_s": round(audio_s, 2),
+        "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size or REFERENCE["batch_size"],
+        "file": Path(args.audio).name, "audio_s": round(audio_s, 2),
         "decode_s": decode_s, "versions": bt.versions(), "gpu": bt.gpu_info(),
         "weights": {"vad+asr": model_weights, "vad": "real (pyannote segmentation shipped in whisperx)",
                     "align": "synthetic", "diarize": "synthetic (embedding); real (segmentation)"},
@@ -585,6 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--combine", default=None, help="levers for the combined run (sweep: default picked from the "
                                                    "trials) or for the single run")
     p.add_argument("--asr-only", action="store_true", help="single: VAD + ASR only")
+    p.add_argument("--batch-size", type=int, default=None, help="the ASR batch size (default: the reference's, 16)")
     p.add_argument("--max-new-tokens", type=int, default=None)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--keep-outputs", action="store_true", help="write each run's transcript, words and turns")
