@@ -518,6 +518,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.mode == "single":
         levers_here = combine or []
+        if "empty_cache" in levers_here and p.gpu:  # the warm-up calls' cache too, not only the stages'
+            gc.collect()
+            torch.cuda.empty_cache()
         r = p.run("single", levers_here, asr_only=args.asr_only, free_asr="empty_cache" in levers_here)
         process.__exit__()
         data["run"] = public(r, keep_outputs=False)
