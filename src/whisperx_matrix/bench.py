@@ -833,7 +833,9 @@ def pipeline_plan(large_model: str | None, *, max_new_tokens: int = 100) -> list
     singles = [("tiny.en", "tiny_en", "float16", 16)]
     if large_model:
         lg = {"model": large_model, "max_new_tokens": max_new_tokens}
-        steps.append({"name": "large_v3_sweep", "mode": "sweep", "levers": "none", "combine": "from:tiny_en_sweep"} | lg)
+        # the ASR lever again alone: it is the one lever whose outputs depend on the ASR model
+        steps.append({"name": "large_v3_sweep", "mode": "sweep", "levers": "asr_batch_32",
+                      "combine": "from:tiny_en_sweep"} | lg)
         steps.append({"name": "single-large_v3-float16-bs16-reference", "mode": "single", "compute_type": "float16",
                       "batch_size": 16, "combine": "", "label": "reference"} | lg)
         singles += [(large_model, "large_v3", ct, bs) for ct, bs in

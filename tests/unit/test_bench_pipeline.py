@@ -16,6 +16,7 @@ def test_the_plan_sweeps_tiny_en_first_and_hands_its_levers_to_the_later_steps()
     names = [s["name"] for s in plan]
     assert names[0] == "tiny_en_sweep" and names[1] == "large_v3_sweep"
     assert plan[1]["combine"] == "from:tiny_en_sweep" and plan[1]["max_new_tokens"] == 100
+    assert plan[1]["levers"] == "asr_batch_32"  # the ASR lever is checked again on the other model
     singles = [s for s in plan if s["mode"] == "single"]
     assert {(s["compute_type"], s["batch_size"]) for s in singles if s["model"] == "/m/large"} >= {("float16", 16),
                                                                                                    ("int8_float16", 16)}

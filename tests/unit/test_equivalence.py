@@ -142,3 +142,15 @@ def test_pick_levers_keeps_equivalent_faster_ones_and_the_fastest_of_a_group() -
         {"lever": "broken", "group": "b", "passes": True, "reference_s": 20.0, "lever_s": None},
     ]
     assert eq.pick_levers(trials) == ["emb128", "tf32"]
+
+
+def test_wer_zero_can_hide_a_raw_difference_and_says_so() -> None:
+    got = eq.wer_between("hello, world", "hello world!")
+    assert got["wer"] == 0 and got["identical"] is False
+    assert eq.wer_between("same", "same")["identical"] is True
+
+
+def test_levers_handed_over_lose_those_this_run_found_not_equivalent() -> None:
+    trials = [{"lever": "asr_batch_32", "passes": False}, {"lever": "other", "passes": True}]
+    assert eq.keep_given(["embedding_fp16", "asr_batch_32", "other"], trials) == ["embedding_fp16", "other"]
+    assert eq.keep_given([], trials) == []

@@ -558,7 +558,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t["passes"] = False
         trials.append(t)
         say(f"  lever {lv}: {t.get('lever_s')} s vs {t['reference_s']} s, equivalent: {t['passes']}")
-    picked = combine if combine is not None else eq.pick_levers(
+    picked = eq.keep_given(combine, trials) if combine is not None else eq.pick_levers(
         [t | {"reference_s": min(x for x in (t["reference_s"], t["repeat_s"]) if x)} for t in trials])
     combined = p.run("combined", picked)
     runs.append(combined)
@@ -567,7 +567,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data["runs"] = [public(r, keep_outputs=args.keep_outputs) for r in runs]
     data["trials"] = trials
     data["combined_levers"] = picked
-    data["combined_levers_how"] = ("given (--combine)" if combine is not None else
+    data["combined_levers_how"] = ("given (--combine), less any this run tried alone and found not equivalent"
+                                   if combine is not None else
                                    "equivalence.pick_levers: equivalent, at least 3% faster than the faster of the two "
                                    "reference runs on the stages the lever changes, the fastest of each group")
     data["equivalence"] = {"reference_repeat": rep_eq, "combined": comb_eq,

@@ -59,7 +59,9 @@ def wer_between(reference_text: str, other_text: str) -> dict[str, Any]:
     """WER of ``other_text`` against ``reference_text`` (both normalised): errors / reference words."""
     ref, hyp = normalise_words(reference_text), normalise_words(other_text)
     errors = word_errors(ref, hyp)
-    return {"errors": errors, "reference_words": len(ref), "wer": round(errors / len(ref), 6) if ref else float(bool(hyp))}
+    # identical: the raw texts too (normalising drops punctuation and non-ASCII, where random weights differ)
+    return {"errors": errors, "reference_words": len(ref), "wer": round(errors / len(ref), 6) if ref else float(bool(hyp)),
+            "identical": reference_text == other_text}
 
 
 def _frames(turns: Iterable[Turn], step: float) -> dict[int, set[str]]:
@@ -207,3 +209,10 @@ def pick_levers(trials: Sequence[dict[str, Any]], *, min_gain: float = 0.03) -> 
         if g not in best or t["lever_s"] < best[g]["lever_s"]:
             best[g] = t
     return [t["lever"] for t in trials if any(b is t for b in best.values())]
+
+
+def keep_given(given: Sequence[str], trials: Sequence[dict[str, Any]]) -> list[str]:
+    """Levers handed over from another run (another model), minus those that this run tried alone and found not
+    equivalent: a lever proved on tiny.en is not assumed to hold for another model when this run can check it."""
+    failed = {t["lever"] for t in trials if not t.get("passes")}
+    return [lv for lv in given if lv not in failed]
