@@ -991,9 +991,9 @@ def pipeline_block(r: Results) -> str:
         f"leave their cache). By stage, with the levers: VAD + ASR {mib(by_stage['vad+asr'])}, alignment and "
         f"diarization {mib(by_stage[ovl])}; with int8_float16 {mib(int8['vad+asr'])} and {mib(int8[ovl])}. The "
         f"alignment-and-diarization peak is the same at every fp16 batch size and lower by about the weights' "
-        f"difference with int8_float16, so CTranslate2's weights stayed resident after ASR although the pipeline "
-        f"dropped its reference: releasing them (or running ASR in its own process) is the next memory lever, "
-        f"not measured here.",
+        f"difference with int8_float16, so CTranslate2's weights stayed resident after ASR: the benchmark's own "
+        f"stage timer still held the model (found afterwards on the CPU and fixed; single runs now record "
+        f"`asr_model_released`). What releasing it does to the GPU peak is not measured yet.",
         f"- Every kept lever passes the equivalence check: **{_met(t.flag('equivalence', 'met'))}**"
         + ("" if t.flag("equivalence", "met") else ": the large-v3-shaped combined run fails the word-timing "
            "check (see above). Of its levers only CTranslate2 batch 32 changes what alignment is given, and the "

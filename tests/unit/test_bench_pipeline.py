@@ -6,6 +6,10 @@ Nothing here needs a GPU; the cellside results are small hand-made dicts in the 
 
 from __future__ import annotations
 
+import json
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from whisperx_matrix import bench
@@ -115,3 +119,35 @@ def test_a_kept_lever_that_is_not_equivalent_fails_the_equivalence_target() -> N
 def test_nothing_measured_is_none_not_false() -> None:
     t = bench.summarise_pipeline({"steps": {}})["targets"]
     assert all(v["met"] is None for v in t.values())
+
+
+# ---- in the working cell, on the CPU (slow: builds the cell when it is not current)
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINE_SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_pipeline.py"
+CELL_PY = ROOT / "envs" / "stable-cu128" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def working_cell():
+    from whisperx_matrix import build, matrix
+
+    m = matrix.load(ROOT / "matrix.toml")
+    build.build(m, m.get("stable-cu128"))
+    assert CELL_PY.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_a_single_run_with_empty_cache_really_releases_the_asr_model(tmp_path, working_cell):
+    """A regression test: the stage timer once kept the ASR model alive through a local of a frame that a library's
+    stored traceback kept, so dropping the model freed nothing (the GPU runs' peaks showed CTranslate2's weights
+    still resident). The pipeline, VAD + ASR only, on pyannote's 30 s sample, on the CPU."""
+    sample = next((ROOT / "envs" / "stable-cu128" / "lib").glob("python3*/site-packages/pyannote/audio/sample/sample.wav"))
+    out = tmp_path / "out.json"
+    proc = subprocess.run([str(CELL_PY), "-I", str(PIPELINE_SCRIPT), "--audio", str(sample), "--out", str(out),
+                           "--mode", "single", "--asr-only", "--combine", "empty_cache", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    data = json.loads(out.read_text())
+    assert data["run"]["asr_model_released"] is True

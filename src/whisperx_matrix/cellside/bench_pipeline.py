@@ -113,17 +113,21 @@ class Stage:
 
             torch.cuda.synchronize()
             torch.cuda.reset_peak_memory_stats()
+        # The result leaves this frame in the return value only. This frame outlives the call (a traceback kept by
+        # a library during the model load holds the chain of calling frames); with the result in a local here,
+        # dropping the ASR model did not free it (a weakref on the CPU said so; the GPU runs of 2026-11-29 had
+        # that bug: their align+diarize peak still held CTranslate2's weights).
+        box: dict[str, Any] = {}
         with bt.Sampler(self.gpu) as sampler:
             t0 = time.perf_counter()
             try:
-                result = fn()
+                box["result"] = fn()
                 if self.gpu:
                     import torch
 
                     torch.cuda.synchronize()
                 rec["status"] = "ok"
             except Exception as exc:  # noqa: BLE001 - a failed stage is data
-                result = None
                 rec["status"] = "oom" if bt.is_oom(exc) else "error"
                 rec["error"] = bt.error_line(exc)
                 rec["where"] = traceback.format_exc().strip().splitlines()[-3:]
@@ -141,7 +145,7 @@ class Stage:
         rec["rss_peak_mib"] = round(sampler.rss_peak / 2**20)
         say(f"  {name}: {rec['status']} {rec['wall_s']} s" + (f" ({rec['rtf']}x)" if rec.get("rtf") else "")
             + (f", process {rec.get('process_peak_mib')} MiB" if self.gpu else "") + (f": {rec.get('error')}" if rec.get("error") else ""))
-        return rec, result
+        return rec, box.pop("result", None)
 
 
 def embedding_model(precision: str) -> Any:
@@ -317,7 +321,12 @@ class Pipeline:
                 return out | {"ok": False, "error": rec.get("error")}
             outputs["text"] = " ".join(seg["text"].strip() for seg in transcript["segments"])
             if free_asr:
+                import weakref
+
+                held = weakref.ref(self.asr)
                 self.asr = None
+                gc.collect()
+                out["asr_model_released"] = held() is None  # else something still holds it (see Stage)
             self._empty(s)
         if asr_only:
             out["whole_s"] = round(time.perf_counter() - t_all, 3)
