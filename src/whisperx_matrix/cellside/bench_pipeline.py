@@ -144,7 +144,8 @@ class Stage:
             rec["process_peak_source"] = sampler.gpu_source
         rec["rss_peak_mib"] = round(sampler.rss_peak / 2**20)
         say(f"  {name}: {rec['status']} {rec['wall_s']} s" + (f" ({rec['rtf']}x)" if rec.get("rtf") else "")
-            + (f", process {rec.get('process_peak_mib')} MiB" if self.gpu else "") + (f": {rec.get('error')}" if rec.get("error") else ""))
+            + (f", process {rec.get('process_peak_mib')} MiB" if self.gpu else "")
+            + (f": {rec.get('error')}" if rec.get("error") else ""))
         return rec, box.pop("result", None)
 
 
@@ -461,22 +462,24 @@ def warm_up(p: Pipeline, head: Any) -> list[dict[str, Any]]:
 
     recs = []
     jit = bt.cuda_jit_cache_state() if p.gpu else None
-    rec, first = p.stage("asr_first_call", lambda: p.asr.transcribe(head, batch_size=p.args.batch_size or REFERENCE["batch_size"],
-                                                                      language="en"), len(head) / 16000)
+    head_s = len(head) / 16000
+    bs = p.args.batch_size or REFERENCE["batch_size"]
+    rec, first = p.stage("asr_first_call", lambda: p.asr.transcribe(head, batch_size=bs, language="en"), head_s)
     rec["cuda_jit_cache"] = jit
     recs.append(rec)
     if p.args.asr_only:
         return recs
     if p.args.mode == "sweep":  # the ASR lever's batch size gets its first call too
-        rec, _ = p.stage("asr_first_call[bs32]", lambda: p.asr.transcribe(head, batch_size=32, language="en"), len(head) / 16000)
+        rec, _ = p.stage("asr_first_call[bs32]", lambda: p.asr.transcribe(head, batch_size=32, language="en"), head_s)
         recs.append(rec)
     if first is not None and p.align_model:
         am, meta = p.align_model
-        rec, _ = p.stage("align_first_call", lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head, p.device), len(head) / 16000)
+        rec, _ = p.stage("align_first_call", lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head,
+                                                                    p.device), head_s)
         recs.append(rec)
         if p.gpu:
             rec, _ = p.stage("align_first_call[audio on device]", lambda: whisperx.align(
-                copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device), len(head) / 16000)
+                copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device), head_s)
             recs.append(rec)
     return recs
 
