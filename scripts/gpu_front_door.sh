@@ -11,6 +11,8 @@
 # Usage: OUT=DIR scripts/gpu_front_door.sh cell CELL...   (one `cell` job per CELL)
 #        OUT=DIR scripts/gpu_front_door.sh report         (the merge job)
 #        OUT=DIR scripts/gpu_front_door.sh bench | bench-large-v3   (the transcription benchmark jobs)
+#        OUT=DIR scripts/gpu_front_door.sh pipeline [--steps S1,S2]   (the bench-pipeline job's commands, a part
+#            at a time: a lent machine's call is limited to 10 minutes, the whole job takes longer)
 # Writes $OUT/steps-<job>.json (each step's exit code and seconds) and, for report, the merged report files.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +45,21 @@ if [ "$job" = bench ] || [ "$job" = bench-large-v3 ]; then
     log "job $job"
     "$HOST_PY" scripts/run_workflow_job.py "$WF" "$job" --artifacts "$STAGE/artifacts" --record "$OUT/steps-$job.json" || rc=1
     for f in "$STAGE"/artifacts/bench-*/*.json; do [ -f "$f" ] && cp "$f" "$OUT/$(basename "$(dirname "$f")")-$(basename "$f")"; done
+elif [ "$job" = pipeline ]; then
+    # The same commands as the workflow's bench-pipeline job; the envs, the synthetic model and the steps' raw
+    # results live in $STAGE, which outlives the carried checkout between calls.
+    cell=stable-cu128-py312 model="$STAGE/synthetic-large-v3"
+    export WXM_ENVS="$STAGE/envs"
+    log "job pipeline: the cell"
+    [ -x "$WXM_ENVS/$cell/bin/python" ] || nox -s "env-$cell" || exit 1
+    if [ ! -f "$model/model.bin" ]; then
+        log "job pipeline: the large-v3-shaped model (random weights)"
+        "$WXM_ENVS/$cell/bin/python" src/whisperx_matrix/cellside/make_synthetic_model.py "$model" || exit 1
+    fi
+    log "job pipeline: bench $*"
+    nox -s bench -- pipeline --cell "$cell" --device cuda --large-model "$model" --work "$STAGE/pipeline-work" \
+        --fresh-jit-cache "$@" || rc=1
+    cp "$STAGE"/pipeline-work/step-*.json "$OUT/" 2>/dev/null
 elif [ "$job" = cell ]; then
     for cell in "$@"; do
         log "job cell ($cell)"

@@ -291,7 +291,8 @@ def test_summary_and_cpu_targets_judge_dialogue_files_only():
     s = bench.summarise_transcribe(result)
     one = s["per_file"]["dialogue-1min.wav"]
     assert one["batched_over_sequential"] == 2.0
-    assert one["pipeline_rtf"] == 3.0 and one["pipeline_stages"] == ["vad+asr (batched)", "align"]
+    assert one["partial_rtf"] == 3.0 and one["pipeline_stages"] == ["vad+asr (batched)", "align"]
+    assert one["partial_stages"] == "vad+asr+align" and "whole_pipeline_rtf" not in one  # no diarization: partial
     targets = bench.transcribe_targets({"device": "cpu", "result": result})
     assert set(targets) == set(bench.CPU_TARGETS)
     assert targets["cpu_faster_than_real_time"]["slowest_rtf"] == 6.0  # sample.wav's 0.5x is not a dialogue file

@@ -1,0 +1,153 @@
+"""The host side of the whole-pipeline benchmark (issue #15): the step plan, lever hand-over between steps, stage
+naming (``whole_pipeline_rtf`` only when every stage ran), the memory-budget choice and the summary's targets.
+
+Nothing here needs a GPU; the cellside results are small hand-made dicts in the shape bench_pipeline.py writes
+(the GPU run itself cannot happen here), and the tests say which figures they stand in for."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from whisperx_matrix import bench
+
+
+def test_the_plan_sweeps_tiny_en_first_and_hands_its_levers_to_the_later_steps() -> None:
+    plan = bench.pipeline_plan("/m/large")
+    names = [s["name"] for s in plan]
+    assert names[0] == "tiny_en_sweep" and names[1] == "large_v3_sweep"
+    assert plan[1]["combine"] == "from:tiny_en_sweep" and plan[1]["max_new_tokens"] == 100
+    assert plan[1]["levers"] == "asr_batch_32"  # the ASR lever is checked again on the other model
+    singles = [s for s in plan if s["mode"] == "single"]
+    assert {(s["compute_type"], s["batch_size"]) for s in singles if s["model"] == "/m/large"} >= {("float16", 16),
+                                                                                                   ("int8_float16", 16)}
+    ref = [s for s in singles if s.get("label") == "reference"]
+    assert len(ref) == 1 and ref[0]["combine"] == ""
+    assert len(set(names)) == len(names)
+
+
+def test_without_a_large_model_the_plan_is_tiny_en_only() -> None:
+    assert all(s["model"] == "tiny.en" for s in bench.pipeline_plan(None))
+
+
+def test_resolve_combine_takes_the_picked_levers_and_drops_the_asr_batch_for_single_runs() -> None:
+    done = {"tiny_en_sweep": {"result": {"combined_levers": ["embedding_fp16", "asr_batch_32"]}}}
+    assert bench.resolve_combine("from:tiny_en_sweep", done) == "embedding_fp16,asr_batch_32"
+    assert bench.resolve_combine("from:tiny_en_sweep+empty_cache", done) == "embedding_fp16,empty_cache"
+    assert bench.resolve_combine("a,b", done) == "a,b" and bench.resolve_combine(None, done) is None
+    with pytest.raises(ValueError, match="has not run"):
+        bench.resolve_combine("from:large_v3_sweep", done)
+
+
+def _run(stages: dict[str, float], whole: float, ok: bool = True) -> dict:
+    return {"ok": ok, "whole_s": whole, "stages": [{"stage": k, "status": "ok", "wall_s": v} for k, v in stages.items()]}
+
+
+def test_whole_pipeline_rtf_only_when_every_stage_ran() -> None:
+    got = bench.pipeline_run_figures(_run({"vad+asr": 2.0, "align": 5.0, "diarize": 4.0, "assign_speakers": 1.0}, 12.0),
+                                     1200.0)
+    assert got["whole_pipeline_rtf"] == 100.0 and "partial_rtf" not in got
+    assert got["stages_rtf"]["align"] == 240.0
+
+
+def test_a_partial_run_is_named_for_the_stages_it_covers() -> None:
+    got = bench.pipeline_run_figures(_run({"vad+asr": 4.0}, 4.0), 1200.0)
+    assert "whole_pipeline_rtf" not in got and got["partial_rtf"] == {"stages": "vad+asr", "rtf": 300.0}
+    got = bench.pipeline_run_figures(_run({"align": 5.0, "diarize": 5.0}, 10.0), 1200.0)
+    assert got["partial_rtf"]["stages"] == "align+diarize"
+
+
+def test_an_overlapped_stage_counts_for_alignment_and_diarization() -> None:
+    got = bench.pipeline_run_figures(
+        _run({"vad+asr": 2.0, "align+diarize (overlapped)": 8.0, "assign_speakers": 0.1}, 10.1), 1200.0)
+    assert got["whole_pipeline_rtf"] == pytest.approx(118.81)
+
+
+def test_budget_is_decimal_gigabytes_in_mib() -> None:
+    assert bench.budget_mib(8) == 7629 and bench.budget_mib(12) == 11444
+
+
+def test_settings_for_budget_picks_the_fastest_that_fits() -> None:
+    rows = [{"compute_type": "float16", "batch_size": 16, "peak_mib": 9000, "rtf": 90.0},
+            {"compute_type": "float16", "batch_size": 8, "peak_mib": 7000, "rtf": 70.0},
+            {"compute_type": "int8_float16", "batch_size": 16, "peak_mib": 6000, "rtf": 80.0},
+            {"compute_type": "int8_float16", "batch_size": 32, "peak_mib": None, "rtf": None}]
+    assert bench.settings_for_budget(rows, 8)["fits"]["compute_type"] == "int8_float16"
+    assert bench.settings_for_budget(rows, 12)["fits"]["batch_size"] == 16
+    assert bench.settings_for_budget(rows, 12)["fits"]["compute_type"] == "float16"
+    assert bench.settings_for_budget(rows, 4)["fits"] is None
+
+
+def _sweep(whole: float, kept: list[str], lever_passes: bool = True) -> dict:
+    stages = {"vad+asr": 2.0, "align": 6.0, "diarize": 4.0, "assign_speakers": 0.1}
+    run = _run(stages, whole)
+    return {"ok": True, "mode": "sweep", "model": "tiny.en", "model_weights": "real", "audio_s": 1200.0,
+            "combined_levers": kept,
+            "runs": [run | {"label": "reference"}, run | {"label": "combined"}],
+            "trials": [{"lever": "embedding_fp16", "stages": ["diarize"], "reference_s": 20.0, "lever_s": 4.0,
+                        "passes": lever_passes}],
+            "equivalence": {"reference_repeat": {"passes": True}, "combined": {"passes": True},
+                            "levers": {"embedding_fp16": {"passes": lever_passes}}}}
+
+
+def test_summary_targets_from_a_sweep_and_single_runs() -> None:
+    single = {"ok": True, "mode": "single", "model": "/m/large", "compute_type": "float16", "batch_size": 16,
+              "audio_s": 1200.0, "process_peak_mib": 7000,
+              "run": _run({"vad+asr": 4.0, "align": 6.0, "diarize": 4.0, "assign_speakers": 0.1}, 14.1) | {"levers": ["x"]}}
+    data = {"steps": {"tiny_en_sweep": {"result": _sweep(12.0, ["embedding_fp16"])},
+                      "single-large_v3-float16-bs16": {"result": single, "label": "levers",
+                                                       "model_label": "large-v3-shaped"}}}
+    out = bench.summarise_pipeline(data)
+    t = out["targets"]
+    assert t["whole_pipeline_tiny_en"]["rtf"] == 100.0 and t["whole_pipeline_tiny_en"]["met"]
+    assert t["memory_large_v3_fp16_bs16"]["lowest_peak_mib"] == 7000 and t["memory_large_v3_fp16_bs16"]["met"]
+    assert t["whole_pipeline_large_v3"]["met"] is None  # no large-v3 sweep in this file
+    assert t["equivalence"]["met"] and out["equivalence"]["tiny_en_sweep"]["every_kept_lever_passes"]
+    assert out["settings_by_budget"]["large-v3-shaped"][0]["fits"]["rtf"] == pytest.approx(85.11)
+
+
+def test_a_kept_lever_that_is_not_equivalent_fails_the_equivalence_target() -> None:
+    data = {"steps": {"tiny_en_sweep": {"result": _sweep(24.0, ["embedding_fp16"], lever_passes=False)}}}
+    out = bench.summarise_pipeline(data)
+    assert out["targets"]["equivalence"]["met"] is False
+    assert out["targets"]["whole_pipeline_tiny_en"]["met"] is False  # 50x
+
+
+def test_nothing_measured_is_none_not_false() -> None:
+    t = bench.summarise_pipeline({"steps": {}})["targets"]
+    assert all(v["met"] is None for v in t.values())
+
+
+# ---- in the working cell, on the CPU (slow: builds the cell when it is not current)
+
+ROOT = Path(__file__).resolve().parents[2]
+PIPELINE_SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_pipeline.py"
+CELL_PY = ROOT / "envs" / "stable-cu128" / "bin" / "python"
+
+
+@pytest.fixture(scope="module")
+def working_cell():
+    from whisperx_matrix import build, matrix
+
+    m = matrix.load(ROOT / "matrix.toml")
+    build.build(m, m.get("stable-cu128"))
+    assert CELL_PY.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_a_single_run_with_empty_cache_really_releases_the_asr_model(tmp_path, working_cell):
+    """A regression test: the stage timer once kept the ASR model alive through a local of a frame that a library's
+    stored traceback kept, so dropping the model freed nothing (the GPU runs' peaks showed CTranslate2's weights
+    still resident). The pipeline, VAD + ASR only, on pyannote's 30 s sample, on the CPU."""
+    sample = next((ROOT / "envs" / "stable-cu128" / "lib").glob("python3*/site-packages/pyannote/audio/sample/sample.wav"))
+    out = tmp_path / "out.json"
+    proc = subprocess.run([str(CELL_PY), "-I", str(PIPELINE_SCRIPT), "--audio", str(sample), "--out", str(out),
+                           "--mode", "single", "--asr-only", "--combine", "empty_cache", "--threads", "1"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-800:]
+    data = json.loads(out.read_text())
+    assert data["run"]["asr_model_released"] is True
