@@ -397,9 +397,6 @@ def lock_from(matrix: Matrix, cell: Cell, source: Path, dest_dir: Path) -> Path:
     return dest
 
 
-atomic_write = atomic_write_text  # bench.py and figures.py import it from here
-
-
 def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, progress: Any = None) -> list[LockStatus]:
     """Lock every selected cell; an unreachable index or a failed resolution does not stop the others."""
     results = []

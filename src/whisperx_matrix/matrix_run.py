@@ -366,8 +366,11 @@ def run_cell(
             where = f"{name} ({pkg['library']})" if pkg.get("library") else name
             rec["evidence"].append(
                 f"{where}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
-                + ("; a profiler's kernels (CUPTI): they run only under a profiler, so this does not decide"
-                   if pkg.get("profiling_only") else "")
+                + (
+                    "; a profiler's kernels (CUPTI): they run only under a profiler, so this does not decide"
+                    if pkg.get("profiling_only")
+                    else ""
+                )
             )
 
     # the cell suite, in the cell's own python

@@ -22,8 +22,10 @@ def test_the_plan_sweeps_tiny_en_first_and_hands_its_levers_to_the_later_steps()
     assert plan[1]["combine"] == "from:tiny_en_sweep" and plan[1]["max_new_tokens"] == 100
     assert plan[1]["levers"] == "asr_batch_32"  # the ASR lever is checked again on the other model
     singles = [s for s in plan if s["mode"] == "single"]
-    assert {(s["compute_type"], s["batch_size"]) for s in singles if s["model"] == "/m/large"} >= {("float16", 16),
-                                                                                                   ("int8_float16", 16)}
+    assert {(s["compute_type"], s["batch_size"]) for s in singles if s["model"] == "/m/large"} >= {
+        ("float16", 16),
+        ("int8_float16", 16),
+    }
     ref = [s for s in singles if s.get("label") == "reference"]
     assert len(ref) == 1 and ref[0]["combine"] == ""
     assert len(set(names)) == len(names)
@@ -43,12 +45,17 @@ def test_resolve_combine_takes_the_picked_levers_and_drops_the_asr_batch_for_sin
 
 
 def _run(stages: dict[str, float], whole: float, ok: bool = True) -> dict:
-    return {"ok": ok, "whole_s": whole, "stages": [{"stage": k, "status": "ok", "wall_s": v} for k, v in stages.items()]}
+    return {
+        "ok": ok,
+        "whole_s": whole,
+        "stages": [{"stage": k, "status": "ok", "wall_s": v} for k, v in stages.items()],
+    }
 
 
 def test_whole_pipeline_rtf_only_when_every_stage_ran() -> None:
-    got = bench.pipeline_run_figures(_run({"vad+asr": 2.0, "align": 5.0, "diarize": 4.0, "assign_speakers": 1.0}, 12.0),
-                                     1200.0)
+    got = bench.pipeline_run_figures(
+        _run({"vad+asr": 2.0, "align": 5.0, "diarize": 4.0, "assign_speakers": 1.0}, 12.0), 1200.0
+    )
     assert got["whole_pipeline_rtf"] == 100.0 and "partial_rtf" not in got
     assert got["stages_rtf"]["align"] == 240.0
 
@@ -62,7 +69,8 @@ def test_a_partial_run_is_named_for_the_stages_it_covers() -> None:
 
 def test_an_overlapped_stage_counts_for_alignment_and_diarization() -> None:
     got = bench.pipeline_run_figures(
-        _run({"vad+asr": 2.0, "align+diarize (overlapped)": 8.0, "assign_speakers": 0.1}, 10.1), 1200.0)
+        _run({"vad+asr": 2.0, "align+diarize (overlapped)": 8.0, "assign_speakers": 0.1}, 10.1), 1200.0
+    )
     assert got["whole_pipeline_rtf"] == pytest.approx(118.81)
 
 
@@ -71,10 +79,12 @@ def test_budget_is_decimal_gigabytes_in_mib() -> None:
 
 
 def test_settings_for_budget_picks_the_fastest_that_fits() -> None:
-    rows = [{"compute_type": "float16", "batch_size": 16, "peak_mib": 9000, "rtf": 90.0},
-            {"compute_type": "float16", "batch_size": 8, "peak_mib": 7000, "rtf": 70.0},
-            {"compute_type": "int8_float16", "batch_size": 16, "peak_mib": 6000, "rtf": 80.0},
-            {"compute_type": "int8_float16", "batch_size": 32, "peak_mib": None, "rtf": None}]
+    rows = [
+        {"compute_type": "float16", "batch_size": 16, "peak_mib": 9000, "rtf": 90.0},
+        {"compute_type": "float16", "batch_size": 8, "peak_mib": 7000, "rtf": 70.0},
+        {"compute_type": "int8_float16", "batch_size": 16, "peak_mib": 6000, "rtf": 80.0},
+        {"compute_type": "int8_float16", "batch_size": 32, "peak_mib": None, "rtf": None},
+    ]
     assert bench.settings_for_budget(rows, 8)["fits"]["compute_type"] == "int8_float16"
     assert bench.settings_for_budget(rows, 12)["fits"]["batch_size"] == 16
     assert bench.settings_for_budget(rows, 12)["fits"]["compute_type"] == "float16"
@@ -84,22 +94,48 @@ def test_settings_for_budget_picks_the_fastest_that_fits() -> None:
 def _sweep(whole: float, kept: list[str], lever_passes: bool = True) -> dict:
     stages = {"vad+asr": 2.0, "align": 6.0, "diarize": 4.0, "assign_speakers": 0.1}
     run = _run(stages, whole)
-    return {"ok": True, "mode": "sweep", "model": "tiny.en", "model_weights": "real", "audio_s": 1200.0,
-            "combined_levers": kept,
-            "runs": [run | {"label": "reference"}, run | {"label": "combined"}],
-            "trials": [{"lever": "embedding_fp16", "stages": ["diarize"], "reference_s": 20.0, "lever_s": 4.0,
-                        "passes": lever_passes}],
-            "equivalence": {"reference_repeat": {"passes": True}, "combined": {"passes": True},
-                            "levers": {"embedding_fp16": {"passes": lever_passes}}}}
+    return {
+        "ok": True,
+        "mode": "sweep",
+        "model": "tiny.en",
+        "model_weights": "real",
+        "audio_s": 1200.0,
+        "combined_levers": kept,
+        "runs": [run | {"label": "reference"}, run | {"label": "combined"}],
+        "trials": [
+            {
+                "lever": "embedding_fp16",
+                "stages": ["diarize"],
+                "reference_s": 20.0,
+                "lever_s": 4.0,
+                "passes": lever_passes,
+            }
+        ],
+        "equivalence": {
+            "reference_repeat": {"passes": True},
+            "combined": {"passes": True},
+            "levers": {"embedding_fp16": {"passes": lever_passes}},
+        },
+    }
 
 
 def test_summary_targets_from_a_sweep_and_single_runs() -> None:
-    single = {"ok": True, "mode": "single", "model": "/m/large", "compute_type": "float16", "batch_size": 16,
-              "audio_s": 1200.0, "process_peak_mib": 7000,
-              "run": _run({"vad+asr": 4.0, "align": 6.0, "diarize": 4.0, "assign_speakers": 0.1}, 14.1) | {"levers": ["x"]}}
-    data = {"steps": {"tiny_en_sweep": {"result": _sweep(12.0, ["embedding_fp16"])},
-                      "single-large_v3-float16-bs16": {"result": single, "label": "levers",
-                                                       "model_label": "large-v3-shaped"}}}
+    single = {
+        "ok": True,
+        "mode": "single",
+        "model": "/m/large",
+        "compute_type": "float16",
+        "batch_size": 16,
+        "audio_s": 1200.0,
+        "process_peak_mib": 7000,
+        "run": _run({"vad+asr": 4.0, "align": 6.0, "diarize": 4.0, "assign_speakers": 0.1}, 14.1) | {"levers": ["x"]},
+    }
+    data = {
+        "steps": {
+            "tiny_en_sweep": {"result": _sweep(12.0, ["embedding_fp16"])},
+            "single-large_v3-float16-bs16": {"result": single, "label": "levers", "model_label": "large-v3-shaped"},
+        }
+    }
     out = bench.summarise_pipeline(data)
     t = out["targets"]
     assert t["whole_pipeline_tiny_en"]["rtf"] == 100.0 and t["whole_pipeline_tiny_en"]["met"]
@@ -143,11 +179,31 @@ def test_a_single_run_with_empty_cache_really_releases_the_asr_model(tmp_path, w
     """A regression test: the stage timer once kept the ASR model alive through a local of a frame that a library's
     stored traceback kept, so dropping the model freed nothing (the GPU runs' peaks showed CTranslate2's weights
     still resident). The pipeline, VAD + ASR only, on pyannote's 30 s sample, on the CPU."""
-    sample = next((ROOT / "envs" / "stable-cu128" / "lib").glob("python3*/site-packages/pyannote/audio/sample/sample.wav"))
+    sample = next(
+        (ROOT / "envs" / "stable-cu128" / "lib").glob("python3*/site-packages/pyannote/audio/sample/sample.wav")
+    )
     out = tmp_path / "out.json"
-    proc = subprocess.run([str(CELL_PY), "-I", str(PIPELINE_SCRIPT), "--audio", str(sample), "--out", str(out),
-                           "--mode", "single", "--asr-only", "--combine", "empty_cache", "--threads", "1"],
-                          capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            str(CELL_PY),
+            "-I",
+            str(PIPELINE_SCRIPT),
+            "--audio",
+            str(sample),
+            "--out",
+            str(out),
+            "--mode",
+            "single",
+            "--asr-only",
+            "--combine",
+            "empty_cache",
+            "--threads",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-800:]
     data = json.loads(out.read_text())
     assert data["run"]["asr_model_released"] is True

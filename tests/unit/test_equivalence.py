@@ -28,14 +28,17 @@ def test_wer_between_identical_texts_is_zero_whatever_the_punctuation_and_case()
     assert eq.wer_between("Hello, world. It's me!", "hello world it's me")["wer"] == 0
 
 
-@pytest.mark.parametrize(("ref", "hyp", "errors"), [
-    ("a b c d", "a x c d", 1),        # substitution
-    ("a b c d", "a c d", 1),          # deletion
-    ("a b c d", "a b y c d", 1),      # insertion
-    ("a b c d", "d c b a", 4),
-    ("a b c", "", 3),
-    ("", "a", 1),
-])
+@pytest.mark.parametrize(
+    ("ref", "hyp", "errors"),
+    [
+        ("a b c d", "a x c d", 1),  # substitution
+        ("a b c d", "a c d", 1),  # deletion
+        ("a b c d", "a b y c d", 1),  # insertion
+        ("a b c d", "d c b a", 4),
+        ("a b c", "", 3),
+        ("", "a", 1),
+    ],
+)
 def test_word_errors_is_the_levenshtein_distance(ref: str, hyp: str, errors: int) -> None:
     assert eq.word_errors(ref.split(), hyp.split()) == errors
 
@@ -55,7 +58,7 @@ def test_der_between_identical_turns_with_other_labels_is_zero() -> None:
 
 
 def test_der_counts_miss_false_alarm_and_confusion() -> None:
-    ref = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]             # 20 s of speech
+    ref = [(0.0, 10.0, "A"), (10.0, 20.0, "B")]  # 20 s of speech
     other = [(0.0, 9.0, "x"), (10.0, 15.0, "y"), (15.0, 20.0, "x"), (20.0, 21.0, "y")]
     got = eq.der_between(ref, other)
     # x -> A (9 s), y -> B (5 s); missed 1 s (9-10), confusion 5 s (15-20 is x while B speaks), false alarm 1 s
@@ -65,8 +68,8 @@ def test_der_counts_miss_false_alarm_and_confusion() -> None:
 
 
 def test_der_scores_overlapping_speech() -> None:
-    ref = [(0.0, 10.0, "A"), (5.0, 10.0, "B")]               # 15 s of speaker time
-    other = [(0.0, 10.0, "x")]                                # overlap missed: 5 s
+    ref = [(0.0, 10.0, "A"), (5.0, 10.0, "B")]  # 15 s of speaker time
+    other = [(0.0, 10.0, "x")]  # overlap missed: 5 s
     assert eq.der_between(ref, other)["der"] == pytest.approx(5 / 15)
 
 
@@ -97,8 +100,11 @@ def test_word_timing_delta_names_unmatched_words_and_a_timestamp_only_one_run_ha
     assert got["unmatched_words"] == 1 and got["timestamp_presence_differs"] == 1
 
 
-def _outputs(text: str = "one two three", turns=((0.0, 2.0, "A"), (2.0, 4.0, "B")),
-             words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.5))) -> dict:
+def _outputs(
+    text: str = "one two three",
+    turns=((0.0, 2.0, "A"), (2.0, 4.0, "B")),
+    words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.5)),
+) -> dict:
     return {"text": text, "turns": [list(t) for t in turns], "words": [list(w) for w in words]}
 
 
@@ -108,18 +114,23 @@ def test_equivalence_passes_for_the_same_outputs() -> None:
     assert got["word_timings"]["max_delta_ms"] == 0
 
 
-@pytest.mark.parametrize("other", [
-    _outputs(text="one two four"),                                            # WER > 0
-    _outputs(turns=((0.0, 2.1, "A"), (2.1, 4.0, "B"))),                      # DER 2.5%
-    _outputs(words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.521))),  # 21 ms
-])
+@pytest.mark.parametrize(
+    "other",
+    [
+        _outputs(text="one two four"),  # WER > 0
+        _outputs(turns=((0.0, 2.1, "A"), (2.1, 4.0, "B"))),  # DER 2.5%
+        _outputs(words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.521))),  # 21 ms
+    ],
+)
 def test_equivalence_fails_past_any_bar(other: dict) -> None:
     assert not eq.equivalence(_outputs(), other)["passes"]
 
 
 def test_equivalence_holds_just_inside_the_bars() -> None:
-    other = _outputs(turns=((0.0, 2.03, "A"), (2.03, 4.0, "B")),             # DER 0.75%
-                     words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.52)))
+    other = _outputs(
+        turns=((0.0, 2.03, "A"), (2.03, 4.0, "B")),  # DER 0.75%
+        words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.52)),
+    )
     got = eq.equivalence(_outputs(), other)
     assert got["speaker_turns"]["der"] == pytest.approx(0.0075) and got["passes"]
 
@@ -136,9 +147,9 @@ def test_pick_levers_keeps_equivalent_faster_ones_and_the_fastest_of_a_group() -
     trials = [
         {"lever": "emb64", "group": "emb", "passes": True, "reference_s": 20.0, "lever_s": 15.0},
         {"lever": "emb128", "group": "emb", "passes": True, "reference_s": 20.0, "lever_s": 12.0},
-        {"lever": "fp16", "group": "prec", "passes": False, "reference_s": 20.0, "lever_s": 5.0},   # not equivalent
+        {"lever": "fp16", "group": "prec", "passes": False, "reference_s": 20.0, "lever_s": 5.0},  # not equivalent
         {"lever": "tf32", "group": "prec", "passes": True, "reference_s": 20.0, "lever_s": 8.0},
-        {"lever": "noise", "group": "n", "passes": True, "reference_s": 20.0, "lever_s": 19.8},    # under 3%
+        {"lever": "noise", "group": "n", "passes": True, "reference_s": 20.0, "lever_s": 19.8},  # under 3%
         {"lever": "broken", "group": "b", "passes": True, "reference_s": 20.0, "lever_s": None},
     ]
     assert eq.pick_levers(trials) == ["emb128", "tf32"]

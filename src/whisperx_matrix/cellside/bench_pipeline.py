@@ -50,38 +50,72 @@ STAGES = ("vad+asr", "align", "diarize", "assign_speakers")
 # patch to WhisperX or pyannote (none does: every lever here is a constructor argument, a setting, or the model
 # object we hand to pyannote).
 LEVERS: dict[str, dict[str, Any]] = {
-    "embedding_batch_64": {"stages": ["diarize"], "group": "embedding_batch",
-                           "what": "SpeakerDiarization(embedding_batch_size=64) (reference 32)"},
-    "embedding_batch_128": {"stages": ["diarize"], "group": "embedding_batch",
-                            "what": "SpeakerDiarization(embedding_batch_size=128) (reference 32)"},
-    "embedding_tf32": {"stages": ["diarize"], "group": "embedding_precision",
-                       "what": "the embedding ResNet runs with TF32 allowed (cuDNN and matmul) inside its forward; "
-                               "pyannote switches TF32 off at every call, so the model we hand it turns it on for "
-                               "itself; fbank stays float32"},
-    "embedding_fp16": {"stages": ["diarize"], "group": "embedding_precision",
-                       "what": "the embedding ResNet runs under torch.autocast(float16) inside its forward; fbank "
-                               "and the returned embeddings stay float32"},
-    "segmentation_batch_128": {"stages": ["diarize"], "group": "segmentation_batch",
-                               "what": "SpeakerDiarization(segmentation_batch_size=128) (reference 32)"},
-    "segmentation_step_0.2": {"stages": ["diarize"], "group": "segmentation_step",
-                              "what": "SpeakerDiarization(segmentation_step=0.2): a 2 s step for the 10 s window "
-                                      "(reference 0.1, 1 s): half the windows, so half the embeddings"},
-    "asr_batch_32": {"stages": ["vad+asr"], "group": "asr_batch",
-                     "what": "model.transcribe(batch_size=32) (reference 16)"},
-    "align_audio_on_device": {"stages": ["align"], "group": "align_transfer",
-                              "what": "whisperx.align given the audio as a tensor already on the GPU: each segment's "
-                                      "slice needs no host-to-device copy"},
-    "overlap_align_diarize": {"stages": ["align", "diarize"], "group": "overlap",
-                              "what": "diarization (audio only) runs in a second thread, on its own CUDA stream, "
-                                      "while alignment (which needs the ASR segments) runs: same calls, same inputs"},
+    "embedding_batch_64": {
+        "stages": ["diarize"],
+        "group": "embedding_batch",
+        "what": "SpeakerDiarization(embedding_batch_size=64) (reference 32)",
+    },
+    "embedding_batch_128": {
+        "stages": ["diarize"],
+        "group": "embedding_batch",
+        "what": "SpeakerDiarization(embedding_batch_size=128) (reference 32)",
+    },
+    "embedding_tf32": {
+        "stages": ["diarize"],
+        "group": "embedding_precision",
+        "what": "the embedding ResNet runs with TF32 allowed (cuDNN and matmul) inside its forward; "
+        "pyannote switches TF32 off at every call, so the model we hand it turns it on for "
+        "itself; fbank stays float32",
+    },
+    "embedding_fp16": {
+        "stages": ["diarize"],
+        "group": "embedding_precision",
+        "what": "the embedding ResNet runs under torch.autocast(float16) inside its forward; fbank "
+        "and the returned embeddings stay float32",
+    },
+    "segmentation_batch_128": {
+        "stages": ["diarize"],
+        "group": "segmentation_batch",
+        "what": "SpeakerDiarization(segmentation_batch_size=128) (reference 32)",
+    },
+    "segmentation_step_0.2": {
+        "stages": ["diarize"],
+        "group": "segmentation_step",
+        "what": "SpeakerDiarization(segmentation_step=0.2): a 2 s step for the 10 s window "
+        "(reference 0.1, 1 s): half the windows, so half the embeddings",
+    },
+    "asr_batch_32": {
+        "stages": ["vad+asr"],
+        "group": "asr_batch",
+        "what": "model.transcribe(batch_size=32) (reference 16)",
+    },
+    "align_audio_on_device": {
+        "stages": ["align"],
+        "group": "align_transfer",
+        "what": "whisperx.align given the audio as a tensor already on the GPU: each segment's "
+        "slice needs no host-to-device copy",
+    },
+    "overlap_align_diarize": {
+        "stages": ["align", "diarize"],
+        "group": "overlap",
+        "what": "diarization (audio only) runs in a second thread, on its own CUDA stream, "
+        "while alignment (which needs the ASR segments) runs: same calls, same inputs",
+    },
 }
 MEMORY_LEVERS: dict[str, str] = {
     "empty_cache": "torch.cuda.empty_cache() after every stage, and the ASR model freed (del, gc) once ASR is done, as "
-                   "WhisperX's README does for small GPUs (single mode only: the model is needed again in a sweep)",
+    "WhisperX's README does for small GPUs (single mode only: the model is needed again in a sweep)",
 }
-REFERENCE = {"batch_size": 16, "embedding_batch_size": 32, "segmentation_batch_size": 32, "segmentation_step": 0.1,
-             "embedding_precision": "float32 (TF32 off, as pyannote sets it)", "align_audio": "numpy on the host",
-             "stages": "one after another", "empty_cache": False}
+REFERENCE = {
+    "batch_size": 16,
+    "embedding_batch_size": 32,
+    "segmentation_batch_size": 32,
+    "segmentation_step": 0.1,
+    "embedding_precision": "float32 (TF32 off, as pyannote sets it)",
+    "align_audio": "numpy on the host",
+    "stages": "one after another",
+    "empty_cache": False,
+}
 
 
 def say(msg: str) -> None:
@@ -143,9 +177,12 @@ class Stage:
             rec["process_peak_mib"] = None if sampler.gpu_peak is None else round(sampler.gpu_peak / 2**20)
             rec["process_peak_source"] = sampler.gpu_source
         rec["rss_peak_mib"] = round(sampler.rss_peak / 2**20)
-        say(f"  {name}: {rec['status']} {rec['wall_s']} s" + (f" ({rec['rtf']}x)" if rec.get("rtf") else "")
+        say(
+            f"  {name}: {rec['status']} {rec['wall_s']} s"
+            + (f" ({rec['rtf']}x)" if rec.get("rtf") else "")
             + (f", process {rec.get('process_peak_mib')} MiB" if self.gpu else "")
-            + (f": {rec.get('error')}" if rec.get("error") else ""))
+            + (f": {rec.get('error')}" if rec.get("error") else "")
+        )
         return rec, box.pop("result", None)
 
 
@@ -155,7 +192,7 @@ def embedding_model(precision: str) -> Any:
     import torch
     from pyannote.audio.models.embedding import WeSpeakerResNet34
 
-    class Embedding(WeSpeakerResNet34):  # type: ignore[misc, valid-type]
+    class Embedding(WeSpeakerResNet34):
         def forward(self, waveforms: Any, weights: Any = None) -> Any:
             fbank = self.compute_fbank(waveforms)
             if self.fbank_only:
@@ -176,8 +213,14 @@ def embedding_model(precision: str) -> Any:
     return WeSpeakerResNet34() if precision == "float32" else Embedding()
 
 
-def diarization_pipeline(device: str, *, embedding_batch: int = 32, segmentation_batch: int = 32,
-                         step: float = 0.1, precision: str = "float32") -> Any:
+def diarization_pipeline(
+    device: str,
+    *,
+    embedding_batch: int = 32,
+    segmentation_batch: int = 32,
+    step: float = 0.1,
+    precision: str = "float32",
+) -> Any:
     """As bench_transcribe.synthetic_diarization, with the levers as arguments."""
     import torch
     import whisperx
@@ -186,14 +229,21 @@ def diarization_pipeline(device: str, *, embedding_batch: int = 32, segmentation
     from pyannote.audio.pipelines import SpeakerDiarization
 
     seg = Model.from_pretrained(str(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"))
-    pipe = SpeakerDiarization(segmentation=seg, segmentation_step=step, embedding=embedding_model(precision),
-                              plda=PLDA.__new__(PLDA), clustering="AgglomerativeClustering",
-                              embedding_batch_size=embedding_batch, segmentation_batch_size=segmentation_batch)
+    pipe = SpeakerDiarization(
+        segmentation=seg,
+        segmentation_step=step,
+        embedding=embedding_model(precision),
+        plda=PLDA.__new__(PLDA),
+        clustering="AgglomerativeClustering",
+        embedding_batch_size=embedding_batch,
+        segmentation_batch_size=segmentation_batch,
+    )
     seg_params: dict[str, float] = {"min_duration_off": 0.0}
     if not seg.specifications.powerset:
         seg_params["threshold"] = 0.5
-    pipe.instantiate({"segmentation": seg_params,
-                      "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7}})
+    pipe.instantiate(
+        {"segmentation": seg_params, "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7}}
+    )
     return pipe.to(torch.device(device))
 
 
@@ -219,17 +269,24 @@ def settings_for(levers: list[str]) -> dict[str, Any]:
             s["stages"] = "diarization overlapped with alignment"
         elif lv == "empty_cache":
             s["empty_cache"] = True
-    if s["embedding_precision"].startswith("float32"):
+    if str(s["embedding_precision"]).startswith("float32"):
         s["embedding_precision"] = "float32"
     return s
 
 
 def turns_of(annotation: Any) -> list[list[Any]]:
-    return [[round(seg.start, 3), round(seg.end, 3), str(label)] for seg, _, label in annotation.itertracks(yield_label=True)]
+    return [
+        [round(seg.start, 3), round(seg.end, 3), str(label)]
+        for seg, _, label in annotation.itertracks(yield_label=True)
+    ]
 
 
 def words_of(result: dict[str, Any]) -> list[list[Any]]:
-    return [[w.get("word", ""), w.get("start"), w.get("end")] for s in result.get("segments", []) for w in s.get("words", [])]
+    return [
+        [w.get("word", ""), w.get("start"), w.get("end")]
+        for s in result.get("segments", [])
+        for w in s.get("words", [])
+    ]
 
 
 class Pipeline:
@@ -252,9 +309,18 @@ class Pipeline:
         import whisperx
 
         asr_options = {"max_new_tokens": self.args.max_new_tokens} if self.args.max_new_tokens else None
-        rec, self.asr = self.stage(f"load_asr[{compute_type}]", lambda: whisperx.load_model(
-            model_path, self.device, compute_type=compute_type, language="en", asr_options=asr_options,
-            vad_method="pyannote", threads=self.args.threads))
+        rec, self.asr = self.stage(
+            f"load_asr[{compute_type}]",
+            lambda: whisperx.load_model(
+                model_path,
+                self.device,
+                compute_type=compute_type,
+                language="en",
+                asr_options=asr_options,
+                vad_method="pyannote",
+                threads=self.args.threads,
+            ),
+        )
         self.loads.append(rec)
         if self.asr is None:
             raise RuntimeError(f"the ASR model did not load: {rec.get('error')}")
@@ -269,18 +335,30 @@ class Pipeline:
         self.align_model = got
 
     def diarizer(self, s: dict[str, Any]) -> Any:
-        key = (s["embedding_batch_size"], s["segmentation_batch_size"], s["segmentation_step"], s["embedding_precision"])
+        key = (
+            s["embedding_batch_size"],
+            s["segmentation_batch_size"],
+            s["segmentation_step"],
+            s["embedding_precision"],
+        )
         if key not in self.diar:
-            rec, pipe = self.stage(f"load_diarization[{'/'.join(map(str, key))}]", lambda: diarization_pipeline(
-                self.device, embedding_batch=key[0], segmentation_batch=key[1], step=key[2], precision=key[3]))
+            rec, pipe = self.stage(
+                f"load_diarization[{'/'.join(map(str, key))}]",
+                lambda: diarization_pipeline(
+                    self.device, embedding_batch=key[0], segmentation_batch=key[1], step=key[2], precision=key[3]
+                ),
+            )
             self.loads.append(rec)
             if pipe is None:
                 raise RuntimeError(f"the diarization pipeline did not load: {rec.get('error')}")
             import torch
 
             wave = torch.from_numpy(self.head[None, :])
-            rec, _ = self.stage(f"diarize_first_call[{'/'.join(map(str, key))}]",
-                                lambda: pipe({"waveform": wave, "sample_rate": 16000}), len(self.head) / 16000)
+            rec, _ = self.stage(
+                f"diarize_first_call[{'/'.join(map(str, key))}]",
+                lambda: pipe({"waveform": wave, "sample_rate": 16000}),
+                len(self.head) / 16000,
+            )
             self.loads.append(rec)
             self.diar[key] = pipe
         return self.diar[key]
@@ -292,8 +370,16 @@ class Pipeline:
             gc.collect()
             torch.cuda.empty_cache()
 
-    def run(self, label: str, levers: list[str], *, only: list[str] | None = None,
-            given: dict[str, Any] | None = None, asr_only: bool = False, free_asr: bool = False) -> dict[str, Any]:
+    def run(
+        self,
+        label: str,
+        levers: list[str],
+        *,
+        only: list[str] | None = None,
+        given: dict[str, Any] | None = None,
+        asr_only: bool = False,
+        free_asr: bool = False,
+    ) -> dict[str, Any]:
         """One configuration. ``only``: the stages to run (the rest of the outputs come from ``given``, the
         reference's). Returns {label, levers, settings, stages: [...], outputs: {text, words, turns}, whole_s}."""
         import torch
@@ -309,13 +395,16 @@ class Pipeline:
         out: dict[str, Any] = {"label": label, "levers": levers, "settings": s, "stages": [], "ran": only}
         outputs: dict[str, Any] = {}
         say(f"--- {label}: {', '.join(levers) or 'reference settings'}; stages {', '.join(only)} ---")
-        diar_pipe = self.diarizer(s) if "diarize" in only else None
+        diar_pipe: Any = self.diarizer(s) if "diarize" in only else None
         t_all = time.perf_counter()
 
-        transcript = given.get("_transcript")
+        transcript: Any = given.get("_transcript")
         if "vad+asr" in only:
-            rec, transcript = self.stage("vad+asr", lambda: self.asr.transcribe(self.samples, batch_size=s["batch_size"],
-                                                                                language="en"), self.audio_s)
+            rec, transcript = self.stage(
+                "vad+asr",
+                lambda: self.asr.transcribe(self.samples, batch_size=s["batch_size"], language="en"),
+                self.audio_s,
+            )
             rec["batch_size"] = s["batch_size"]
             out["stages"].append(rec)
             if transcript is None:
@@ -410,11 +499,14 @@ class Pipeline:
             import pandas as pd
 
             df = pd.DataFrame(turns, columns=["start", "end", "speaker"])
-            rec, assigned = self.stage("assign_speakers", lambda: whisperx.assign_word_speakers(df, aligned),
-                                       self.audio_s)
+            rec, assigned = self.stage(
+                "assign_speakers", lambda: whisperx.assign_word_speakers(df, aligned), self.audio_s
+            )
             out["stages"].append(rec)
             if assigned is not None:
-                outputs["speakers_by_word"] = [w.get("speaker") for sg in assigned["segments"] for w in sg.get("words", [])]
+                outputs["speakers_by_word"] = [
+                    w.get("speaker") for sg in assigned["segments"] for w in sg.get("words", [])
+                ]
         out["whole_s"] = round(time.perf_counter() - t_all, 3)
         out["whole_rtf"] = bt.rtf(self.audio_s, out["whole_s"])
         out["stage_sum_s"] = round(sum(r["wall_s"] for r in out["stages"]), 3)
@@ -427,9 +519,12 @@ def public(run: dict[str, Any], keep_outputs: bool) -> dict[str, Any]:
     """A run record for the JSON: no Python objects; outputs only when asked (they are large)."""
     r = {k: v for k, v in run.items() if not k.startswith("_") and k != "outputs"}
     outs = run.get("outputs") or {}
-    r["output_sizes"] = {"words": len(outs.get("words", [])), "turns": len(outs.get("turns", [])),
-                         "speakers": len({t[2] for t in outs.get("turns", [])}),
-                         "transcript_words": len(eq.normalise_words(outs.get("text", "")))}
+    r["output_sizes"] = {
+        "words": len(outs.get("words", [])),
+        "turns": len(outs.get("turns", [])),
+        "speakers": len({t[2] for t in outs.get("turns", [])}),
+        "transcript_words": len(eq.normalise_words(outs.get("text", ""))),
+    }
     if keep_outputs:
         r["outputs"] = outs
     return r
@@ -474,12 +569,20 @@ def warm_up(p: Pipeline, head: Any) -> list[dict[str, Any]]:
         recs.append(rec)
     if first is not None and p.align_model:
         am, meta = p.align_model
-        rec, _ = p.stage("align_first_call", lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head,
-                                                                    p.device), head_s)
+        rec, _ = p.stage(
+            "align_first_call",
+            lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head, p.device),
+            head_s,
+        )
         recs.append(rec)
         if p.gpu:
-            rec, _ = p.stage("align_first_call[audio on device]", lambda: whisperx.align(
-                copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device), head_s)
+            rec, _ = p.stage(
+                "align_first_call[audio on device]",
+                lambda: whisperx.align(
+                    copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device
+                ),
+                head_s,
+            )
             recs.append(rec)
     return recs
 
@@ -508,15 +611,31 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     decode_s = round(time.perf_counter() - t0, 3)
     audio_s = samples.size / 16000
     data: dict[str, Any] = {
-        "schema": SCHEMA, "ok": True, "mode": args.mode, "device": args.device, "model": args.model,
-        "model_weights": model_weights, "compute_type": compute_type, "threads": args.threads,
-        "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size or REFERENCE["batch_size"],
-        "file": Path(args.audio).name, "audio_s": round(audio_s, 2),
-        "decode_s": decode_s, "versions": bt.versions(), "gpu": bt.gpu_info(),
-        "weights": {"vad+asr": model_weights, "vad": "real (pyannote segmentation shipped in whisperx)",
-                    "align": "synthetic", "diarize": "synthetic (embedding); real (segmentation)"},
-        "reference_settings": REFERENCE, "levers_known": {k: v["what"] for k, v in LEVERS.items()} | MEMORY_LEVERS,
-        "patches": "none: every lever is a constructor argument, a setting, or the model object handed to pyannote"}
+        "schema": SCHEMA,
+        "ok": True,
+        "mode": args.mode,
+        "device": args.device,
+        "model": args.model,
+        "model_weights": model_weights,
+        "compute_type": compute_type,
+        "threads": args.threads,
+        "max_new_tokens": args.max_new_tokens,
+        "batch_size": args.batch_size or REFERENCE["batch_size"],
+        "file": Path(args.audio).name,
+        "audio_s": round(audio_s, 2),
+        "decode_s": decode_s,
+        "versions": bt.versions(),
+        "gpu": bt.gpu_info(),
+        "weights": {
+            "vad+asr": model_weights,
+            "vad": "real (pyannote segmentation shipped in whisperx)",
+            "align": "synthetic",
+            "diarize": "synthetic (embedding); real (segmentation)",
+        },
+        "reference_settings": REFERENCE,
+        "levers_known": {k: v["what"] for k, v in LEVERS.items()} | MEMORY_LEVERS,
+        "patches": "none: every lever is a constructor argument, a setting, or the model object handed to pyannote",
+    }
     process = bt.Sampler(args.device == "cuda")  # the whole process, from before the first model load
     process.__enter__()
     p = Pipeline(args, samples, audio_s)
@@ -538,9 +657,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         data["run"] = public(r, keep_outputs=False)
         data["ok"] = bool(r.get("ok"))
         data["process_peak_mib"] = None if process.gpu_peak is None else round(process.gpu_peak / 2**20)
-        data["process_peak_source"] = (f"{process.gpu_source}: the whole process, sampled every 50 ms from before the "
-                                       f"first model load to the end of the run" if process.gpu_source else None)
-        data["device_used_peak_mib"] = None if process.device_used_peak is None else round(process.device_used_peak / 2**20)
+        data["process_peak_source"] = (
+            f"{process.gpu_source}: the whole process, sampled every 50 ms from before the "
+            f"first model load to the end of the run"
+            if process.gpu_source
+            else None
+        )
+        data["device_used_peak_mib"] = (
+            None if process.device_used_peak is None else round(process.device_used_peak / 2**20)
+        )
         data["peak_rss_mib"] = round(process.rss_peak / 2**20)
         return data
 
@@ -556,9 +681,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         stages = LEVERS[lv]["stages"]
         r = p.run(lv, [lv], only=stages, given=ref)
         runs.append(r)
-        t: dict[str, Any] = {"lever": lv, "group": LEVERS[lv]["group"], "stages": stages, "what": LEVERS[lv]["what"],
-                             "reference_s": stage_time(ref, stages), "repeat_s": stage_time(repeat, stages),
-                             "ok": bool(r.get("ok"))}
+        t: dict[str, Any] = {
+            "lever": lv,
+            "group": LEVERS[lv]["group"],
+            "stages": stages,
+            "what": LEVERS[lv]["what"],
+            "reference_s": stage_time(ref, stages),
+            "repeat_s": stage_time(repeat, stages),
+            "ok": bool(r.get("ok")),
+        }
         if r.get("ok"):
             t["lever_s"] = stage_time(r, stages)
             t["equivalence"] = compare(ref, r, stages)
@@ -570,8 +701,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t["passes"] = False
         trials.append(t)
         say(f"  lever {lv}: {t.get('lever_s')} s vs {t['reference_s']} s, equivalent: {t['passes']}")
-    picked = eq.keep_given(combine, trials) if combine is not None else eq.pick_levers(
-        [t | {"reference_s": min(x for x in (t["reference_s"], t["repeat_s"]) if x)} for t in trials])
+    picked = (
+        eq.keep_given(combine, trials)
+        if combine is not None
+        else eq.pick_levers(
+            [t | {"reference_s": min(x for x in (t["reference_s"], t["repeat_s"]) if x)} for t in trials]
+        )
+    )
     combined = p.run("combined", picked)
     runs.append(combined)
     comb_eq = compare(ref, combined, list(STAGES)) if combined.get("ok") else {"passes": False}
@@ -579,16 +715,23 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data["runs"] = [public(r, keep_outputs=args.keep_outputs) for r in runs]
     data["trials"] = trials
     data["combined_levers"] = picked
-    data["combined_levers_how"] = ("given (--combine), less any this run tried alone and found not equivalent"
-                                   if combine is not None else
-                                   "equivalence.pick_levers: equivalent, at least 3% faster than the faster of the two "
-                                   "reference runs on the stages the lever changes, the fastest of each group")
-    data["equivalence"] = {"reference_repeat": rep_eq, "combined": comb_eq,
-                           "levers": {t["lever"]: t.get("equivalence") for t in trials}}
+    data["combined_levers_how"] = (
+        "given (--combine), less any this run tried alone and found not equivalent"
+        if combine is not None
+        else "equivalence.pick_levers: equivalent, at least 3% faster than the faster of the two "
+        "reference runs on the stages the lever changes, the fastest of each group"
+    )
+    data["equivalence"] = {
+        "reference_repeat": rep_eq,
+        "combined": comb_eq,
+        "levers": {t["lever"]: t.get("equivalence") for t in trials},
+    }
     data["peak_rss_mib"] = round(process.rss_peak / 2**20)
     data["process_peak_mib"] = None if process.gpu_peak is None else round(process.gpu_peak / 2**20)
-    data["process_peak_note"] = ("the sweep process's whole-life peak (every configuration, caches kept): not a "
-                                 "setting's peak; see the single-mode runs for that")
+    data["process_peak_note"] = (
+        "the sweep process's whole-life peak (every configuration, caches kept): not a "
+        "setting's peak; see the single-mode runs for that"
+    )
     data["ok"] = bool(ref.get("ok") and combined.get("ok"))
     return data
 
@@ -602,8 +745,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--mode", choices=("sweep", "single"), default="sweep")
     p.add_argument("--levers", default="all", help="sweep: levers to try one at a time (all, none, or a comma list)")
-    p.add_argument("--combine", default=None, help="levers for the combined run (sweep: default picked from the "
-                                                   "trials) or for the single run")
+    p.add_argument(
+        "--combine",
+        default=None,
+        help="levers for the combined run (sweep: default picked from the trials) or for the single run",
+    )
     p.add_argument("--asr-only", action="store_true", help="single: VAD + ASR only")
     p.add_argument("--batch-size", type=int, default=None, help="the ASR batch size (default: the reference's, 16)")
     p.add_argument("--max-new-tokens", type=int, default=None)
@@ -627,8 +773,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception as exc:  # noqa: BLE001
         print(f"error: {bt.error_line(exc)}", file=sys.stderr)
-        bt.write_json(args.out, {"schema": SCHEMA, "ok": False, "error": bt.error_line(exc), "device": args.device,
-                                 "where": traceback.format_exc().strip().splitlines()[-4:]})
+        bt.write_json(
+            args.out,
+            {
+                "schema": SCHEMA,
+                "ok": False,
+                "error": bt.error_line(exc),
+                "device": args.device,
+                "where": traceback.format_exc().strip().splitlines()[-4:],
+            },
+        )
         return 1
     bt.write_json(args.out, data)
     return 0 if data.get("ok") else 1

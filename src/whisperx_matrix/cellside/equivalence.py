@@ -1,7 +1,7 @@
 """Are two runs of the pipeline the same? Transcript, speaker turns and word timings, compared run against run.
 
 Standard library only: imported by a cell's own python (bench_pipeline.py, which puts this folder on sys.path)
-and by ours (bench.py). Pure functions, unit-tested in tests/unit/test_equivalence.py.
+and by ours (the bench package). Pure functions, unit-tested in tests/unit/test_equivalence.py.
 
 The issue's bar (#15), for a speed-up to be kept: against the reference configuration run with the same weights,
 - the same transcript: WER between the two runs' texts = 0;
@@ -60,8 +60,12 @@ def wer_between(reference_text: str, other_text: str) -> dict[str, Any]:
     ref, hyp = normalise_words(reference_text), normalise_words(other_text)
     errors = word_errors(ref, hyp)
     # identical: the raw texts too (normalising drops punctuation and non-ASCII, where random weights differ)
-    return {"errors": errors, "reference_words": len(ref), "wer": round(errors / len(ref), 6) if ref else float(bool(hyp)),
-            "identical": reference_text == other_text}
+    return {
+        "errors": errors,
+        "reference_words": len(ref),
+        "wer": round(errors / len(ref), 6) if ref else float(bool(hyp)),
+        "identical": reference_text == other_text,
+    }
 
 
 def _frames(turns: Iterable[Turn], step: float) -> dict[int, set[str]]:
@@ -75,7 +79,9 @@ def _frames(turns: Iterable[Turn], step: float) -> dict[int, set[str]]:
     return out
 
 
-def best_mapping(overlap: dict[tuple[str, str], int], ref_spk: Sequence[str], hyp_spk: Sequence[str]) -> tuple[dict[str, str], str]:
+def best_mapping(
+    overlap: dict[tuple[str, str], int], ref_spk: Sequence[str], hyp_spk: Sequence[str]
+) -> tuple[dict[str, str], str]:
     """Hypothesis speaker -> reference speaker, one to one, maximising the frames where both are active.
     Exhaustive over permutations up to GREEDY_ABOVE speakers on the smaller side, greedy above (named in the result)."""
     if not ref_spk or not hyp_spk:
@@ -89,17 +95,17 @@ def best_mapping(overlap: dict[tuple[str, str], int], ref_spk: Sequence[str], hy
     if len(small) <= GREEDY_ABOVE and len(large) <= GREEDY_ABOVE + 2:
         best, best_score = None, -1
         for perm in itertools.permutations(large, len(small)):
-            s = sum(score(a, b) for a, b in zip(small, perm))
+            s = sum(score(a, b) for a, b in zip(small, perm, strict=True))
             if s > best_score:
                 best, best_score = perm, s
-        pairs = list(zip(small, best or ()))
+        pairs = list(zip(small, best or (), strict=False))  # best is None only if small is empty
         method = "exhaustive"
     else:
         cand = sorted(((score(a, b), a, b) for a in small for b in large), reverse=True)
         used_a: set[str] = set()
         used_b: set[str] = set()
         pairs = []
-        for s, a, b in cand:
+        for _score, a, b in cand:
             if a not in used_a and b not in used_b:
                 pairs.append((a, b))
                 used_a.add(a)
@@ -115,16 +121,16 @@ def der_between(reference: Iterable[Turn], other: Iterable[Turn], step: float = 
     (missed + false alarm + confusion) / reference speech."""
     ref_f, hyp_f = _frames(reference, step), _frames(other, step)
     overlap: dict[tuple[str, str], int] = {}
-    for k, rs in ref_f.items():
-        for hs in hyp_f.get(k, ()):
-            for r in rs:
-                overlap[(r, hs)] = overlap.get((r, hs), 0) + 1
+    for k, ref_speakers in ref_f.items():
+        for h in hyp_f.get(k, ()):
+            for r in ref_speakers:
+                overlap[(r, h)] = overlap.get((r, h), 0) + 1
     ref_spk = sorted({s for v in ref_f.values() for s in v})
     hyp_spk = sorted({s for v in hyp_f.values() for s in v})
     mapping, method = best_mapping(overlap, ref_spk, hyp_spk)
     total = miss = fa = conf = 0
-    for k in set(ref_f) | set(hyp_f):
-        rs, hs = ref_f.get(k, set()), hyp_f.get(k, set())
+    for key in set(ref_f) | set(hyp_f):
+        rs, hs = ref_f.get(key, set()), hyp_f.get(key, set())
         nr, nh = len(rs), len(hs)
         correct = sum(1 for h in hs if mapping.get(h) in rs)
         total += nr
@@ -132,9 +138,15 @@ def der_between(reference: Iterable[Turn], other: Iterable[Turn], step: float = 
         fa += max(0, nh - nr)
         conf += min(nr, nh) - correct
     der = (miss + fa + conf) / total if total else (0.0 if not hyp_f else 1.0)
-    return {"der": round(der, 6), "reference_speech_s": round(total * step, 2), "missed_s": round(miss * step, 2),
-            "false_alarm_s": round(fa * step, 2), "confusion_s": round(conf * step, 2),
-            "speakers": [len(ref_spk), len(hyp_spk)], "mapping": method}
+    return {
+        "der": round(der, 6),
+        "reference_speech_s": round(total * step, 2),
+        "missed_s": round(miss * step, 2),
+        "false_alarm_s": round(fa * step, 2),
+        "confusion_s": round(conf * step, 2),
+        "speakers": [len(ref_spk), len(hyp_spk)],
+        "mapping": method,
+    }
 
 
 def word_timing_delta(reference: Sequence[Word], other: Sequence[Word]) -> dict[str, Any]:
@@ -155,17 +167,23 @@ def word_timing_delta(reference: Sequence[Word], other: Sequence[Word]) -> dict[
             for x, y in ((s1, s2), (e1, e2)):
                 if x is not None and y is not None:
                     worst = max(worst, abs(float(x) - float(y)) * 1000)
-    return {"max_delta_ms": round(worst, 3), "matched_words": matched, "reference_words": len(reference),
-            "other_words": len(other), "unmatched_words": len(reference) + len(other) - 2 * matched,
-            "timestamp_presence_differs": timing_mismatch}
+    return {
+        "max_delta_ms": round(worst, 3),
+        "matched_words": matched,
+        "reference_words": len(reference),
+        "other_words": len(other),
+        "unmatched_words": len(reference) + len(other) - 2 * matched,
+        "timestamp_presence_differs": timing_mismatch,
+    }
 
 
 def equivalence(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """Compare two runs' outputs (``text``, ``turns``, ``words`` as the pipeline records them); ``passes`` only when
     every output both runs have is within the bar, and at least one output was compared. An output one run has and
     the other lacks fails."""
-    out: dict[str, Any] = {"thresholds": {"wer": f"== {MAX_WER:g}", "der": f"< {MAX_DER:g}",
-                                          "word_delta_ms": f"<= {MAX_WORD_DELTA_MS:g}"}}
+    out: dict[str, Any] = {
+        "thresholds": {"wer": f"== {MAX_WER:g}", "der": f"< {MAX_DER:g}", "word_delta_ms": f"<= {MAX_WORD_DELTA_MS:g}"}
+    }
     checks = []
     if "text" in reference or "text" in other:
         if "text" in reference and "text" in other:
@@ -185,8 +203,11 @@ def equivalence(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, A
         if "words" in reference and "words" in other:
             wt = word_timing_delta(reference["words"], other["words"])
             out["word_timings"] = wt
-            checks.append(wt["max_delta_ms"] <= MAX_WORD_DELTA_MS and wt["unmatched_words"] == 0
-                          and wt["timestamp_presence_differs"] == 0)
+            checks.append(
+                wt["max_delta_ms"] <= MAX_WORD_DELTA_MS
+                and wt["unmatched_words"] == 0
+                and wt["timestamp_presence_differs"] == 0
+            )
         else:
             out["word_timings"] = {"missing_in": "other" if "words" in reference else "reference"}
             checks.append(False)

@@ -1,0 +1,392 @@
+"""`bench pipeline` (#15): the whole pipeline, speed levers one at a time, equivalence, VRAM budgets."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import matrix as matrices
+from .. import paths, tools
+from ..fsutil import atomic_write_text as atomic_write
+from .common import _say, machine_info, portable
+from .targets import MIB
+from .transcribe import bench_inputs, parse_minutes, smi_gpu
+
+# ------------------------------------------------------------------------------------------- pipeline (#15)
+
+PIPELINE_SCRIPT = Path(__file__).resolve().parents[1] / "cellside" / "bench_pipeline.py"
+PIPELINE_STAGES = ("vad+asr", "align", "diarize", "assign_speakers")
+WHOLE_PIPELINE_MIN_RTF = 70.0
+MEMORY_TARGET_GB = 8.0
+BUDGETS_GB = (8, 12)
+SYNTHETIC_LARGE_V3 = "large-v3-shaped, synthetic weights (make_synthetic_model.py)"
+BUDGET_HEADROOM_MIB = 0  # the budget is compared with NVML's whole-process peak as measured: no margin added
+
+
+def pipeline_plan(large_model: str | None, *, max_new_tokens: int = 100) -> list[dict[str, Any]]:
+    """The benchmark's steps, in order; each runs bench_pipeline.py once in a fresh process.
+
+    1. ``tiny_en_sweep``: tiny.en, the reference twice, every lever alone, the picked levers combined.
+    2. ``large_v3_sweep``: the large-v3-shaped model, the reference twice and tiny.en's picked levers combined
+       (``combine: "from:tiny_en_sweep"``): its whole pipeline and the same equivalence check.
+    3. ``single-*``: fresh processes, one setting each (model, compute type, batch size, levers), for the
+       whole-process memory peak and speed of the memory-budget table; ``reference`` ones have no lever."""
+    steps: list[dict[str, Any]] = [{"name": "tiny_en_sweep", "mode": "sweep", "model": "tiny.en", "levers": "all"}]
+    singles = [("tiny.en", "tiny_en", "float16", 16)]
+    if large_model:
+        lg = {"model": large_model, "max_new_tokens": max_new_tokens}
+        # the ASR lever again alone: it is the one lever whose outputs depend on the ASR model
+        steps.append(
+            {"name": "large_v3_sweep", "mode": "sweep", "levers": "asr_batch_32", "combine": "from:tiny_en_sweep"} | lg
+        )
+        steps.append(
+            {
+                "name": "single-large_v3-float16-bs16-reference",
+                "mode": "single",
+                "compute_type": "float16",
+                "batch_size": 16,
+                "combine": "",
+                "label": "reference",
+            }
+            | lg
+        )
+        singles += [
+            (large_model, "large_v3", ct, bs)
+            for ct, bs in (("float16", 8), ("float16", 16), ("float16", 32), ("int8_float16", 16), ("int8_float16", 32))
+        ]
+    for model, short, ct, bs in singles:
+        step = {
+            "name": f"single-{short}-{ct}-bs{bs}",
+            "mode": "single",
+            "model": model,
+            "compute_type": ct,
+            "batch_size": bs,
+            "combine": "from:tiny_en_sweep+empty_cache",
+            "label": "levers",
+        }
+        if model != "tiny.en":
+            step["max_new_tokens"] = max_new_tokens
+        steps.append(step)
+    return steps
+
+
+def resolve_combine(spec: str | None, done: dict[str, dict[str, Any]]) -> str | None:
+    """A step's ``combine``: a lever list, or ``from:STEP[+LEVER...]``: STEP's picked levers (and the extra ones).
+    Asr batch levers are dropped for single runs, whose batch size is the step's own."""
+    if spec is None or not spec.startswith("from:"):
+        return spec
+    src, *extra = spec[len("from:") :].split("+")
+    picked = ((done.get(src) or {}).get("result") or {}).get("combined_levers")
+    if picked is None:
+        raise ValueError(f"step needs {src}'s picked levers, and {src} has not run (or failed)")
+    levers = [lv for lv in picked if not (extra and lv.startswith("asr_batch_"))] + extra
+    return ",".join(levers)
+
+
+def pipeline_command(
+    python: Path, audio: Path, out: Path, step: dict[str, Any], combine: str | None, device: str
+) -> list[str]:
+    cmd = [
+        str(python),
+        "-I",
+        str(PIPELINE_SCRIPT),
+        "--device",
+        device,
+        "--audio",
+        str(audio),
+        "--out",
+        str(out),
+        "--mode",
+        step["mode"],
+        "--model",
+        step["model"],
+    ]
+    if step.get("levers") is not None:
+        cmd += ["--levers", step["levers"]]
+    if combine is not None:
+        cmd += ["--combine", combine or "none"]
+    for key in ("compute_type", "batch_size", "max_new_tokens"):
+        if step.get(key) is not None:
+            cmd += [f"--{key.replace('_', '-')}", str(step[key])]
+    return cmd
+
+
+def _rtf(audio_s: float, seconds: float | None) -> float | None:
+    return round(audio_s / seconds, 2) if seconds else None
+
+
+def pipeline_run_figures(run: dict[str, Any], audio_s: float) -> dict[str, Any]:
+    """One configuration's figures: each stage's seconds and RTF; ``whole_pipeline_rtf`` only when every stage ran
+    (VAD + ASR, alignment, diarization, speaker assignment), else the figure is named for the stages it covers."""
+    stages: dict[str, float] = {}
+    for r in run.get("stages", []):
+        if r.get("status") != "ok":
+            continue
+        stages[r["stage"]] = r["wall_s"]
+    covered = set()
+    for name in stages:
+        covered |= {"align", "diarize"} if name.startswith("align+diarize") else {name}
+    out: dict[str, Any] = {
+        "stages_s": stages,
+        "stages_rtf": {k: _rtf(audio_s, v) for k, v in stages.items()},
+        "whole_s": run.get("whole_s"),
+    }
+    if run.get("ok") and set(PIPELINE_STAGES) <= covered:
+        out["whole_pipeline_rtf"] = _rtf(audio_s, run.get("whole_s"))
+    elif stages:
+        name = "+".join(s for s in PIPELINE_STAGES if s in covered)
+        out["partial_rtf"] = {"stages": name, "rtf": _rtf(audio_s, sum(stages.values()))}
+    return out
+
+
+def budget_mib(gb: float) -> int:
+    """A budget of ``gb`` GB (10^9 bytes) in MiB, rounded down: the stricter reading of "8 GB"."""
+    return int(gb * 10**9 // MIB)
+
+
+def settings_for_budget(singles: list[dict[str, Any]], gb: float) -> dict[str, Any]:
+    """For one model, the fastest measured setting whose whole-process peak fits ``gb``: the rows are single runs
+    (``model``, ``compute_type``, ``batch_size``, ``peak_mib``, ``rtf``); none fits -> ``fits: None``."""
+    limit = budget_mib(gb) - BUDGET_HEADROOM_MIB
+    fit = [s for s in singles if s.get("peak_mib") is not None and s.get("rtf") and s["peak_mib"] <= limit]
+    best = max(fit, key=lambda s: (s["rtf"], -s["peak_mib"]), default=None)
+    return {
+        "budget_gb": gb,
+        "limit_mib": limit,
+        "fits": best,
+        "measured": len([s for s in singles if s.get("peak_mib") is not None]),
+    }
+
+
+def summarise_pipeline(data: dict[str, Any]) -> dict[str, Any]:
+    """``summary``, ``equivalence``, ``settings_by_budget`` and ``targets`` of a pipeline results file, from its
+    steps' raw results (``steps``: name -> {"result": the cellside JSON, ...})."""
+    steps = data.get("steps", {})
+    summary: dict[str, Any] = {}
+    equivalence: dict[str, Any] = {}
+    for name, st in steps.items():
+        res = st.get("result") or {}
+        if not res.get("ok") or res.get("mode") != "sweep":
+            continue
+        audio_s = res["audio_s"]
+        runs = {r["label"]: r for r in res.get("runs", [])}
+        summary[name] = {
+            "model": res.get("model"),
+            "model_weights": res.get("model_weights"),
+            "compute_type": res.get("compute_type"),
+            "file": res.get("file"),
+            "audio_s": audio_s,
+            "weights": res.get("weights"),
+            "combined_levers": res.get("combined_levers"),
+            "runs": {label: pipeline_run_figures(r, audio_s) for label, r in runs.items()},
+            "levers": {
+                t["lever"]: {
+                    "stages": t["stages"],
+                    "reference_s": t["reference_s"],
+                    "repeat_s": t.get("repeat_s"),
+                    "lever_s": t.get("lever_s"),
+                    "speedup": t.get("speedup"),
+                    "equivalent": t.get("passes"),
+                    "kept": t["lever"] in (res.get("combined_levers") or []),
+                }
+                for t in res.get("trials", [])
+            },
+        }
+        eqv = res.get("equivalence") or {}
+        kept = res.get("combined_levers") or []
+        equivalence[name] = {
+            "against": "the reference configuration in the same process, same weights "
+            f"({res.get('model_weights')} ASR, synthetic alignment and speaker-embedding weights)",
+            "reference_repeat": eqv.get("reference_repeat"),
+            "combined": eqv.get("combined"),
+            "levers": eqv.get("levers") or {},
+            "every_kept_lever_passes": bool(eqv.get("combined", {}).get("passes"))
+            and all((eqv.get("levers") or {}).get(lv, {"passes": True}).get("passes") for lv in kept),
+        }
+    singles: dict[str, list[dict[str, Any]]] = {}
+    single_rows = {}
+    for name, st in steps.items():
+        res = st.get("result") or {}
+        if res.get("mode") != "single":
+            continue
+        run = res.get("run") or {}
+        row = {
+            "step": name,
+            "model": res.get("model"),
+            "model_weights": res.get("model_weights"),
+            "compute_type": res.get("compute_type"),
+            "batch_size": res.get("batch_size"),
+            "levers": run.get("levers"),
+            "ok": bool(res.get("ok")),
+            "peak_mib": res.get("process_peak_mib"),
+            "peak_source": res.get("process_peak_source"),
+        }
+        if res.get("ok"):
+            row |= {k: v for k, v in pipeline_run_figures(run, res["audio_s"]).items() if k != "stages_rtf"}
+            row["rtf"] = row.get("whole_pipeline_rtf")
+        else:
+            row["error"] = res.get("error") or run.get("error")
+        single_rows[name] = row
+        if st.get("label") != "reference":
+            singles.setdefault(str(res.get("model_label") or st.get("model_label") or res.get("model")), []).append(row)
+    budgets = {model: [settings_for_budget(rows, gb) for gb in BUDGETS_GB] for model, rows in singles.items()}
+    out = dict(data)
+    out["summary"] = summary
+    out["equivalence"] = equivalence
+    out["singles"] = single_rows
+    out["settings_by_budget"] = budgets
+    out["targets"] = pipeline_targets(summary, equivalence, single_rows)
+    return out
+
+
+def pipeline_targets(summary: dict[str, Any], equivalence: dict[str, Any], singles: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets judged from the measured figures; ``met`` None where not measured."""
+    t: dict[str, Any] = {}
+    tiny = summary.get("tiny_en_sweep", {}).get("runs", {}).get("combined", {})
+    t["whole_pipeline_tiny_en"] = {
+        "target": f"whole_pipeline_rtf >= {WHOLE_PIPELINE_MIN_RTF:g}x with tiny.en",
+        "min_rtf": WHOLE_PIPELINE_MIN_RTF,
+        "rtf": tiny.get("whole_pipeline_rtf"),
+        "met": None if tiny.get("whole_pipeline_rtf") is None else tiny["whole_pipeline_rtf"] >= WHOLE_PIPELINE_MIN_RTF,
+    }
+    large = summary.get("large_v3_sweep", {}).get("runs", {}).get("combined", {})
+    t["whole_pipeline_large_v3"] = {
+        "target": "whole_pipeline_rtf reported with the large-v3-shaped model",
+        "rtf": large.get("whole_pipeline_rtf"),
+        "met": None if large.get("whole_pipeline_rtf") is None else True,
+    }
+    limit = budget_mib(MEMORY_TARGET_GB)
+    mem = {}
+    for name, row in singles.items():
+        if "large_v3" in name and row.get("compute_type") == "float16" and row.get("batch_size") == 16:
+            mem[name] = {"peak_mib": row.get("peak_mib"), "levers": row.get("levers")}
+    best = min((v["peak_mib"] for v in mem.values() if v["peak_mib"] is not None), default=None)
+    t["memory_large_v3_fp16_bs16"] = {
+        "target": f"whole-process peak GPU memory for large-v3-shaped fp16 batch 16 under {MEMORY_TARGET_GB:g} GB",
+        "limit_mib": limit,
+        "runs": mem,
+        "lowest_peak_mib": best,
+        "met": None if best is None else best < limit,
+    }
+    eq_ok = [e.get("every_kept_lever_passes") for e in equivalence.values()]
+    t["equivalence"] = {
+        "target": "the equivalence block passes for every lever kept",
+        "met": None if not eq_ok else all(eq_ok),
+    }
+    return t
+
+
+def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
+    """Run the plan's steps (or those named in --steps) in the cell's python; each step's raw result is kept in
+    --work, so a later call resumes; once every step of the plan has a result, write the results file."""
+    from ..build import built_env, clean_env
+
+    work = Path(args.work) if args.work else paths.cache_dir() / "bench-pipeline"
+    work.mkdir(parents=True, exist_ok=True)
+    done: dict[str, dict[str, Any]] = {}
+    for p in sorted(work.glob("step-*.json")):
+        rec = json.loads(p.read_text(encoding="utf-8"))
+        done[rec["name"]] = rec
+    # assembling elsewhere: the large-model steps' names do not depend on the folder's path
+    large = args.large_model or next(
+        (r["step"]["model"] for r in done.values() if r["step"]["model"] != "tiny.en"), None
+    )
+    plan = pipeline_plan(large, max_new_tokens=args.max_new_tokens or 100)
+    plan[0]["levers"] = args.levers
+    jit = work / "cuda-jit-cache"  # shared by the steps: only the first pays the PTX JIT
+    wanted = set(args.steps.split(",")) if args.steps else {s["name"] for s in plan}
+    env = built_env(m, m.get(args.cell)) if not args.assemble_only else None
+    audio = None
+    for step in plan:
+        if (
+            args.assemble_only
+            or step["name"] not in wanted
+            or (step["name"] in done and done[step["name"]]["result"].get("ok"))
+        ):
+            continue
+        assert env is not None  # --assemble-only skipped every step above
+        if audio is None:
+            audio = bench_inputs(env, [parse_minutes(args.minutes or "20")[0]], work / "audio", sample=False)[0]
+        try:
+            combine = resolve_combine(step.get("combine"), done)
+        except ValueError as exc:
+            _say(f"bench pipeline: {step['name']}: {exc}")
+            continue
+        raw = work / f"raw-{step['name']}.json"
+        cmd = pipeline_command(env / "bin" / "python", Path(audio["audio"]), raw, step, combine, args.device)
+        child_env = clean_env()
+        if args.fresh_jit_cache and step is plan[0]:  # a cold first-call figure; the result records the state
+            shutil.rmtree(jit, ignore_errors=True)
+        jit.mkdir(exist_ok=True)
+        child_env["CUDA_CACHE_PATH"] = str(jit)
+        _say(
+            f"bench pipeline: {step['name']} ({step['mode']}, {step['model']}, levers {combine or step.get('levers')}) ..."
+        )
+        t0 = time.perf_counter()
+        proc = tools.run(cmd, env=child_env, live_stderr=True)  # its progress shows as it runs
+        try:
+            result = json.loads(raw.read_text())
+        except (OSError, ValueError):
+            result = {"ok": False, "error": f"bench_pipeline.py wrote no result (exit code {proc.returncode})"}
+        rec = {
+            "name": step["name"],
+            "step": step,
+            "combine": combine,
+            "wall_s": round(time.perf_counter() - t0, 1),
+            "label": step.get("label"),
+            "model_label": "tiny.en" if step["model"] == "tiny.en" else "large-v3-shaped",
+            "machine": machine_info(),
+            "gpu": smi_gpu() or {},
+            "date": time.strftime("%Y-%m-%d"),
+            "result": result,
+        }
+        atomic_write(work / f"step-{step['name']}.json", portable(json.dumps(rec, indent=2), m.root) + "\n")
+        done[step["name"]] = rec
+        _say(
+            f"  {step['name']}: {'ok' if result.get('ok') else 'failed: ' + str(result.get('error'))} ({rec['wall_s']} s)"
+        )
+    missing = [s["name"] for s in plan if not (done.get(s["name"]) or {}).get("result", {}).get("ok")]
+    if missing:
+        _say(f"bench pipeline: steps without a result yet: {', '.join(missing)} (raw results in {work})")
+        if not args.assemble_only:
+            return 0 if wanted.isdisjoint(missing) else 1
+    first = next(iter(done.values()), None)
+    if first is None:
+        _say("bench pipeline: nothing measured")
+        return 1
+    for rec in done.values():
+        rec["result"].pop("where", None)
+    data = {
+        "kind": "pipeline",
+        "cell": args.cell,
+        "device": args.device,
+        "date": first["date"],
+        "machine": first["machine"],
+        "gpu": first["gpu"],
+        "plan": [s["name"] for s in plan],
+        "not_measured": missing,
+        "steps": {s["name"]: done[s["name"]] for s in plan if s["name"] in done},
+    }
+    for rec in data["steps"].values():
+        for k in ("machine", "gpu"):
+            if rec.get(k) == data[k]:
+                rec.pop(k)
+    data = summarise_pipeline(data)
+    gpu = (data["gpu"].get("name") or "").split()
+    tag = next((w.lower() for w in gpu if re.fullmatch(r"[A-Z]+\d+", w)), args.device)
+    results = Path(args.results) if args.results else m.root / "benchmarks" / "results"
+    out = results / f"pipeline-{'gpu-' + tag if args.device == 'cuda' else 'cpu'}-{data['date']}.json"
+    from ..secrets import redact
+
+    text = json.dumps(data, indent=2)
+    for model in {r["step"]["model"] for r in done.values()} - {"tiny.en"}:  # the synthetic model's folder
+        text = text.replace(json.dumps(model), json.dumps(SYNTHETIC_LARGE_V3))
+    atomic_write(out, portable(redact(text), m.root) + "\n")
+    print(json.dumps({k: data[k] for k in ("targets", "settings_by_budget")}, indent=2))
+    print(f"written: {out}")
+    return 0
