@@ -575,6 +575,11 @@ def disk_block(r: Results) -> str:
     """'Disk': what the wheel-fetching tests add, before and after they took wheels from uv's cache."""
     d = r["disk"]
     before, after, again = _grown(d, "before"), _grown(d, "after"), _grown(d, "after", "again")
+    full = _grown(d, "full_run_after")
+    full_apparent = {
+        d.sub("full_run_after", "grown", i).text("name"): d.num("full_run_after", "grown", i, "apparent_bytes")
+        for i in range(len(d.get("full_run_after", "grown")))
+    }
     ours, uv = "whisperx-matrix cache", "uv cache"
     envs = "cell venvs (envs/)"
     return wrap(
@@ -585,7 +590,9 @@ def disk_block(r: Results) -> str:
         f"cache by index URL). They now add {gb(sum(after.values()))}: {gb(after[uv])} in uv's cache (the "
         f"stand-in torches, unpacked once), {gb(after[ours])} in ours (the wheel files that index serves), "
         f"{gb(after[envs])} of cell venvs; the audit tests' trees are hardlinks into uv's cache. A second run "
-        f"adds {gb(sum(again.values()))}."
+        f"adds {gb(sum(again.values()))}. The whole suite on a fresh clone ({d.text('full_run_after', 'pytest')}) "
+        f"adds {gb(sum(full.values()))}: {gb(full[uv])} in uv's cache, {gb(full[envs])} of cell venvs (which `du` "
+        f"alone puts at {gb(full_apparent[envs])}: the rest are hardlinks into uv's cache), {gb(full[ours])} in ours."
     )
 
 
