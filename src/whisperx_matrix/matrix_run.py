@@ -293,7 +293,9 @@ def run_cell(
         env_dir, st = result.env, result.selftest
         selftest_ran_now = "selftest" in result.seconds  # a fresh build, or a reused one that had none
         rec["checks"]["build"] = _check(
-            "pass", (result.patches or "no patches").replace("\n", "; "), seconds=time.perf_counter() - t0
+            "pass",
+            "; ".join(line.strip() for line in (result.patches or "no patches").splitlines()),
+            seconds=time.perf_counter() - t0,
         ) | {"work": result.state}
     except SelfTestError as exc:
         env_dir, st = Path(exc.record["env"]), exc.record

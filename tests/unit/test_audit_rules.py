@@ -156,6 +156,10 @@ def test_a_profilers_kernels_never_decide_whether_a_cell_runs() -> None:
     )
     (triton,) = judge_packages([own, bundled], SM120)
     assert triton.runnable and not triton.profiling_only
+    # triton 3.2's shape (torch 2.6's): no GPU code of its own, only the bundled CUPTI: shown as it is, never deciding.
+    plain = judge_library(FileFatbins(Path("x")), SM120, rel="triton/_C/libtriton.so", package="triton 3.4.0")
+    (only_cupti,) = judge_packages([plain, bundled], SM120)
+    assert only_cupti.profiling_only and only_cupti.status == NOT_RUNNABLE
     audit = ArchAudit("site", "sm_120", True, None, tuple(pkgs.values()), (cupti, torch_ok), (), 2, 0.0)
     assert "not-runnable (profiler only)" in format_arch(audit)
 

@@ -151,9 +151,10 @@ def _package_status(libs: list[LibraryArch]) -> str:
     return NO_GPU_CODE
 
 
-# Libraries whose kernels run only under a profiler (CUPTI and its helpers, whether from nvidia-cuda-cupti or
-# bundled in triton): torch loads CUPTI at start, but a missing sm_120 image there never stops a transcription.
-PROFILING_LIBRARIES = ("libcupti", "libnvperf", "libpcsamplingutil")
+# Libraries whose kernels run only under a profiler (CUPTI and the libraries it ships beside it: nvperf, PC
+# sampling, the checkpoint API; whether from nvidia-cuda-cupti or bundled in triton): torch loads CUPTI at
+# start, but a missing sm_120 image there never stops a transcription.
+PROFILING_LIBRARIES = ("libcupti", "libnvperf", "libpcsamplingutil", "libcheckpoint")  # CUPTI's, all four
 
 
 def is_profiling_library(path: str) -> bool:
@@ -173,9 +174,12 @@ def judge_packages(libs: Iterable[LibraryArch], target: Arch) -> list[PackageArc
         if used:
             # Judge a package by what the process loads (cuFFT's libcufftw, never loaded, has sm_52 only).
             members = gpu = used
-        deciding = [m for m in members if not is_profiling_library(m.path)]
-        profiling_only = bool(gpu) and not [m for m in gpu if not is_profiling_library(m.path)]
-        status = _package_status(deciding or members)
+        profiling_only = bool(gpu) and all(is_profiling_library(m.path) for m in gpu)
+        # A package's own GPU code decides its status; a profiler it bundles does not (triton ships CUPTI).
+        # A package that is only a profiler keeps its true status, and is left out of the cell's verdict.
+        status = _package_status(
+            members if profiling_only else [m for m in members if not is_profiling_library(m.path)]
+        )
         via = "ptx-jit" if any(m.via == "ptx-jit" for m in gpu) else "sass" if gpu and status != NOT_RUNNABLE else ""
         out.append(
             PackageArch(
