@@ -221,30 +221,14 @@ def diarization_pipeline(
     step: float = 0.1,
     precision: str = "float32",
 ) -> Any:
-    """As bench_transcribe.synthetic_diarization, with the levers as arguments."""
-    import torch
-    import whisperx
-    from pyannote.audio import Model
-    from pyannote.audio.core.plda import PLDA
-    from pyannote.audio.pipelines import SpeakerDiarization
-
-    seg = Model.from_pretrained(str(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"))
-    pipe = SpeakerDiarization(
-        segmentation=seg,
-        segmentation_step=step,
+    """bench_transcribe's synthetic diarization pipeline, with the levers as arguments."""
+    return bt.synthetic_diarization(
+        device,
+        embedding_batch,
         embedding=embedding_model(precision),
-        plda=PLDA.__new__(PLDA),
-        clustering="AgglomerativeClustering",
-        embedding_batch_size=embedding_batch,
-        segmentation_batch_size=segmentation_batch,
+        step=step,
+        segmentation_batch=segmentation_batch,
     )
-    seg_params: dict[str, float] = {"min_duration_off": 0.0}
-    if not seg.specifications.powerset:
-        seg_params["threshold"] = 0.5
-    pipe.instantiate(
-        {"segmentation": seg_params, "clustering": {"method": "centroid", "min_cluster_size": 12, "threshold": 0.7}}
-    )
-    return pipe.to(torch.device(device))
 
 
 def settings_for(levers: list[str]) -> dict[str, Any]:

@@ -485,10 +485,13 @@ def ensure_punkt(tmp: Path) -> str:
     return "untrained punkt_tab (no offline NLTK data): sentence splitting only"
 
 
-def synthetic_diarization(device: str, batch: int) -> Any:
+def synthetic_diarization(
+    device: str, batch: int, *, embedding: Any = None, step: float = 0.1, segmentation_batch: int | None = None
+) -> Any:
     """pyannote SpeakerDiarization: segmentation = the pyannote checkpoint shipped in the whisperx wheel (real
-    weights); embedding = WeSpeakerResNet34 (the community-1 embedding architecture) with random weights;
-    agglomerative clustering (the VBx PLDA is not available offline)."""
+    weights); embedding = WeSpeakerResNet34 (the community-1 embedding architecture) with random weights, unless
+    ``embedding`` is given (the pipeline benchmark's levers wrap it); agglomerative clustering (the VBx PLDA is
+    not available offline). ``step``: the segmentation step (pyannote's default, 0.1 of the window)."""
     import torch
     import whisperx
     from pyannote.audio import Model
@@ -497,15 +500,17 @@ def synthetic_diarization(device: str, batch: int) -> Any:
     from pyannote.audio.pipelines import SpeakerDiarization
 
     seg = Model.from_pretrained(str(Path(whisperx.__file__).parent / "assets" / "pytorch_model.bin"))
-    torch.manual_seed(0)
-    emb = WeSpeakerResNet34()
+    if embedding is None:
+        torch.manual_seed(0)
+        embedding = WeSpeakerResNet34()
     pipe = SpeakerDiarization(
         segmentation=seg,
-        embedding=emb,
+        segmentation_step=step,
+        embedding=embedding,
         plda=PLDA.__new__(PLDA),
         clustering="AgglomerativeClustering",
         embedding_batch_size=batch,
-        segmentation_batch_size=batch,
+        segmentation_batch_size=segmentation_batch or batch,
     )
     seg_params: dict[str, float] = {"min_duration_off": 0.0}
     if not seg.specifications.powerset:
