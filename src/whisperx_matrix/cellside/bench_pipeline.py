@@ -745,9 +745,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+    bt.offline_hub()
     args = build_parser().parse_args(argv)
     try:
         data = run(args)

@@ -1016,10 +1016,15 @@ def cuda_jit_cache_state(env: Mapping[str, str] | None = None) -> dict[str, Any]
     return {"path": where, "entries": entries, "state": "warm" if entries else "empty"}
 
 
-def main(argv: list[str] | None = None) -> int:
+def offline_hub() -> None:
+    """No model hub and no telemetry: every weight here is local, and pyannote 4 reports usage otherwise."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("PYANNOTE_METRICS_ENABLED", "false")
+
+
+def main(argv: list[str] | None = None) -> int:
+    offline_hub()
     args = build_parser().parse_args(argv)
     try:
         preloaded = preload(args.preload or [])
