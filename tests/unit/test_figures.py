@@ -14,6 +14,7 @@ import pytest
 
 from whisperx_matrix import cli, figures
 from whisperx_matrix.errors import FiguresError
+from whisperx_matrix.figures import fmt
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = "benchmarks/results/build-2026-01-02.json"
@@ -205,9 +206,9 @@ def test_ctranslate2_arch_comes_from_the_matrix_audit() -> None:
         ]
     }
     r = _results(report=(figures.REPORT, report))
-    assert figures._ctranslate2_arch(r, "4.8.5") == ("sm_86", "compute_86", "new")
+    assert fmt._ctranslate2_arch(r, "4.8.5") == ("sm_86", "compute_86", "new")
     with pytest.raises(FiguresError, match=r"reports/matrix\.json: no cell with versions\.ctranslate2 = 9\.9"):
-        figures._ctranslate2_arch(r, "9.9")
+        fmt._ctranslate2_arch(r, "9.9")
 
 
 def test_suite_cell_counts_outcomes_and_names_failures() -> None:
