@@ -111,3 +111,14 @@ def uv_available() -> bool:
         shutil.which("uv") is not None
         or subprocess.run([sys.executable, "-c", "import uv"], capture_output=True).returncode == 0
     )
+
+
+@pytest.fixture(scope="module")
+def working_cell_python() -> Path:
+    """The working cell's python, built (or reused: a no-op when current) from its committed lock."""
+    from whisperx_matrix import build, matrix
+
+    m = matrix.load(Path(__file__).resolve().parents[1] / "matrix.toml")
+    python = build.build(m, m.get("stable-cu128")).env / "bin" / "python"
+    assert python.exists()
+    return python

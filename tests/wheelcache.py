@@ -16,68 +16,25 @@ import fnmatch
 import functools
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import Version
-
+from whisperx_matrix.errors import NetworkError
+from whisperx_matrix.patches.releases import wheel_for
 from whisperx_matrix.paths import cache_dir
-from whisperx_matrix.tools import uv_bin, uv_env
-
-
-def wheels_dir() -> Path:
-    return cache_dir() / "wheels"
-
-
-def _matches(spec: str, path: Path) -> bool:
-    name, _, want = spec.partition("==")
-    try:
-        dist, version, _, tags = parse_wheel_filename(path.name)
-    except InvalidWheelFilename:  # not a wheel: not a match
-        return False
-    if canonicalize_name(dist) != canonicalize_name(name):
-        return False
-    if not any(t.platform.endswith("x86_64") or t.platform == "any" for t in tags):
-        return False
-    if not want:
-        return True
-    if want.endswith(".*"):
-        return str(version).startswith(want[:-2] + ".") or str(version) == want[:-2]
-    return version == Version(want)
+from whisperx_matrix.tools import run, uv_bin, uv_env
 
 
 @functools.cache
 def wheel(spec: str) -> Path:
-    """The cached wheel for ``name==version`` (``.*`` allowed), downloading it on first use."""
-    folder = wheels_dir()
-    folder.mkdir(parents=True, exist_ok=True)
-    found = sorted((p for p in folder.glob("*.whl") if _matches(spec, p)), key=lambda p: p.name)
-    if not found:
-        # --no-deps: the tests assemble exactly the trees they need.
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pip",
-                "download",
-                "--no-deps",
-                "--only-binary=:all:",
-                "-q",
-                "-d",
-                str(folder),
-                spec,
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-        found = sorted((p for p in folder.glob("*.whl") if _matches(spec, p)), key=lambda p: p.name)
-    if not found:
-        raise FileNotFoundError(f"pip download {spec} left no matching wheel in {folder}")
-    return found[-1]
+    """The cached wheel file for ``name==version``, downloaded on first use (``cache_dir()/wheels``, through
+    the package's own ``wheel_for``: pip download --no-deps, the wheel for this Python and platform)."""
+    name, sep, version = spec.partition("==")
+    if not sep or "*" in version:
+        raise ValueError(f"wheel() takes an exact name==version, not {spec!r}")
+    return wheel_for(version, package=name)
 
 
 def _site_name(spec: str) -> str:
@@ -99,24 +56,10 @@ def installed(spec: str) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=done.name + ".", suffix=".part", dir=root))
     try:
-        subprocess.run(
-            [
-                uv_bin(),
-                "pip",
-                "install",
-                "--quiet",
-                "--no-deps",
-                "--link-mode",
-                "hardlink",
-                "--python",
-                sys.executable,
-                "--target",
-                str(partial),
-                spec,
-            ],
-            check=True,
-            env=uv_env(),
-        )
+        args = [uv_bin(), "pip", "install", "--quiet", "--no-deps", "--link-mode", "hardlink"]
+        proc = run([*args, "--python", sys.executable, "--target", str(partial), spec], env=uv_env())
+        if not proc.ok:
+            raise NetworkError(f"uv pip install {spec} failed: {proc.last_error_line()}")
         (partial / ".complete").write_text(spec + "\n")
         try:
             os.replace(partial, done)  # only finished trees are ever renamed into place
@@ -156,7 +99,7 @@ def cuobjdump() -> Path | None:
         return Path(found)
     try:
         root = installed("nvidia-cuda-cuobjdump")
-    except (subprocess.CalledProcessError, FileNotFoundError):
+    except NetworkError:
         return None
     hits = sorted(root.rglob("cuobjdump"))
     return hits[0] if hits else None

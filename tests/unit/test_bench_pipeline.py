@@ -161,21 +161,11 @@ def test_nothing_measured_is_none_not_false() -> None:
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINE_SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_pipeline.py"
-CELL_PY = ROOT / "envs" / "stable-cu128" / "bin" / "python"
-
-
-@pytest.fixture(scope="module")
-def working_cell():
-    from whisperx_matrix import build, matrix
-
-    m = matrix.load(ROOT / "matrix.toml")
-    build.build(m, m.get("stable-cu128"))
-    assert CELL_PY.exists()
 
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_a_single_run_with_empty_cache_really_releases_the_asr_model(tmp_path, working_cell):
+def test_a_single_run_with_empty_cache_really_releases_the_asr_model(tmp_path, working_cell_python):
     """A regression test: the stage timer once kept the ASR model alive through a local of a frame that a library's
     stored traceback kept, so dropping the model freed nothing (the GPU runs' peaks showed CTranslate2's weights
     still resident). The pipeline, VAD + ASR only, on pyannote's 30 s sample, on the CPU."""
@@ -185,7 +175,7 @@ def test_a_single_run_with_empty_cache_really_releases_the_asr_model(tmp_path, w
     out = tmp_path / "out.json"
     proc = subprocess.run(
         [
-            str(CELL_PY),
+            str(working_cell_python),
             "-I",
             str(PIPELINE_SCRIPT),
             "--audio",

@@ -18,7 +18,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_transcribe.py"
-CELL_PY = ROOT / "envs" / "stable-cu128" / "bin" / "python"
 
 
 def _load():
@@ -202,21 +201,11 @@ def test_smi_process_memory_parses_a_fake_nvidia_smi_no_gpu_here():
     assert bt.smi_process_memory(7, run=lambda *a, **k: Out()) is None
 
 
-@pytest.fixture(scope="module")
-def working_cell():
-    """The working cell, built (or reused: a no-op when current) from its committed lock."""
-    from whisperx_matrix import build, matrix
-
-    m = matrix.load(ROOT / "matrix.toml")
-    build.build(m, m.get("stable-cu128"))
-    assert CELL_PY.exists()
-
-
 @pytest.mark.slow
 @pytest.mark.network
-def test_undecodable_audio_in_the_cell_is_one_line(tmp_path, working_cell):
+def test_undecodable_audio_in_the_cell_is_one_line(tmp_path, working_cell_python):
     (tmp_path / "a.wav").write_bytes(b"RIFF this is not audio")
-    proc = _run_script(str(CELL_PY), _common(tmp_path))
+    proc = _run_script(str(working_cell_python), _common(tmp_path))
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     assert proc.returncode == 2, proc.stderr[-500:]
     assert len(errors) == 1 and errors[0].startswith(f"error: cannot decode audio {tmp_path / 'a.wav'}")
@@ -225,13 +214,13 @@ def test_undecodable_audio_in_the_cell_is_one_line(tmp_path, working_cell):
 
 @pytest.mark.slow
 @pytest.mark.network
-def test_cuda_without_a_gpu_in_the_cell_is_one_line(tmp_path, working_cell):
+def test_cuda_without_a_gpu_in_the_cell_is_one_line(tmp_path, working_cell_python):
     import shutil
 
     if shutil.which("nvidia-smi"):
         pytest.skip("this machine has a GPU driver: the refusal is for machines without one")
     (tmp_path / "a.wav").write_bytes(b"")
-    proc = _run_script(str(CELL_PY), [*_common(tmp_path), "--device", "cuda"])
+    proc = _run_script(str(working_cell_python), [*_common(tmp_path), "--device", "cuda"])
     assert proc.returncode == 2
     assert [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")] == [
         "error: --device cuda asked, but torch sees no CUDA GPU here (torch.cuda.is_available() is False)"
