@@ -107,6 +107,21 @@ def load(path: Path) -> list[Place]:
         raise ConfigError(f"{path}: not a disk measurement ({exc})", hint="write one with: disk --json FILE") from None
 
 
+# Folders an older version of the tests filled and nothing reads any more: named, with their size, so a user can
+# free them (deleting a user's files is theirs to decide).
+LEGACY_FOLDERS = {"extracted": "wheels the audit tests unpacked before they took them from uv's cache"}
+
+
+def legacy_notes(cache: Path) -> list[str]:
+    notes = []
+    for name, what in LEGACY_FOLDERS.items():
+        folder = cache / name
+        if folder.is_dir():
+            (place,) = measure([(name, folder)])
+            notes.append(f"{folder}: {gb(place.own_bytes)} of {what}; nothing uses it now: rm -rf {folder}")
+    return notes
+
+
 def cmd_disk(args: argparse.Namespace) -> int:
     places = measure(project_places(Path(args.root).resolve()))
     if args.since:
@@ -114,6 +129,8 @@ def cmd_disk(args: argparse.Namespace) -> int:
         print(table(grown(load(Path(args.since)), places)))
     else:
         print(table(places))
+    for note in legacy_notes(paths.cache_dir()):
+        print(f"note: {note}")
     if args.json:
         Path(args.json).write_text(json.dumps({"places": [asdict(p) for p in places]}, indent=2) + "\n")
     return 0

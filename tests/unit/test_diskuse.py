@@ -49,3 +49,10 @@ def test_a_file_that_is_not_a_measurement_is_one_clear_error(tmp_path: Path) -> 
     bad.write_text("{}")
     with pytest.raises(ConfigError, match="not a disk measurement"):
         diskuse.load(bad)
+
+
+def test_a_folder_only_an_older_version_filled_is_named_with_its_size(tmp_path: Path) -> None:
+    _blob(tmp_path / "extracted" / "torch" / "lib" / "libtorch_cuda.so", 1 << 20)
+    (note,) = diskuse.legacy_notes(tmp_path)
+    assert str(tmp_path / "extracted") in note and "rm -rf" in note
+    assert diskuse.legacy_notes(tmp_path / "nothing-here") == []
