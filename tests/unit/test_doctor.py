@@ -9,6 +9,7 @@ so kernels come from the doctor's table and the results do not depend on what is
 from __future__ import annotations
 
 import json
+import sys
 import types
 from collections.abc import Sequence
 from pathlib import Path
@@ -313,3 +314,17 @@ def test_env_on_a_driver_too_old_for_the_gpu_stops_with_the_reason(real_matrix: 
     machine = doctor.collect(loader=loader_for("rtx5070-565"), runner=runner_for("rtx5070-565"))
     with pytest.raises(FatalError, match="no cell can run on this machine: .*570 series"):
         doctor.choose_cell(real_matrix, machine)
+
+
+def test_a_built_cell_without_the_audits_reader_falls_back_to_the_table_and_says_so(
+    real_matrix: matrix.Matrix, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """nox's own Python (`nox -s env`) has no pyelftools: the doctor takes the table of measured torch builds and
+    names why. (The audit modules are hidden from the import system here, as that Python lacks them.)"""
+    site = tmp_path / "no-envs" / "stable-cu128" / "lib" / "python3.11" / "site-packages"
+    (site / "torch" / "lib").mkdir(parents=True)
+    (site / "torch" / "lib" / "libtorch_cuda.so").write_bytes(b"\x7fELF")
+    monkeypatch.setitem(sys.modules, "whisperx_matrix.audit.arch", None)
+    kernels = doctor.cell_kernels(real_matrix, real_matrix.get("stable-cu128"), 120)
+    assert kernels is not None and "sm_120" in kernels.sass
+    assert kernels.source.startswith("table (torch 2.8.0+cu128); not audited here: whisperx_matrix.audit.arch")
