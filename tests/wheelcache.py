@@ -21,6 +21,7 @@ import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+from whisperx_matrix.audit import find_cuobjdump
 from whisperx_matrix.errors import NetworkError
 from whisperx_matrix.patches.releases import wheel_for
 from whisperx_matrix.paths import cache_dir
@@ -93,13 +94,12 @@ def site_from(dest: Path, wheels: Mapping[str, Iterable[str]]) -> Path:
 
 
 def cuobjdump() -> Path | None:
-    """cuobjdump from the nvidia-cuda-cuobjdump wheel, or on PATH; None when neither is usable."""
-    found = shutil.which("cuobjdump")
-    if found:
-        return Path(found)
-    try:
-        root = installed("nvidia-cuda-cuobjdump")
-    except NetworkError:
-        return None
-    hits = sorted(root.rglob("cuobjdump"))
-    return hits[0] if hits else None
+    """cuobjdump as the audit finds it (``find_cuobjdump``: on PATH, or from an nvidia-cuda-cuobjdump wheel),
+    installing that wheel from uv's cache on first use; None when neither is usable (no index here)."""
+    found = find_cuobjdump()
+    if found is None:
+        try:
+            found = find_cuobjdump(installed("nvidia-cuda-cuobjdump"))
+        except NetworkError:
+            return None
+    return found

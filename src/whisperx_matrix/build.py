@@ -20,7 +20,6 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -498,10 +497,6 @@ def _build_locked(
 # --- command line -------------------------------------------------------------------------------------
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def cmd_build(args: argparse.Namespace) -> int:
     m = load_matrix()
     if args.for_this_machine:
@@ -512,7 +507,7 @@ def cmd_build(args: argparse.Namespace) -> int:
                 "--for-this-machine picks the cell itself", hint="name cells, or pass --for-this-machine alone"
             )
         cell, why = doctor.choose_cell(m, doctor.collect(), python_ok=tools.python_available)
-        _say(f"building {cell.id}: {why}")
+        ui.say(f"building {cell.id}: {why}")
         cells = [cell]
     else:
         if not args.selectors:
@@ -537,7 +532,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             offline=args.offline,
             wheelhouse=wheelhouse,
             force=args.force,
-            progress=_say,
+            progress=ui.say,
         )
         if result.state == "up-to-date":
             print(

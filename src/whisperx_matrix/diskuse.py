@@ -74,7 +74,7 @@ def project_places(root: Path) -> list[tuple[str, Path]]:
     ]
 
 
-def gb(n: int) -> str:
+def gb(n: float) -> str:
     return f"{n / 1e9:.1f} GB"
 
 

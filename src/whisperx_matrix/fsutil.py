@@ -9,6 +9,7 @@ cellside/ keeps its own copy: it runs in a cell's python and imports nothing fro
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from collections.abc import Mapping
@@ -27,8 +28,7 @@ def atomic_write_many(files: Mapping[Path, bytes]) -> None:
     """Write every file to a temp name beside it, then rename each into place in the given order (so a reader
     who sees the last one sees the others too). On a failure the temps are removed; files not yet renamed keep
     their old content."""
-    umask = os.umask(0)
-    os.umask(umask)
+    umask = _umask()
     temps: dict[Path, str] = {}
     try:
         for target, data in files.items():
@@ -55,6 +55,15 @@ def atomic_write_many(files: Mapping[Path, bytes]) -> None:
                 pass  # renamed into place
     for folder in {Path(t).parent for t in files}:
         _fsync_dir(folder)
+
+
+@functools.cache
+def _umask() -> int:
+    """The process umask, read once: reading it means setting it, and for that instant every other thread
+    (the matrix builds cells in parallel) would create its files with no umask at all."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _fsync_dir(folder: Path) -> None:

@@ -10,7 +10,6 @@ import argparse
 import hashlib
 import json
 import shutil
-import sys
 import tempfile
 import urllib.error
 import urllib.parse
@@ -416,10 +415,6 @@ def lock_all(matrix: Matrix, cells: Iterable[Cell], *, upgrade: bool = False, pr
 # --- command line -------------------------------------------------------------------------------------
 
 
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _lock_table(results: list[LockStatus]) -> str:
     return ui.table(["STATE", "LOCK", "DETAIL"], [[r.state, r.who, r.detail or "-"] for r in results])
 
@@ -437,7 +432,7 @@ def cmd_lock(args: argparse.Namespace) -> int:
                 hint=f"regenerate: {REGENERATE}",
             )
         return 0
-    results = lock_all(m, cells, upgrade=args.upgrade, progress=_say)
+    results = lock_all(m, cells, upgrade=args.upgrade, progress=ui.say)
     print(_lock_table(results))
     failed = [r for r in results if r.state == "failed"]
     if failed:

@@ -11,9 +11,7 @@ import json
 import os
 import platform
 import shutil
-import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -26,12 +24,6 @@ from .errors import BuildError, FatalError, SelfTestError, UnexpectedOutcomeErro
 
 RESULT_SCHEMA = 1
 CHECK_NAMES = ("lock", "build", "selftest", "arch", "closure", "suite")
-_print_lock = threading.Lock()
-
-
-def _say(msg: str) -> None:
-    with _print_lock:
-        print(msg, file=sys.stderr, flush=True)
 
 
 def _check(status: str, detail: str = "", *, expected: bool = True, seconds: float | None = None) -> dict[str, Any]:
@@ -73,6 +65,11 @@ def _uv_version() -> str | None:
         return tools.run([tools.uv_bin(), "--version"]).stdout.strip()
     except FatalError:  # a probe on a machine without uv
         return None
+
+
+def _named_by_library(name: str, pkg: dict[str, Any]) -> str:
+    """'torch (torch/lib/libtorch_cuda.so)' where the summary narrowed a package to one library, else the name."""
+    return f"{name} ({pkg['library']})" if pkg.get("library") else name
 
 
 def _arch_summary(report: Any) -> dict[str, Any]:
@@ -289,7 +286,7 @@ def run_cell(
     # build + self-test
     t0 = time.perf_counter()
     try:
-        result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: _say(f"  {msg}"))
+        result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: ui.say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
         selftest_ran_now = "selftest" in result.seconds  # a fresh build, or a reused one that had none
         rec["checks"]["build"] = _check(
@@ -349,10 +346,9 @@ def run_cell(
     arch_reasons = [r for r in report.reasons if r.startswith("arch-unsupported")]
     closure_reasons = [r for r in report.reasons if r.startswith("missing-soname")]
     torch_arch = rec["arch"]["packages"].get("torch", {})
-    torch_where = f"torch ({torch_arch['library']})" if torch_arch.get("library") else "torch"
     rec["checks"]["arch"] = _check(
         "fail" if arch_reasons else "pass",
-        f"sm_{sm}: {torch_where} SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
+        f"sm_{sm}: {_named_by_library('torch', torch_arch)} SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
         f"PTX {' '.join(torch_arch.get('ptx', [])) or '-'}",
     )
     rec["checks"]["arch"]["reasons"] = arch_reasons
@@ -365,9 +361,8 @@ def run_cell(
     rec["evidence"] += rec["closure"]["missing"]
     for name, pkg in sorted(rec["arch"]["packages"].items()):
         if not pkg["runnable"]:
-            where = f"{name} ({pkg['library']})" if pkg.get("library") else name
             rec["evidence"].append(
-                f"{where}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
+                f"{_named_by_library(name, pkg)}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
                 + (
                     "; a profiler's kernels (CUPTI): they run only under a profiler, so this does not decide"
                     if pkg.get("profiling_only")
@@ -453,7 +448,7 @@ def run_matrix(
     tools.require("ffmpeg")
     speech.selftest_speech()  # made once, before the workers need it
     results: dict[str, dict[str, Any]] = {}
-    _say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
+    ui.say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, ui.progress(len(cells), "matrix") as bar:
         futures = {
             pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=c.id in ld_cells): c for c in cells
@@ -464,7 +459,7 @@ def run_matrix(
             results[cell.id] = rec
             mark = "UNEXPECTED " if rec["unexpected"] else ""
             why = ", ".join(rec["observed"]["reasons"]) or rec["observed"].get("note", "")
-            _say(
+            ui.say(
                 f"[{n}/{len(cells)}] {cell.id}: {mark}{rec['verdict']}{f' ({why})' if why else ''} "
                 f"[{rec['seconds'].get('total', 0):.0f} s]"
             )
@@ -542,11 +537,9 @@ def load_probes(files: list[str]) -> list[dict[str, Any]]:
 
 
 def cmd_matrix(args: argparse.Namespace) -> int:
-    from .tools import check_system as preflight
-
     m = matrices.load()
     cells = m.select(args.selectors)
-    preflight("matrix")
+    tools.check_system("matrix")
     sm = args.sm or m.target_sm
     jobs = args.jobs or max(1, min(len(cells), os.cpu_count() or 1))
     result = run_matrix(m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes))

@@ -19,6 +19,15 @@ if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
 
+_say_lock = threading.Lock()
+
+
+def say(msg: str) -> None:
+    """One progress line on stderr, whole even when the matrix's worker threads speak at once."""
+    with _say_lock:
+        print(msg, file=sys.stderr, flush=True)
+
+
 def interactive() -> bool:
     """Whether a live bar may draw: stderr is a terminal (not a dumb one) and this is not CI, whose log keeps
     plain lines."""

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import matrix as matrices
-from .. import paths, tools
-from .common import _checked, _du_bytes, _save, _say, _timed
+from .. import paths, tools, ui
+from .common import _checked, _du_bytes, _save, _timed
 
 
 def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseline: bool = True) -> dict[str, Any]:
@@ -29,15 +29,15 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
     results: dict[str, Any] = {"cell": cell.id, "lock": lock.name, "steps": {}}
     steps = results["steps"]
     try:
-        _say("bench build: ours, cold (empty uv cache) ...")
+        ui.say("bench build: ours, cold (empty uv cache) ...")
         steps["ours_cold_s"] = round(_timed(ours, env=ours_env, cwd=m.root), 2)
-        _say(f"  {steps['ours_cold_s']} s")
+        ui.say(f"  {steps['ours_cold_s']} s")
         env_link = scratch / "envs" / cell.id
         shutil.rmtree(scratch / "envs")
-        _say("bench build: ours, warm (cache hot, env removed) ...")
+        ui.say("bench build: ours, warm (cache hot, env removed) ...")
         steps["ours_warm_s"] = round(_timed(ours, env=ours_env, cwd=m.root), 2)
-        _say(f"  {steps['ours_warm_s']} s")
-        _say("bench build: ours, no-op re-run ...")
+        ui.say(f"  {steps['ours_warm_s']} s")
+        ui.say("bench build: ours, no-op re-run ...")
         steps["ours_noop_s"] = round(_timed(ours, env=ours_env, cwd=m.root), 3)
         from ..build import run_selftest
 
@@ -50,7 +50,7 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
         shutil.rmtree(cache)
         for label in ("cold", "warm"):
             venv = scratch / f"raw-uv-{label}"
-            _say(f"bench build: raw uv pip install, {label} ...")
+            ui.say(f"bench build: raw uv pip install, {label} ...")
             t0 = time.perf_counter()
             _checked([uv, "venv", "-q", "--python", cell.python, str(venv)], env=base_env)
             _checked(
@@ -68,7 +68,7 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
                 env=base_env,
             )
             steps[f"raw_uv_{label}_s"] = round(time.perf_counter() - t0, 2)
-            _say(f"  {steps[f'raw_uv_{label}_s']} s")
+            ui.say(f"  {steps[f'raw_uv_{label}_s']} s")
         # What a second env from the same cache adds on disk (hardlinks cost almost nothing); both raw-uv
         # envs came from the second cache, so they share inodes as two cells of one user do.
         first, second = scratch / "raw-uv-cold", scratch / "raw-uv-warm"
@@ -76,7 +76,7 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
 
         if pip_baseline:
             venv = scratch / "pip"
-            _say("bench build: plain pip into a fresh venv, no cache (the document's way) ...")
+            ui.say("bench build: plain pip into a fresh venv, no cache (the document's way) ...")
             pip_env = dict(os.environ) | {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
             t0 = time.perf_counter()
             _checked([sys.executable, "-m", "venv", str(venv)])
@@ -86,7 +86,7 @@ def bench_build(m: matrices.Matrix, cell_id: str = "stable-cu128", *, pip_baseli
                 env=pip_env,
             )
             steps["pip_cold_s"] = round(time.perf_counter() - t0, 2)
-            _say(f"  {steps['pip_cold_s']} s")
+            ui.say(f"  {steps['pip_cold_s']} s")
             results["pip_env_disk_bytes"] = _du_bytes(venv)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -15,10 +14,6 @@ from .. import diskuse, paths, tools
 from .. import matrix as matrices
 from ..errors import FatalError
 from ..fsutil import atomic_write_text as atomic_write
-
-
-def _say(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
 
 
 def machine_info() -> dict[str, Any]:

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .. import matrix as matrices
-from .. import paths, tools
+from .. import paths, tools, ui
 from ..fsutil import atomic_write_text as atomic_write
-from .common import _say, machine_info, portable
+from .common import machine_info, portable
 from .targets import MIB
 from .transcribe import bench_inputs, parse_minutes, smi_gpu
 
@@ -315,7 +315,7 @@ def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
         try:
             combine = resolve_combine(step.get("combine"), done)
         except ValueError as exc:
-            _say(f"bench pipeline: {step['name']}: {exc}")
+            ui.say(f"bench pipeline: {step['name']}: {exc}")
             continue
         raw = work / f"raw-{step['name']}.json"
         cmd = pipeline_command(env / "bin" / "python", Path(audio["audio"]), raw, step, combine, args.device)
@@ -324,7 +324,7 @@ def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
             shutil.rmtree(jit, ignore_errors=True)
         jit.mkdir(exist_ok=True)
         child_env["CUDA_CACHE_PATH"] = str(jit)
-        _say(
+        ui.say(
             f"bench pipeline: {step['name']} ({step['mode']}, {step['model']}, levers {combine or step.get('levers')}) ..."
         )
         t0 = time.perf_counter()
@@ -347,17 +347,17 @@ def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
         }
         atomic_write(work / f"step-{step['name']}.json", portable(json.dumps(rec, indent=2), m.root) + "\n")
         done[step["name"]] = rec
-        _say(
+        ui.say(
             f"  {step['name']}: {'ok' if result.get('ok') else 'failed: ' + str(result.get('error'))} ({rec['wall_s']} s)"
         )
     missing = [s["name"] for s in plan if not (done.get(s["name"]) or {}).get("result", {}).get("ok")]
     if missing:
-        _say(f"bench pipeline: steps without a result yet: {', '.join(missing)} (raw results in {work})")
+        ui.say(f"bench pipeline: steps without a result yet: {', '.join(missing)} (raw results in {work})")
         if not args.assemble_only:
             return 0 if wanted.isdisjoint(missing) else 1
     first = next(iter(done.values()), None)
     if first is None:
-        _say("bench pipeline: nothing measured")
+        ui.say("bench pipeline: nothing measured")
         return 1
     for rec in done.values():
         rec["result"].pop("where", None)

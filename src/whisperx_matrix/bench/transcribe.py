@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import matrix as matrices
-from .. import paths, tools
-from .common import _save, _say, _weights_legend, _write, machine_info
+from .. import paths, tools, ui
+from .common import _save, _weights_legend, _write, machine_info
 from .targets import summarise_transcribe, transcribe_targets
 
 # ------------------------------------------------------------------------------------------- transcribe
@@ -277,12 +277,12 @@ def cmd_transcribe(m: matrices.Matrix, args: argparse.Namespace) -> int:
     if args.export_audio:
         items = bench_inputs(None, minutes, Path(args.export_audio), sample=False, flac=True)
         for it in items:
-            _say(f"{it['audio']}: {it['seconds']} s, {it['audio'].stat().st_size / 2**20:.1f} MiB")
+            ui.say(f"{it['audio']}: {it['seconds']} s, {it['audio'].stat().st_size / 2**20:.1f} MiB")
         return 0
     tools.require("ffmpeg")
     env = built_env(m, m.get(args.cell))
     scratch = paths.cache_dir() / "bench-transcribe"
-    _say(f"bench transcribe: making audio ({', '.join(f'{x:g}' for x in minutes)} min) ...")
+    ui.say(f"bench transcribe: making audio ({', '.join(f'{x:g}' for x in minutes)} min) ...")
     items = bench_inputs(env, minutes, scratch, sample=not args.no_sample)
     batch = args.batch_size or ("8,4,16" if device == "cpu" else "16,8,32,64")
     diar_cap = args.diarize_max_seconds if args.diarize_max_seconds is not None else (70.0 if device == "cpu" else None)
@@ -299,7 +299,7 @@ def cmd_transcribe(m: matrices.Matrix, args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         diarize_max_seconds=diar_cap,
     )
-    _say(f"bench transcribe: running in {args.cell}'s python, LD_LIBRARY_PATH unset ...")
+    ui.say(f"bench transcribe: running in {args.cell}'s python, LD_LIBRARY_PATH unset ...")
     t0 = time.perf_counter()
     child_env = clean_env()
     if args.fresh_jit_cache:  # the first call's figure is then the cold one; the result records the cache state

@@ -118,10 +118,6 @@ REFERENCE = {
 }
 
 
-def say(msg: str) -> None:
-    bt.say(msg)
-
-
 def parse_levers(text: str | None, *, allowed: dict[str, Any]) -> list[str]:
     if text is None or text.strip() in ("", "none"):
         return []
@@ -177,7 +173,7 @@ class Stage:
             rec["process_peak_mib"] = None if sampler.gpu_peak is None else round(sampler.gpu_peak / 2**20)
             rec["process_peak_source"] = sampler.gpu_source
         rec["rss_peak_mib"] = round(sampler.rss_peak / 2**20)
-        say(
+        bt.say(
             f"  {name}: {rec['status']} {rec['wall_s']} s"
             + (f" ({rec['rtf']}x)" if rec.get("rtf") else "")
             + (f", process {rec.get('process_peak_mib')} MiB" if self.gpu else "")
@@ -378,7 +374,7 @@ class Pipeline:
         given = given or {}
         out: dict[str, Any] = {"label": label, "levers": levers, "settings": s, "stages": [], "ran": only}
         outputs: dict[str, Any] = {}
-        say(f"--- {label}: {', '.join(levers) or 'reference settings'}; stages {', '.join(only)} ---")
+        bt.say(f"--- {label}: {', '.join(levers) or 'reference settings'}; stages {', '.join(only)} ---")
         diar_pipe: Any = self.diarizer(s) if "diarize" in only else None
         t_all = time.perf_counter()
 
@@ -583,7 +579,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         raise bt.BenchError("a synthetic (random-weight) model needs --max-new-tokens, or it decodes to the 448 limit")
     if not Path(args.audio).is_file():
         raise bt.BenchError(f"audio file not found: {args.audio}")
-    say("importing torch, whisperx ...")
+    bt.say("importing torch, whisperx ...")
     import torch
 
     bt.check_device(args.device, torch.cuda.is_available())
@@ -684,7 +680,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t["error"] = r.get("error")
             t["passes"] = False
         trials.append(t)
-        say(f"  lever {lv}: {t.get('lever_s')} s vs {t['reference_s']} s, equivalent: {t['passes']}")
+        bt.say(f"  lever {lv}: {t.get('lever_s')} s vs {t['reference_s']} s, equivalent: {t['passes']}")
     picked = (
         eq.keep_given(combine, trials)
         if combine is not None

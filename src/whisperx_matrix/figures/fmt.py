@@ -6,6 +6,7 @@ import re
 import textwrap
 from collections.abc import Mapping
 
+from ..diskuse import gb as gb  # one way to write a size, for the disk command and the READMEs
 from ..errors import FiguresError
 from .results import Doc, Results
 
@@ -34,10 +35,6 @@ def pct(v: float) -> str:
 
 def mib(v: float) -> str:
     return f"{v:.0f} MiB"
-
-
-def gb(nbytes: float) -> str:
-    return f"{nbytes / 1e9:.1f} GB"
 
 
 def raw(v: float) -> str:

@@ -282,10 +282,11 @@ def build_noop(r: Results) -> str:
     )
 
 
-def _grown(d: Doc, *keys: Any) -> dict[str, float]:
-    """A disk measurement's growth per place: name -> bytes it added (hardlinks counted once)."""
+def _grown(d: Doc, *keys: Any, measure: str = "own_bytes") -> dict[str, float]:
+    """A disk measurement's growth per place: name -> bytes it added (``own_bytes``: hardlinks counted once;
+    ``apparent_bytes``: as `du` of the place alone says)."""
     return {
-        d.sub(*keys, "grown", i).text("name"): d.num(*keys, "grown", i, "own_bytes")
+        d.sub(*keys, "grown", i).text("name"): d.num(*keys, "grown", i, measure)
         for i in range(len(d.get(*keys, "grown")))
     }
 
@@ -295,10 +296,7 @@ def disk_block(r: Results) -> str:
     d = r["disk"]
     before, after, again = _grown(d, "before"), _grown(d, "after"), _grown(d, "after", "again")
     full = _grown(d, "full_run_after")
-    full_apparent = {
-        d.sub("full_run_after", "grown", i).text("name"): d.num("full_run_after", "grown", i, "apparent_bytes")
-        for i in range(len(d.get("full_run_after", "grown")))
-    }
+    full_apparent = _grown(d, "full_run_after", measure="apparent_bytes")
     ours, uv = "whisperx-matrix cache", "uv cache"
     envs = "cell venvs (envs/)"
     return wrap(
