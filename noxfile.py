@@ -1,6 +1,6 @@
 #!/usr/bin/env -S uv run --script
 # /// script
-# dependencies = ["nox>=2024.10.9", "rich>=13"]
+# dependencies = ["nox>=2024.10.9", "rich>=13", "pip>=23"]  # pip: `nox -s wheelhouse` downloads with it
 # ///
 """Sessions of whisperx-matrix. Thin: each parses nothing and calls the package under src/.
 

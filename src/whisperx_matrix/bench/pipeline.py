@@ -40,9 +40,15 @@ def pipeline_plan(large_model: str | None, *, max_new_tokens: int = 100) -> list
     singles = [("tiny.en", "tiny_en", "float16", 16)]
     if large_model:
         lg = {"model": large_model, "max_new_tokens": max_new_tokens}
-        # the ASR lever again alone: it is the one lever whose outputs depend on the ASR model
+        # alone again, the levers that change what alignment is given or how it runs: the words depend on the model
         steps.append(
-            {"name": "large_v3_sweep", "mode": "sweep", "levers": "asr_batch_32", "combine": "from:tiny_en_sweep"} | lg
+            {
+                "name": "large_v3_sweep",
+                "mode": "sweep",
+                "levers": "asr_batch_32,overlap_align_diarize",
+                "combine": "from:tiny_en_sweep",
+            }
+            | lg
         )
         steps.append(
             {
@@ -66,7 +72,7 @@ def pipeline_plan(large_model: str | None, *, max_new_tokens: int = 100) -> list
             "model": model,
             "compute_type": ct,
             "batch_size": bs,
-            "combine": "from:tiny_en_sweep+empty_cache",
+            "combine": "from:tiny_en_sweep+free_between_stages",
             "label": "levers",
         }
         if model != "tiny.en":
@@ -89,7 +95,13 @@ def resolve_combine(spec: str | None, done: dict[str, dict[str, Any]]) -> str | 
 
 
 def pipeline_command(
-    python: Path, audio: Path, out: Path, step: dict[str, Any], combine: str | None, device: str
+    python: Path,
+    audio: Path,
+    out: Path,
+    step: dict[str, Any],
+    combine: str | None,
+    device: str,
+    num_speakers: int | None = None,
 ) -> list[str]:
     cmd = [
         str(python),
@@ -113,6 +125,8 @@ def pipeline_command(
     for key in ("compute_type", "batch_size", "max_new_tokens"):
         if step.get(key) is not None:
             cmd += [f"--{key.replace('_', '-')}", str(step[key])]
+    if num_speakers:
+        cmd += ["--num-speakers", str(num_speakers)]
     return cmd
 
 
@@ -141,6 +155,21 @@ def pipeline_run_figures(run: dict[str, Any], audio_s: float) -> dict[str, Any]:
     elif stages:
         name = "+".join(s for s in PIPELINE_STAGES if s in covered)
         out["partial_rtf"] = {"stages": name, "rtf": _rtf(audio_s, sum(stages.values()))}
+    return out
+
+
+def memory_breakdown(result: dict[str, Any]) -> dict[str, Any]:
+    """Where a single run's whole-process GPU memory went, from its records (NVML/nvidia-smi process figures):
+    the CUDA context alone, the ASR model's weights (the load's peak less the context), each timed stage's peak."""
+    loads = {r["stage"]: r.get("process_peak_mib") for r in result.get("loads", [])}
+    context = loads.get("cuda_init")
+    asr_load = next((v for k, v in loads.items() if k.startswith("load_asr")), None)
+    stages = {r["stage"]: r.get("process_peak_mib") for r in (result.get("run") or {}).get("stages", [])}
+    out: dict[str, Any] = {"cuda_context_mib": context, "after_asr_load_mib": asr_load, "stage_peaks_mib": stages}
+    if context is not None and asr_load is not None:
+        out["asr_weights_mib"] = asr_load - context
+        if stages.get("vad+asr") is not None:
+            out["asr_working_mib"] = stages["vad+asr"] - asr_load  # decoding buffers, the VAD's cache
     return out
 
 
@@ -225,6 +254,7 @@ def summarise_pipeline(data: dict[str, Any]) -> dict[str, Any]:
             "ok": bool(res.get("ok")),
             "peak_mib": res.get("process_peak_mib"),
             "peak_source": res.get("process_peak_source"),
+            "memory": memory_breakdown(res),
         }
         if res.get("ok"):
             row |= {k: v for k, v in pipeline_run_figures(run, res["audio_s"]).items() if k != "stages_rtf"}
@@ -273,6 +303,24 @@ def pipeline_targets(summary: dict[str, Any], equivalence: dict[str, Any], singl
         "lowest_peak_mib": best,
         "met": None if best is None else best < limit,
     }
+    # VAD + ASR with no other model loaded (free_between_stages): what any process at this setting needs at least
+    alone = [
+        row["memory"]
+        for name, row in singles.items()
+        if name in mem and "free_between_stages" in (row.get("levers") or []) and row.get("memory")
+    ]
+    floor = next((m for m in alone if m.get("stage_peaks_mib", {}).get("vad+asr") is not None), None)
+    if floor is not None:
+        vad_asr = floor["stage_peaks_mib"]["vad+asr"]
+        t["memory_large_v3_fp16_bs16"]["floor"] = {
+            "what": "the VAD + ASR stage's whole-process peak with no other model loaded: the least any process "
+            "running this model at this compute type and batch size holds",
+            "vad_asr_peak_mib": vad_asr,
+            "cuda_context_mib": floor.get("cuda_context_mib"),
+            "asr_weights_mib": floor.get("asr_weights_mib"),
+            "asr_working_mib": floor.get("asr_working_mib"),
+            "under_limit": vad_asr < limit,
+        }
     eq_ok = [e.get("every_kept_lever_passes") for e in equivalence.values()]
     t["equivalence"] = {
         "target": "the equivalence block passes for every lever kept",
@@ -318,7 +366,9 @@ def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
             ui.say(f"bench pipeline: {step['name']}: {exc}")
             continue
         raw = work / f"raw-{step['name']}.json"
-        cmd = pipeline_command(env / "bin" / "python", Path(audio["audio"]), raw, step, combine, args.device)
+        cmd = pipeline_command(
+            env / "bin" / "python", Path(audio["audio"]), raw, step, combine, args.device, audio["speakers"]
+        )
         child_env = clean_env()
         if args.fresh_jit_cache and step is plan[0]:  # a cold first-call figure; the result records the state
             shutil.rmtree(jit, ignore_errors=True)

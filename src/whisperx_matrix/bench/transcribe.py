@@ -89,6 +89,7 @@ def bench_inputs(
                 "text": work / f"{name}.txt",
                 "rttm": work / f"{name}.rttm",
                 "seconds": round(sp.seconds, 2),
+                "speakers": len({t.speaker for t in sp.turns}),
                 "source": "espeak-ng two-voice dialogue",
             }
         )
@@ -110,6 +111,7 @@ def bench_inputs(
                     "text": work / "sample.txt",
                     "rttm": rttm,
                     "seconds": 30.0,
+                    "speakers": len({line.split()[7] for line in rttm.read_text().splitlines() if line.strip()}),
                     "source": "pyannote-audio's shipped sample (real speech, 2 speakers)",
                 },
             )

@@ -103,8 +103,10 @@ LEVERS: dict[str, dict[str, Any]] = {
     },
 }
 MEMORY_LEVERS: dict[str, str] = {
-    "empty_cache": "torch.cuda.empty_cache() after every stage, and the ASR model freed (del, gc) once ASR is done, as "
-    "WhisperX's README does for small GPUs (single mode only: the model is needed again in a sweep)",
+    "free_between_stages": "each stage's models loaded when the stage comes and freed when it is done (WhisperX's "
+    "README does this for small GPUs): the ASR model alone first, then alignment and diarization; "
+    "torch.cuda.empty_cache() after VAD (before CTranslate2 decodes) and after every stage. Single mode only "
+    "(a sweep needs every model again); model loads and first calls stay outside the timed pipeline",
 }
 REFERENCE = {
     "batch_size": 16,
@@ -114,7 +116,8 @@ REFERENCE = {
     "embedding_precision": "float32 (TF32 off, as pyannote sets it)",
     "align_audio": "numpy on the host",
     "stages": "one after another",
-    "empty_cache": False,
+    "free_between_stages": False,
+    "num_speakers": None,
 }
 
 
@@ -247,8 +250,8 @@ def settings_for(levers: list[str]) -> dict[str, Any]:
             s["align_audio"] = "torch tensor on the GPU"
         elif lv == "overlap_align_diarize":
             s["stages"] = "diarization overlapped with alignment"
-        elif lv == "empty_cache":
-            s["empty_cache"] = True
+        elif lv == "free_between_stages":
+            s["free_between_stages"] = True
     if str(s["embedding_precision"]).startswith("float32"):
         s["embedding_precision"] = "float32"
     return s
@@ -283,7 +286,12 @@ class Pipeline:
         self.asr: Any = None
         self.align_model: Any = None
         self.diar: dict[tuple[Any, ...], Any] = {}
+        self.first_segments: Any = None  # the ASR warm-up's segments, for the alignment model's first call
         self.head = samples[: 30 * 16000]  # each model's first call runs on this, untimed by any run
+        # The file's speaker count, given to pyannote: with random embedding weights, clustering by threshold puts
+        # every turn in one speaker, so DER between two runs would prove only the same speech regions; with the
+        # count given, the turns must be split by their embeddings, and a lever that moves embeddings shows.
+        self.speakers = {"num_speakers": args.num_speakers} if args.num_speakers else {}
 
     def load_asr(self, model_path: str, compute_type: str) -> None:
         import whisperx
@@ -336,7 +344,7 @@ class Pipeline:
             wave = torch.from_numpy(self.head[None, :])
             rec, _ = self.stage(
                 f"diarize_first_call[{'/'.join(map(str, key))}]",
-                lambda: pipe({"waveform": wave, "sample_rate": 16000}),
+                lambda: pipe({"waveform": wave, "sample_rate": 16000}, **self.speakers),
                 len(self.head) / 16000,
             )
             self.loads.append(rec)
@@ -344,7 +352,7 @@ class Pipeline:
         return self.diar[key]
 
     def _empty(self, s: dict[str, Any]) -> None:
-        if s["empty_cache"] and self.gpu:
+        if s["free_between_stages"] and self.gpu:
             import torch
 
             gc.collect()
@@ -359,15 +367,19 @@ class Pipeline:
         given: dict[str, Any] | None = None,
         asr_only: bool = False,
         free_asr: bool = False,
+        between: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         """One configuration. ``only``: the stages to run (the rest of the outputs come from ``given``, the
-        reference's). Returns {label, levers, settings, stages: [...], outputs: {text, words, turns}, whole_s}."""
+        reference's). ``between``: called once VAD + ASR is done (loading the later stages' models); its time is
+        left out of ``whole_s``, as every configuration's model loads are. Returns {label, levers, settings,
+        stages: [...], outputs: {text, words, turns}, whole_s}."""
         import torch
         import whisperx
 
         s = settings_for(levers)
         if self.args.batch_size and "asr_batch_32" not in levers:
             s["batch_size"] = self.args.batch_size
+        s["num_speakers"] = self.args.num_speakers
         only = list(STAGES) if only is None else only
         if asr_only:
             only = ["vad+asr"]
@@ -375,8 +387,9 @@ class Pipeline:
         out: dict[str, Any] = {"label": label, "levers": levers, "settings": s, "stages": [], "ran": only}
         outputs: dict[str, Any] = {}
         bt.say(f"--- {label}: {', '.join(levers) or 'reference settings'}; stages {', '.join(only)} ---")
-        diar_pipe: Any = self.diarizer(s) if "diarize" in only else None
+        diar_pipe: Any = self.diarizer(s) if "diarize" in only and between is None else None
         t_all = time.perf_counter()
+        paused = 0.0
 
         transcript: Any = given.get("_transcript")
         if "vad+asr" in only:
@@ -402,6 +415,13 @@ class Pipeline:
             out["whole_s"] = round(time.perf_counter() - t_all, 3)
             out["outputs"] = outputs
             return out | {"ok": True}
+        if between is not None:
+            t0 = time.perf_counter()
+            between()
+            paused = time.perf_counter() - t0
+            out["between_stages_s"] = round(paused, 3)
+            if "diarize" in only:
+                diar_pipe = self.diarizer(s)
 
         audio_for_align: Any = self.samples
         if s["align_audio"].startswith("torch") and self.gpu:
@@ -416,7 +436,7 @@ class Pipeline:
         wave = torch.from_numpy(self.samples[None, :])
 
         def do_diarize() -> Any:
-            return diar_pipe({"waveform": wave, "sample_rate": 16000})
+            return diar_pipe({"waveform": wave, "sample_rate": 16000}, **self.speakers)
 
         aligned = given.get("_aligned")
         diar_out = None
@@ -487,7 +507,7 @@ class Pipeline:
                 outputs["speakers_by_word"] = [
                     w.get("speaker") for sg in assigned["segments"] for w in sg.get("words", [])
                 ]
-        out["whole_s"] = round(time.perf_counter() - t_all, 3)
+        out["whole_s"] = round(time.perf_counter() - t_all - paused, 3)
         out["whole_rtf"] = bt.rtf(self.audio_s, out["whole_s"])
         out["stage_sum_s"] = round(sum(r["wall_s"] for r in out["stages"]), 3)
         out["outputs"] = outputs
@@ -530,41 +550,68 @@ def stage_time(run: dict[str, Any], stages: list[str]) -> float | None:
     return round(total, 3) if seen else None
 
 
-def warm_up(p: Pipeline, head: Any) -> list[dict[str, Any]]:
-    """Each model's first call on 30 s (cuDNN/cuBLAS set-up, CTranslate2's PTX JIT), so that no timed run pays it."""
+def warm_up_asr(p: Pipeline) -> list[dict[str, Any]]:
+    """The ASR model's first call on 30 s (cuBLAS set-up, CTranslate2's PTX JIT), so that no timed run pays it; its
+    segments are kept for the alignment model's first call."""
+    recs = []
+    jit = bt.cuda_jit_cache_state() if p.gpu else None
+    head_s = len(p.head) / 16000
+    bs = p.args.batch_size or REFERENCE["batch_size"]
+    rec, first = p.stage("asr_first_call", lambda: p.asr.transcribe(p.head, batch_size=bs, language="en"), head_s)
+    rec["cuda_jit_cache"] = jit
+    recs.append(rec)
+    p.first_segments = None if first is None else first["segments"]
+    if p.args.mode == "sweep":  # the ASR lever's batch size gets its first call too
+        rec, _ = p.stage("asr_first_call[bs32]", lambda: p.asr.transcribe(p.head, batch_size=32, language="en"), head_s)
+        recs.append(rec)
+    return recs
+
+
+def warm_up_align(p: Pipeline) -> list[dict[str, Any]]:
+    """The alignment model's first calls (audio on the host, and on the GPU), untimed by any run."""
     import torch
     import whisperx
 
-    recs = []
-    jit = bt.cuda_jit_cache_state() if p.gpu else None
-    head_s = len(head) / 16000
-    bs = p.args.batch_size or REFERENCE["batch_size"]
-    rec, first = p.stage("asr_first_call", lambda: p.asr.transcribe(head, batch_size=bs, language="en"), head_s)
-    rec["cuda_jit_cache"] = jit
-    recs.append(rec)
-    if p.args.asr_only:
+    recs: list[dict[str, Any]] = []
+    if p.first_segments is None or not p.align_model:
         return recs
-    if p.args.mode == "sweep":  # the ASR lever's batch size gets its first call too
-        rec, _ = p.stage("asr_first_call[bs32]", lambda: p.asr.transcribe(head, batch_size=32, language="en"), head_s)
-        recs.append(rec)
-    if first is not None and p.align_model:
-        am, meta = p.align_model
+    am, meta = p.align_model
+    head_s = len(p.head) / 16000
+    segments = p.first_segments
+    rec, _ = p.stage(
+        "align_first_call",
+        lambda: whisperx.align(copy.deepcopy(segments), am, meta, p.head, p.device),
+        head_s,
+    )
+    recs.append(rec)
+    if p.gpu:
         rec, _ = p.stage(
-            "align_first_call",
-            lambda: whisperx.align(copy.deepcopy(first["segments"]), am, meta, head, p.device),
+            "align_first_call[audio on device]",
+            lambda: whisperx.align(copy.deepcopy(segments), am, meta, torch.from_numpy(p.head).to(p.device), p.device),
             head_s,
         )
         recs.append(rec)
-        if p.gpu:
-            rec, _ = p.stage(
-                "align_first_call[audio on device]",
-                lambda: whisperx.align(
-                    copy.deepcopy(first["segments"]), am, meta, torch.from_numpy(head).to(p.device), p.device
-                ),
-                head_s,
-            )
-            recs.append(rec)
     return recs
+
+
+def empty_cache_after_vad(asr: Any) -> None:
+    """Make WhisperX's VAD model empty torch's cache when it returns, before CTranslate2 decodes: its activations'
+    cache would otherwise sit beside the decoder's memory. The instance gets a subclass (``transcribe`` checks
+    ``issubclass(type(vad_model), Vad)``); the VAD's computation is unchanged."""
+    import torch
+
+    vad = getattr(asr, "vad_model", None)
+    if vad is None:
+        return
+    base = type(vad)
+
+    def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
+        out = base.__call__(self, *args, **kwargs)
+        gc.collect()
+        torch.cuda.empty_cache()
+        return out
+
+    vad.__class__ = type(f"EmptyCacheAfter{base.__name__}", (base,), {"__call__": __call__})
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -572,8 +619,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         bt.check_ffmpeg()
     levers = parse_levers(args.levers, allowed=LEVERS) if args.mode == "sweep" else []
     combine = parse_levers(args.combine, allowed=LEVERS | MEMORY_LEVERS) if args.combine is not None else None
-    if args.mode == "sweep" and combine and "empty_cache" in combine:
-        raise bt.BenchError("empty_cache frees the ASR model: use it with --mode single")
+    if args.mode == "sweep" and combine and "free_between_stages" in combine:
+        raise bt.BenchError("free_between_stages frees each model after its stage: use it with --mode single")
     model_path, model_weights = bt.resolve_model(args.model)
     if model_weights == "synthetic" and not args.max_new_tokens:
         raise bt.BenchError("a synthetic (random-weight) model needs --max-new-tokens, or it decodes to the 448 limit")
@@ -601,6 +648,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "threads": args.threads,
         "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size or REFERENCE["batch_size"],
+        "num_speakers": args.num_speakers,
         "file": Path(args.audio).name,
         "audio_s": round(audio_s, 2),
         "decode_s": decode_s,
@@ -620,19 +668,39 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     process.__enter__()
     p = Pipeline(args, samples, audio_s)
     bt.ensure_punkt(Path(args.work_dir or os.environ.get("TMPDIR", "/tmp")) / f"wxm-pipeline-{os.getpid()}")
+    if p.gpu:  # the CUDA context alone: the floor every figure below stands on
+        rec, _ = p.stage("cuda_init", lambda: torch.zeros(1, device=args.device))
+        p.loads.append(rec)
+    levers_here = (combine or []) if args.mode == "single" else []
+    sequential = "free_between_stages" in levers_here
     p.load_asr(model_path, compute_type)
-    if not args.asr_only:
+    if sequential and p.gpu:
+        empty_cache_after_vad(p.asr)
+    data["warmup"] = warm_up_asr(p)
+
+    def load_rest() -> None:
         p.load_align()
-        p.diarizer(settings_for(combine or []) if args.mode == "single" else settings_for([]))
-    data["warmup"] = warm_up(p, p.head)
+        p.diarizer(settings_for(levers_here))
+        data["warmup"] += warm_up_align(p)
+        if sequential and p.gpu:  # the first calls' cache too, not only the stages'
+            gc.collect()
+            torch.cuda.empty_cache()
+
+    if not args.asr_only and not sequential:
+        load_rest()
+    if sequential and p.gpu:
+        gc.collect()
+        torch.cuda.empty_cache()
     data["loads"] = p.loads
 
     if args.mode == "single":
-        levers_here = combine or []
-        if "empty_cache" in levers_here and p.gpu:  # the warm-up calls' cache too, not only the stages'
-            gc.collect()
-            torch.cuda.empty_cache()
-        r = p.run("single", levers_here, asr_only=args.asr_only, free_asr="empty_cache" in levers_here)
+        r = p.run(
+            "single",
+            levers_here,
+            asr_only=args.asr_only,
+            free_asr=sequential,
+            between=load_rest if sequential and not args.asr_only else None,
+        )
         process.__exit__()
         data["run"] = public(r, keep_outputs=False)
         data["ok"] = bool(r.get("ok"))
@@ -733,6 +801,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asr-only", action="store_true", help="single: VAD + ASR only")
     p.add_argument("--batch-size", type=int, default=None, help="the ASR batch size (default: the reference's, 16)")
     p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument(
+        "--num-speakers", type=int, default=None, help="the file's speaker count, given to pyannote (see Pipeline)"
+    )
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--keep-outputs", action="store_true", help="write each run's transcript, words and turns")
     p.add_argument("--work-dir", default=None)
