@@ -165,3 +165,20 @@ def test_levers_handed_over_lose_those_this_run_found_not_equivalent() -> None:
     trials = [{"lever": "asr_batch_32", "passes": False}, {"lever": "other", "passes": True}]
     assert eq.keep_given(["embedding_fp16", "asr_batch_32", "other"], trials) == ["embedding_fp16", "other"]
     assert eq.keep_given([], trials) == []
+
+
+def test_a_transcript_with_wer_zero_but_other_punctuation_is_not_the_same_transcript() -> None:
+    """What the H200 showed: CTranslate2 at batch 32 changed punctuation (and, with random weights, tokens that
+    normalising drops) with WER 0; alignment reads the raw text, so the words moved."""
+    got = eq.equivalence(_outputs(text="one, two three"), _outputs(text="one two three."))
+    assert got["transcript"]["wer"] == 0 and got["transcript"]["identical"] is False
+    assert not got["passes"]
+
+
+def test_judge_re_reads_a_stored_block_from_its_measured_fields() -> None:
+    stored = eq.equivalence(_outputs(), _outputs(text="one two three!"))
+    stored["passes"] = True  # what an older bar (WER alone) wrote
+    assert eq.judge(stored) is False
+    assert eq.judge(eq.equivalence(_outputs(), _outputs())) is True
+    assert eq.judge({"thresholds": {}}) is False  # nothing compared
+    assert eq.judge({"speaker_turns": {"missing_in": "other"}}) is False

@@ -98,3 +98,21 @@ def test_ci_runs_the_readmes_test_command_verbatim() -> None:
         for c in commands
     )
     assert commands[1] in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def _script_dependencies() -> list[str]:
+    """The PEP 723 block nox reads: it installs these into .nox/_nox_script_mode and re-runs itself there."""
+    lines = (ROOT / "noxfile.py").read_text(encoding="utf-8").splitlines()
+    start, end = lines.index("# /// script"), lines.index("# ///")
+    return tomllib.loads("\n".join(line.removeprefix("# ").removeprefix("#") for line in lines[start + 1 : end]))[
+        "dependencies"
+    ]
+
+
+def test_the_python_that_runs_the_venv_less_sessions_has_pip_for_the_wheelhouse() -> None:
+    """`nox -s wheelhouse` runs the CLI in nox's own Python (venv_backend none), which is the script-mode venv that
+    uv builds without pip; `wheelhouse` downloads with pip (uv has no download), so it failed there until pip was
+    listed. The session's Python is whatever the script block gives it."""
+    names = {d.split(">")[0].split("=")[0].split("<")[0].strip() for d in _script_dependencies()}
+    assert {"nox", "rich", "pip"} <= names
+    assert _keywords(_sessions()["wheelhouse"]).get("venv_backend") == "none"

@@ -4,7 +4,9 @@ Standard library only: imported by a cell's own python (bench_pipeline.py, which
 and by ours (the bench package). Pure functions, unit-tested in tests/unit/test_equivalence.py.
 
 The issue's bar (#15), for a speed-up to be kept: against the reference configuration run with the same weights,
-- the same transcript: WER between the two runs' texts = 0;
+- the same transcript: WER between the two runs' texts = 0, and the raw texts identical (normalising for WER drops
+  punctuation and non-ASCII, which users see and alignment reads: CTranslate2 at batch 32 changed them on the H200
+  with WER 0, and with random weights that moved 8 of 47 aligned words);
 - the same speaker turns: DER between the two runs' turns under 1% (no collar, overlap scored);
 - word timings within 20 ms (every word of one run matched to the same word of the other).
 This is run-to-run equivalence, so synthetic (random) weights are fine; it says nothing about accuracy.
@@ -177,6 +179,27 @@ def word_timing_delta(reference: Sequence[Word], other: Sequence[Word]) -> dict[
     }
 
 
+def judge(block: dict[str, Any]) -> bool:
+    """Whether an equivalence block (as ``equivalence`` writes it) is within the bar, from its measured fields alone:
+    the host re-judges stored blocks with this, so a change of the bar applies to every result file on merge."""
+    checks = []
+    t = block.get("transcript")
+    if t is not None:
+        checks.append("wer" in t and t["wer"] <= MAX_WER and t.get("identical") is True)
+    d = block.get("speaker_turns")
+    if d is not None:
+        checks.append("der" in d and d["der"] < MAX_DER)
+    w = block.get("word_timings")
+    if w is not None:
+        checks.append(
+            "max_delta_ms" in w
+            and w["max_delta_ms"] <= MAX_WORD_DELTA_MS
+            and w.get("unmatched_words") == 0
+            and w.get("timestamp_presence_differs") == 0
+        )
+    return bool(checks) and all(checks)
+
+
 def equivalence(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
     """Compare two runs' outputs (``text``, ``turns``, ``words`` as the pipeline records them); ``passes`` only when
     every output both runs have is within the bar, and at least one output was compared. An output one run has and
@@ -184,34 +207,17 @@ def equivalence(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, A
     out: dict[str, Any] = {
         "thresholds": {"wer": f"== {MAX_WER:g}", "der": f"< {MAX_DER:g}", "word_delta_ms": f"<= {MAX_WORD_DELTA_MS:g}"}
     }
-    checks = []
-    if "text" in reference or "text" in other:
-        if "text" in reference and "text" in other:
-            out["transcript"] = wer_between(reference["text"], other["text"])
-            checks.append(out["transcript"]["wer"] <= MAX_WER)
-        else:
-            out["transcript"] = {"missing_in": "other" if "text" in reference else "reference"}
-            checks.append(False)
-    if "turns" in reference or "turns" in other:
-        if "turns" in reference and "turns" in other:
-            out["speaker_turns"] = der_between(reference["turns"], other["turns"])
-            checks.append(out["speaker_turns"]["der"] < MAX_DER)
-        else:
-            out["speaker_turns"] = {"missing_in": "other" if "turns" in reference else "reference"}
-            checks.append(False)
-    if "words" in reference or "words" in other:
-        if "words" in reference and "words" in other:
-            wt = word_timing_delta(reference["words"], other["words"])
-            out["word_timings"] = wt
-            checks.append(
-                wt["max_delta_ms"] <= MAX_WORD_DELTA_MS
-                and wt["unmatched_words"] == 0
-                and wt["timestamp_presence_differs"] == 0
-            )
-        else:
-            out["word_timings"] = {"missing_in": "other" if "words" in reference else "reference"}
-            checks.append(False)
-    out["passes"] = bool(checks) and all(checks)
+    compared: list[tuple[str, str, Any]] = [
+        ("text", "transcript", wer_between),
+        ("turns", "speaker_turns", der_between),
+        ("words", "word_timings", word_timing_delta),
+    ]
+    for key, name, measure in compared:
+        if key in reference and key in other:
+            out[name] = measure(reference[key], other[key])
+        elif key in reference or key in other:  # a block without its measure fails judge()
+            out[name] = {"missing_in": "other" if key in reference else "reference"}
+    out["passes"] = judge(out)
     return out
 
 
