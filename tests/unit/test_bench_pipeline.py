@@ -127,32 +127,6 @@ def _sweep(whole: float, kept: list[str], lever_passes: bool = True) -> dict:
     }
 
 
-def test_summary_targets_from_a_sweep_and_single_runs() -> None:
-    single = {
-        "ok": True,
-        "mode": "single",
-        "model": "/m/large",
-        "compute_type": "float16",
-        "batch_size": 16,
-        "audio_s": 1200.0,
-        "process_peak_mib": 7000,
-        "run": _run({"vad+asr": 4.0, "align": 6.0, "diarize": 4.0, "assign_speakers": 0.1}, 14.1) | {"levers": ["x"]},
-    }
-    data = {
-        "steps": {
-            "tiny_en_sweep": {"result": _sweep(12.0, ["embedding_fp16"])},
-            "single-large_v3-float16-bs16": {"result": single, "label": "levers", "model_label": "large-v3-shaped"},
-        }
-    }
-    out = bench.summarise_pipeline(data)
-    t = out["targets"]
-    assert t["whole_pipeline_tiny_en"]["rtf"] == 100.0 and t["whole_pipeline_tiny_en"]["met"]
-    assert t["memory_large_v3_fp16_bs16"]["lowest_peak_mib"] == 7000 and t["memory_large_v3_fp16_bs16"]["met"]
-    assert t["whole_pipeline_large_v3"]["met"] is None  # no large-v3 sweep in this file
-    assert t["equivalence"]["met"] and out["equivalence"]["tiny_en_sweep"]["every_kept_lever_passes"]
-    assert out["settings_by_budget"]["large-v3-shaped"][0]["fits"]["rtf"] == pytest.approx(85.11)
-
-
 def _single(peak: int, stage_peaks: dict[str, int], levers: list[str]) -> dict:
     return {
         "ok": True,
@@ -174,6 +148,23 @@ def _single(peak: int, stage_peaks: dict[str, int], levers: list[str]) -> dict:
             ],
         },
     }
+
+
+def test_summary_targets_from_a_sweep_and_single_runs() -> None:
+    single = _single(7000, {"vad+asr": 7000, "align": 3000, "diarize": 3000, "assign_speakers": 1000}, ["x"])
+    data = {
+        "steps": {
+            "tiny_en_sweep": {"result": _sweep(12.0, ["embedding_fp16"])},
+            "single-large_v3-float16-bs16": {"result": single, "label": "levers", "model_label": "large-v3-shaped"},
+        }
+    }
+    out = bench.summarise_pipeline(data)
+    t = out["targets"]
+    assert t["whole_pipeline_tiny_en"]["rtf"] == 100.0 and t["whole_pipeline_tiny_en"]["met"]
+    assert t["memory_large_v3_fp16_bs16"]["lowest_peak_mib"] == 7000 and t["memory_large_v3_fp16_bs16"]["met"]
+    assert t["whole_pipeline_large_v3"]["met"] is None  # no large-v3 sweep in this file
+    assert t["equivalence"]["met"] and out["equivalence"]["tiny_en_sweep"]["every_kept_lever_passes"]
+    assert out["settings_by_budget"]["large-v3-shaped"][0]["fits"]["rtf"] == pytest.approx(85.11)
 
 
 def test_memory_breakdown_and_the_floor_of_a_setting_come_from_the_sequential_run() -> None:
