@@ -95,6 +95,7 @@ def expected_stamp(matrix: Matrix, cell: Cell, *, use_patches: bool, lock_file: 
         "lock": f"{cell.lock_id}.txt {locks.sha256_bytes(lock_path.read_bytes())}",
         "patches": _series(matrix).fingerprint() if use_patches else None,
         "preload": list(cell.preload),
+        **({"opt_in_patches": list(cell.opt_in_patches)} if use_patches and cell.opt_in_patches else {}),
     }
 
 
@@ -347,6 +348,8 @@ def _build_locked(
     progress: Progress,
 ) -> BuildResult:
     use_patches = cell.patches if use_patches is None else use_patches
+    if use_patches:  # an unknown or non-opt-in id stops here, before anything is installed
+        _series(matrix).check_opted(cell.opt_in_patches, f"cell {cell.id}: opt_in_patches")
     t_start = time.perf_counter()
     stamp = expected_stamp(matrix, cell, use_patches=use_patches, lock_file=lock_file)
     lock_path = lock_file or locks.lock_path(matrix, cell)
@@ -462,7 +465,7 @@ def _build_locked(
         if use_patches:
             from . import patches
 
-            result = patches.apply_series(_series(matrix), site, cell.pins["whisperx"])
+            result = patches.apply_series(_series(matrix), site, cell.pins["whisperx"], cell.opt_in_patches)
             patch_summary = result.summary
             progress(f"{cell.id}: patches: {patch_summary}")
         seconds["patch"] = round(time.perf_counter() - t0, 3)

@@ -40,6 +40,7 @@ _CELL_FIELDS = {
     "cuda",
     "aliases",
     "patches",
+    "opt_in_patches",
     "preload",
     "expect",
     "expect_sm",
@@ -89,6 +90,7 @@ class Cell:
     preload: tuple[str, ...] = ()
     index: Index | None = None
     patches: bool = True
+    opt_in_patches: tuple[str, ...] = ()  # opt-in patches of the series (speed patches) this cell turns on
     aliases: tuple[str, ...] = ()
     expect: Expectation = Expectation("pass")
     expect_sm: Mapping[int, Expectation] = field(default_factory=dict)
@@ -414,6 +416,9 @@ def _make_cell(
     patches = raw.get("patches", True)
     if not isinstance(patches, bool):
         raise fail("patches must be true or false", cell_id, "patches")
+    opt_in_patches = _str_list(raw, "opt_in_patches", fail, cell_id)
+    if opt_in_patches and not patches:
+        raise fail("opt_in_patches needs patches = true (this cell takes no patch)", cell_id, "opt_in_patches")
     return Cell(
         id=cell_id,
         summary=str(raw.get("summary", "")),
@@ -429,6 +434,7 @@ def _make_cell(
         preload=_str_list(raw, "preload", fail, cell_id),
         index=index,
         patches=patches,
+        opt_in_patches=opt_in_patches,
         aliases=_str_list(raw, "aliases", fail, cell_id),
         expect=expect,
         expect_sm=expect_sm,

@@ -24,7 +24,7 @@ def test_the_plan_sweeps_tiny_en_first_and_hands_its_levers_to_the_later_steps()
     assert names[0] == "tiny_en_sweep" and names[1] == "large_v3_sweep"
     assert plan[1]["combine"] == "from:tiny_en_sweep" and plan[1]["max_new_tokens"] == 100
     # the levers that change what alignment is given, or how it runs, are checked again on the other model
-    assert plan[1]["levers"] == "asr_batch_32,overlap_align_diarize"
+    assert plan[1]["levers"] == "asr_batch_32,overlap_align_diarize,align_numpy_trellis"
     singles = [s for s in plan if s["mode"] == "single"]
     assert {(s["compute_type"], s["batch_size"]) for s in singles if s["model"] == "/m/large"} >= {
         ("float16", 16),
@@ -275,3 +275,42 @@ def test_the_whole_process_peak_is_the_largest_any_sampler_saw() -> None:
     res = _single(19492, {"vad+asr": 19780, "align": 15012}, [])
     assert bench.process_peak(res) == 19780
     assert bench.process_peak({"process_peak_mib": None, "loads": [], "run": {"stages": []}}) is None
+
+
+TRELLIS_CHECK = """
+import importlib.util, sys, torch
+import whisperx.alignment as released
+spec = importlib.util.spec_from_file_location("patched", sys.argv[1])
+patched = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(patched)
+torch.manual_seed(0)
+cases = [(1500, 300, torch.float32), (1500, 1, torch.float32), (700, 600, torch.float32), (1500, 120, torch.float16)]
+for frames, n, dtype in cases:
+    emission = torch.log_softmax(torch.randn(frames, 33), -1).to(dtype)
+    tokens = torch.randint(1, 33, (n,)).tolist() + [32]  # the last column, as WhisperX's wildcard is
+    a, b = released.get_trellis(emission, tokens, 0), patched.get_trellis(emission, tokens, 0)
+    assert a.dtype == b.dtype and torch.equal(a, b), (frames, n, dtype)
+    paths = [m.backtrack(t, emission, tokens, 0) for m, t in ((released, a), (patched, b))]
+    # each module has its own Point class: compare the fields
+    assert [None if p is None else [(x.token_index, x.time_index, x.score) for x in p] for p in paths] == [
+        None if paths[0] is None else [(x.token_index, x.time_index, x.score) for x in paths[0]]
+    ] * 2
+print("identical", len(cases))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_the_opt_in_trellis_patch_gives_the_released_trellis_bit_for_bit(tmp_path, working_cell_python):
+    """The align_numpy_trellis lever's code, as the benchmark stages it (the series' patch applied to a copy of the
+    cell's alignment.py), against the cell's own WhisperX, in the cell's python: the same trellis and the same path
+    on random emissions (float32 and float16) of WhisperX's shapes. Its speed is measured on the GPU machine."""
+    from whisperx_matrix import matrix as matrices
+
+    m = matrices.load(ROOT / "matrix.toml")
+    staged, how = bench.stage_opt_in_alignment(m, working_cell_python.parent.parent, tmp_path)
+    assert staged is not None, how
+    proc = subprocess.run(
+        [str(working_cell_python), "-c", TRELLIS_CHECK, str(staged)], capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0 and "identical 4" in proc.stdout, proc.stderr[-800:]

@@ -303,3 +303,18 @@ def test_cells_listing_shows_every_target_not_only_sm_120() -> None:
     assert expectations(cell, None) == "fail (UnpicklingError:weights_only); on sm_120: fail (arch-unsupported:sm_120)"
     assert expectations(cell, 90) == "on sm_90: fail (UnpicklingError:weights_only)"
     assert expectations(MATRIX.get("option1-stable-cu124"), None) == "pass; on sm_120: fail (arch-unsupported:sm_120)"
+
+
+def test_a_cell_turns_on_opt_in_patches_by_id_and_shares_its_parents_lock(tmp_path: Path) -> None:
+    text = MINIMAL.replace(
+        'aliases = []\npatches = false\nexpect = { status = "fail", reason = "TypeError:use_auth_token" }',
+        'aliases = []\nopt_in_patches = ["0002-alignment-numpy-trellis"]',
+    )
+    cell = load_text(tmp_path, text).get("stable-cu128-unpatched")
+    assert cell.opt_in_patches == ("0002-alignment-numpy-trellis",) and cell.lock_id == "stable-cu128"
+
+
+def test_opt_in_patches_on_a_cell_without_patches_is_one_clear_error(tmp_path: Path) -> None:
+    text = MINIMAL.replace("patches = false", 'patches = false\nopt_in_patches = ["0002-alignment-numpy-trellis"]')
+    with pytest.raises(ConfigError, match=r"matrix.toml:\d+: .*opt_in_patches needs patches = true"):
+        load_text(tmp_path, text)

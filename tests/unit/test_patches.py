@@ -25,6 +25,8 @@ from whisperx_matrix.errors import ConfigError, NotBuiltError, PatchError, ToolM
 PROJECT = Path(__file__).resolve().parents[2]
 SERIES_DIR = PROJECT / "patches"
 P0001 = "0001-pyannote-use-auth-token-to-token"
+P0002 = "0002-alignment-numpy-trellis"  # opt-in: off unless asked for
+OUTSIDE_0002 = (P0002, "not applicable: whisperx 3.7.6 is outside <3.9.0,>=3.8.4")
 TESTED_37 = ("3.7.0", "3.7.6", "3.7.9")  # first, the document's, and last of the 3.7 line
 
 
@@ -278,7 +280,7 @@ def test_apply_reapply_revert_is_byte_identical(site_factory: Callable[..., Path
     before = snapshot(site)
 
     first = wxp.apply_series(series, site, "3.7.6")
-    assert first.changed and first.applied == (P0001,) and first.skipped == ()
+    assert first.changed and first.applied == (P0001,) and first.skipped == (OUTSIDE_0002,)
     assert f"applied {P0001}" in first.summary
     record_consistent(site)  # RECORD lines follow the patched files, so pip/uv see no corruption
     assert not (pycache / "asr.cpython-311.pyc").exists()
@@ -308,7 +310,7 @@ def test_fixed_upstream_on_3_8_6(site_factory: Callable[..., Path], series: wxp.
     before = snapshot(site)
     result = wxp.apply_series(series, site, "3.8.6")
     assert not result.changed and result.applied == ()
-    assert result.skipped == ((P0001, "not needed: fixed upstream in whisperx 3.8.0"),)
+    assert result.skipped == ((P0001, "not needed: fixed upstream in whisperx 3.8.0"), (P0002, wxp.OPT_IN_OFF))
     assert "not needed: fixed upstream in whisperx 3.8.0" in result.summary
     assert snapshot(site) == before  # no record either
     # faster-whisper's own use_auth_token stays (it is right there).
@@ -316,11 +318,44 @@ def test_fixed_upstream_on_3_8_6(site_factory: Callable[..., Path], series: wxp.
 
 
 @pytest.mark.network
+def test_an_opt_in_patch_applies_only_when_asked_for_and_reverts_byte_identical(
+    site_factory: Callable[..., Path], series: wxp.Series
+) -> None:
+    site = site_factory("3.8.6")
+    before = snapshot(site)
+    assert series.get(P0002).opt_in and not wxp.apply_series(series, site, "3.8.6").changed
+    result = wxp.apply_series(series, site, "3.8.6", opted=(P0002,))
+    assert result.changed and result.applied == (P0002,)
+    assert "np.maximum(" in (site / "whisperx" / "alignment.py").read_text()
+    record_consistent(site)
+    assert wxp.status(series, site, opted=(P0002,)).intact
+    assert wxp.revert_series(site).reverted == (P0002,)
+    assert snapshot(site) == before
+
+
+def test_a_cell_may_opt_in_only_to_patches_marked_opt_in(series: wxp.Series) -> None:
+    series.check_opted([P0002], "cell x: opt_in_patches")
+    with pytest.raises(PatchError, match=f"cell x: opt_in_patches: '{P0001}' is not an opt-in patch"):
+        series.check_opted([P0001], "cell x: opt_in_patches")
+    with pytest.raises(PatchError, match="no patch 'nope'"):
+        series.check_opted(["nope"], "cell x: opt_in_patches")
+
+
+def test_opt_in_must_be_a_boolean(tmp_path: Path) -> None:
+    folder = write_series(tmp_path / "p", [entry("a", "a.patch", opt_in="yes")], {"a.patch": WRONG_LINE})
+    with pytest.raises(PatchError, match=r"series.toml:\d+: patch 'a': opt_in must be true or false"):
+        wxp.load_series(folder)
+
+
+@pytest.mark.network
 def test_not_applicable_with_pyannote_3(site_factory: Callable[..., Path], series: wxp.Series) -> None:
     site = site_factory("3.7.6", pyannote="3.4.0")
     before = snapshot(site)
     result = wxp.apply_series(series, site, "3.7.6")
-    assert result.skipped == ((P0001, "not applicable: needs pyannote-audio>=4.0, the env has pyannote-audio 3.4.0"),)
+    assert result.skipped == (
+        (P0001, "not applicable: needs pyannote-audio>=4.0, the env has pyannote-audio 3.4.0"),
+        OUTSIDE_0002,
+    )
     assert snapshot(site) == before
 
 
@@ -469,7 +504,8 @@ def test_cli_check_prints_the_table(
     args = parser.parse_args(["patches", "check", "--versions", "3.8.6", "3.7.6", "3.4.2"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert re.search(r"^3\.8\.6 +not needed \(fixed in 3\.8\.0\)$", out, re.M)
-    assert re.search(r"^3\.7\.6 +applies$", out, re.M)
-    assert re.search(r"^3\.4\.2 +n/a$", out, re.M)
+    # the opt-in patch is checked like any other: it is in the series, only off by default
+    assert re.search(r"^3\.8\.6 +not needed \(fixed in 3\.8\.0\) +applies$", out, re.M)
+    assert re.search(r"^3\.7\.6 +applies +n/a$", out, re.M)
+    assert re.search(r"^3\.4\.2 +n/a +n/a$", out, re.M)
     assert f"{P0001}: applies to 1 release(s)" in out

@@ -26,6 +26,7 @@ from .pipeline import (
     process_peak,
     resolve_combine,
     settings_for_budget,
+    stage_opt_in_alignment,
     summarise_pipeline,
 )
 from .targets import CPU_TARGETS, GPU_TARGETS, summarise_file, summarise_transcribe, transcribe_targets
@@ -52,6 +53,7 @@ __all__ = [
     "settings_for_budget",
     "stm_text",
     "summarise_file",
+    "stage_opt_in_alignment",
     "summarise_pipeline",
     "summarise_results",
     "summarise_transcribe",

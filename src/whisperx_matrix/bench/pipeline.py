@@ -27,6 +27,32 @@ MEMORY_TARGET_GB = 8.0
 BUDGETS_GB = (8, 12)
 SYNTHETIC_LARGE_V3 = "large-v3-shaped, synthetic weights (make_synthetic_model.py)"
 BUDGET_HEADROOM_MIB = 0  # the budget is compared with NVML's whole-process peak as measured: no margin added
+ALIGN_PATCH = "0002-alignment-numpy-trellis"  # the align_numpy_trellis lever's code: an opt-in patch of the series
+
+
+def stage_opt_in_alignment(m: matrices.Matrix, env: Path, work: Path) -> tuple[Path | None, str]:
+    """The cell's whisperx/alignment.py with the series' opt-in trellis patch applied, staged in ``work`` (the
+    patch file is the lever's only source); None and the reason when it does not fit this cell."""
+    from ..patches import load_series
+    from ..patches.gnupatch import stage
+    from ..patches.record import PatchRecord, installed_versions
+
+    patch = load_series(m.root / "patches").get(ALIGN_PATCH)
+    site = paths.site_packages(env)
+    installed = installed_versions(site)
+    version = installed.get("whisperx")
+    record = PatchRecord.read(site)
+    if version is None:
+        return None, "whisperx is not installed in the cell"
+    if record is not None and patch.id in {p.id for p in record.patches}:
+        return None, f"the cell already has {patch.id} applied: its reference runs with it"
+    reason = patch.decide(version, installed, opted=(patch.id,))
+    if reason is not None:
+        return None, reason
+    out = work / "opt-in" / patch.id
+    shutil.rmtree(out, ignore_errors=True)
+    stage([patch], site, out)
+    return out / "whisperx" / "alignment.py", f"{patch.id} applied to a copy of whisperx {version}'s alignment.py"
 
 
 def pipeline_plan(large_model: str | None, *, max_new_tokens: int = 100) -> list[dict[str, Any]]:
@@ -46,7 +72,7 @@ def pipeline_plan(large_model: str | None, *, max_new_tokens: int = 100) -> list
             {
                 "name": "large_v3_sweep",
                 "mode": "sweep",
-                "levers": "asr_batch_32,overlap_align_diarize",
+                "levers": "asr_batch_32,overlap_align_diarize,align_numpy_trellis",
                 "combine": "from:tiny_en_sweep",
             }
             | lg
@@ -103,6 +129,7 @@ def pipeline_command(
     combine: str | None,
     device: str,
     num_speakers: int | None = None,
+    opt_in_align: Path | None = None,
 ) -> list[str]:
     cmd = [
         str(python),
@@ -128,6 +155,8 @@ def pipeline_command(
             cmd += [f"--{key.replace('_', '-')}", str(step[key])]
     if num_speakers:
         cmd += ["--num-speakers", str(num_speakers)]
+    if opt_in_align is not None:
+        cmd += ["--opt-in-align", str(opt_in_align)]
     return cmd
 
 
@@ -384,6 +413,10 @@ def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
     wanted = set(args.steps.split(",")) if args.steps else {s["name"] for s in plan}
     env = built_env(m, m.get(args.cell)) if not args.assemble_only else None
     audio = None
+    opt_in_align: Path | None = None
+    if env is not None:
+        opt_in_align, how = stage_opt_in_alignment(m, env, work)
+        ui.say(f"bench pipeline: align_numpy_trellis: {how}")
     for step in plan:
         if (
             args.assemble_only
@@ -401,7 +434,14 @@ def cmd_pipeline(m: matrices.Matrix, args: argparse.Namespace) -> int:
             continue
         raw = work / f"raw-{step['name']}.json"
         cmd = pipeline_command(
-            env / "bin" / "python", Path(audio["audio"]), raw, step, combine, args.device, audio["speakers"]
+            env / "bin" / "python",
+            Path(audio["audio"]),
+            raw,
+            step,
+            combine,
+            args.device,
+            audio["speakers"],
+            opt_in_align,
         )
         child_env = clean_env()
         if args.fresh_jit_cache and step is plan[0]:  # a cold first-call figure; the result records the state

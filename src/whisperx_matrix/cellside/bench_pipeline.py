@@ -95,6 +95,14 @@ LEVERS: dict[str, dict[str, Any]] = {
         "what": "whisperx.align given the audio as a tensor already on the GPU: each segment's "
         "slice needs no host-to-device copy",
     },
+    "align_numpy_trellis": {
+        "stages": ["align"],
+        "group": "align_trellis",
+        "what": "the series' opt-in patch 0002-alignment-numpy-trellis: alignment's CTC trellis filled in numpy with "
+        "the same float32 operations; its whisperx/alignment.py is a copy of the cell's with the patch applied, "
+        "given by the host (--opt-in-align) and used for this run's align calls only",
+        "patch": "0002-alignment-numpy-trellis",
+    },
     "overlap_align_diarize": {
         "stages": ["align", "diarize"],
         "group": "overlap",
@@ -115,6 +123,7 @@ REFERENCE = {
     "segmentation_step": 0.1,
     "embedding_precision": "float32 (TF32 off, as pyannote sets it)",
     "align_audio": "numpy on the host",
+    "align_trellis": "torch, per frame (WhisperX as released)",
     "stages": "one after another",
     "free_between_stages": False,
     "num_speakers": None,
@@ -248,6 +257,8 @@ def settings_for(levers: list[str]) -> dict[str, Any]:
             s["batch_size"] = int(lv.rsplit("_", 1)[1])
         elif lv == "align_audio_on_device":
             s["align_audio"] = "torch tensor on the GPU"
+        elif lv == "align_numpy_trellis":
+            s["align_trellis"] = "numpy (opt-in patch 0002-alignment-numpy-trellis)"
         elif lv == "overlap_align_diarize":
             s["stages"] = "diarization overlapped with alignment"
         elif lv == "free_between_stages":
@@ -287,6 +298,7 @@ class Pipeline:
         self.align_model: Any = None
         self.diar: dict[tuple[Any, ...], Any] = {}
         self.first_segments: Any = None  # the ASR warm-up's segments, for the alignment model's first call
+        self.patched_alignment: Any = None  # whisperx/alignment.py with an opt-in patch, loaded when a lever asks
         self.head = samples[: 30 * 16000]  # each model's first call runs on this, untimed by any run
         # The file's speaker count, given to pyannote: with random embedding weights, clustering by threshold puts
         # every turn in one speaker, so DER between two runs would prove only the same speech regions; with the
@@ -350,6 +362,27 @@ class Pipeline:
             self.loads.append(rec)
             self.diar[key] = pipe
         return self.diar[key]
+
+    def align_fn(self, s: dict[str, Any]) -> Callable[..., Any]:
+        """whisperx.align, or the patched copy's ``align`` when the settings ask for the numpy trellis."""
+        import whisperx
+
+        if not s["align_trellis"].startswith("numpy"):
+            return whisperx.align
+        if self.patched_alignment is None:
+            path = self.args.opt_in_align
+            if not path or not Path(path).is_file():
+                raise bt.BenchError(
+                    f"align_numpy_trellis needs the patched alignment.py (--opt-in-align), got {path!r}"
+                )
+            import importlib.util
+
+            spec = importlib.util.spec_from_file_location("wxm_opt_in_alignment", path)
+            assert spec is not None and spec.loader is not None  # a .py file path always gives both
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            self.patched_alignment = module
+        return self.patched_alignment.align
 
     def _empty(self, s: dict[str, Any]) -> None:
         if s["free_between_stages"] and self.gpu:
@@ -428,10 +461,12 @@ class Pipeline:
             audio_for_align = torch.from_numpy(self.samples).to(self.device)
         am, meta = self.align_model if self.align_model else (None, None)
 
+        align = self.align_fn(s)
+
         def do_align() -> Any:
             import copy
 
-            return whisperx.align(copy.deepcopy(transcript["segments"]), am, meta, audio_for_align, self.device)
+            return align(copy.deepcopy(transcript["segments"]), am, meta, audio_for_align, self.device)
 
         wave = torch.from_numpy(self.samples[None, :])
 
@@ -662,7 +697,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         },
         "reference_settings": REFERENCE,
         "levers_known": {k: v["what"] for k, v in LEVERS.items()} | MEMORY_LEVERS,
-        "patches": "none: every lever is a constructor argument, a setting, or the model object handed to pyannote",
+        "patches": "levers that change WhisperX code are opt-in patches of the series, used from a patched copy of the "
+        "cell's file for their runs only: "
+        + ", ".join(f"{k} ({v['patch']})" for k, v in LEVERS.items() if v.get("patch"))
+        + "; every other lever is a constructor argument, a setting, or the model object handed to pyannote",
+        "opt_in_align": args.opt_in_align and Path(args.opt_in_align).name,
     }
     process = bt.Sampler(args.device == "cuda")  # the whole process, from before the first model load
     process.__enter__()
@@ -727,6 +766,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rep_eq = compare(ref, repeat, list(STAGES)) if repeat.get("ok") else {"passes": False, "error": repeat.get("error")}
     for lv in levers:
         stages = LEVERS[lv]["stages"]
+        if LEVERS[lv].get("patch") and not args.opt_in_align:  # the host could not stage the patch: said, not run
+            why = f"not run: the host gave no copy with {LEVERS[lv]['patch']} applied (--opt-in-align)"
+            trials.append(
+                {
+                    "lever": lv,
+                    "group": LEVERS[lv]["group"],
+                    "stages": stages,
+                    "ok": False,
+                    "passes": False,
+                    "error": why,
+                }
+            )
+            bt.say(f"  lever {lv}: {why}")
+            continue
         r = p.run(lv, [lv], only=stages, given=ref)
         runs.append(r)
         t: dict[str, Any] = {
@@ -801,6 +854,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--asr-only", action="store_true", help="single: VAD + ASR only")
     p.add_argument("--batch-size", type=int, default=None, help="the ASR batch size (default: the reference's, 16)")
     p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument(
+        "--opt-in-align", default=None, help="a whisperx/alignment.py with the opt-in trellis patch (from the host)"
+    )
     p.add_argument(
         "--num-speakers", type=int, default=None, help="the file's speaker count, given to pyannote (see Pipeline)"
     )

@@ -21,7 +21,7 @@ from .apply import ApplyResult, RevertResult, apply_series, revert_series
 from .cli import register
 from .diff import FileDiff, Hunk, parse_diff
 from .gnupatch import HunkProblem, patch_bin, stage
-from .manifest import MANIFEST, SCHEMA, Outcome, Patch, Series, default_patches_dir, load_series, plan
+from .manifest import MANIFEST, OPT_IN_OFF, SCHEMA, Outcome, Patch, Series, default_patches_dir, load_series, plan
 from .record import (
     RECORD_FILE,
     AppliedPatch,
@@ -36,6 +36,7 @@ from .releases import CheckRow, check_series, extract_wheel, format_table, relea
 
 __all__ = [
     "MANIFEST",
+    "OPT_IN_OFF",
     "RECORD_FILE",
     "SCHEMA",
     "AppliedPatch",

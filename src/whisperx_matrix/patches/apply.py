@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,12 +94,15 @@ def _check_version(site_packages: Path, whisperx_version: str, installed: Mappin
     return str(wanted)
 
 
-def apply_series(series: Series, site_packages: Path, whisperx_version: str) -> ApplyResult:
-    """Apply every patch that fits ``whisperx_version`` to ``site_packages``: all of them, or none."""
+def apply_series(
+    series: Series, site_packages: Path, whisperx_version: str, opted: Collection[str] = ()
+) -> ApplyResult:
+    """Apply every patch that fits ``whisperx_version`` to ``site_packages`` (opt-in ones only when in ``opted``):
+    all of them, or none."""
     site_packages = Path(site_packages)
     installed = installed_versions(site_packages)
     version = _check_version(site_packages, whisperx_version, installed)
-    todo, skipped = plan(series, version, installed)
+    todo, skipped = plan(series, version, installed, opted)
 
     record = PatchRecord.read(site_packages)
     if record is not None:

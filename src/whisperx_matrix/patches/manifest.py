@@ -4,7 +4,7 @@ fixes, and the release that fixed it upstream. Loading validates everything and 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -19,7 +19,8 @@ from .diff import FileDiff, parse_diff
 
 SCHEMA = 1
 MANIFEST = "series.toml"
-_PATCH_FIELDS = {"id", "file", "applies_to", "fixes", "fixed_upstream", "when_installed", "fuzz"}
+_PATCH_FIELDS = {"id", "file", "applies_to", "fixes", "fixed_upstream", "when_installed", "fuzz", "opt_in"}
+OPT_IN_OFF = "off: an opt-in patch, applied only where a cell lists it in opt_in_patches (matrix.toml)"
 
 
 @dataclass(frozen=True)
@@ -34,16 +35,22 @@ class Patch:
     fuzz: int
     files: tuple[FileDiff, ...]
     strip: int = 1
+    opt_in: bool = False  # a speed patch: off unless a cell (or a benchmark) asks for it by id
 
     @property
     def sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
 
-    def decide(self, whisperx_version: str | Version, installed: Mapping[str, str] | None = None) -> str | None:
+    def decide(
+        self,
+        whisperx_version: str | Version,
+        installed: Mapping[str, str] | None = None,
+        opted: Collection[str] = (),
+    ) -> str | None:
         """None when this patch should be applied, else the reason it is skipped (one line).
 
         ``installed`` maps canonical distribution names to versions; None skips the ``when_installed`` test
-        (``check`` tests the hunks against bare wheels)."""
+        (``check`` tests the hunks against bare wheels). ``opted``: the opt-in patches asked for."""
         version = Version(str(whisperx_version))
         if not self.applies_to.contains(version, prereleases=True):
             if self.fixed_upstream is not None and version >= self.fixed_upstream:
@@ -56,6 +63,8 @@ class Patch:
                     return f"not applicable: needs {name}{spec}, which is not installed"
                 if not spec.contains(Version(have), prereleases=True):
                     return f"not applicable: needs {name}{spec}, the env has {name} {have}"
+        if self.opt_in and self.id not in opted:
+            return OPT_IN_OFF
         return None
 
 
@@ -72,6 +81,16 @@ class Series:
         for patch in self.patches:
             digest.update(b"\0" + patch.path.name.encode("utf-8") + b"\0" + patch.text.encode("utf-8"))
         return digest.hexdigest()
+
+    def check_opted(self, opted: Iterable[str], where: str) -> None:
+        """Every id in ``opted`` names an opt-in patch of this series (``where``: who asked, for the message)."""
+        for pid in opted:
+            patch = self.get(pid)
+            if not patch.opt_in:
+                raise PatchError(
+                    f"{where}: {pid!r} is not an opt-in patch: it applies wherever it fits",
+                    hint="list only patches with opt_in = true in patches/series.toml",
+                )
 
     def get(self, patch_id: str) -> Patch:
         for patch in self.patches:
@@ -145,6 +164,9 @@ def load_series(patches_dir: Path) -> Series:
             )
             for name, spec in when_raw.items()
         }
+        opt_in = raw.get("opt_in", False)
+        if not isinstance(opt_in, bool):
+            raise fail(f"patch {pid!r}: opt_in must be true or false", pid, "opt_in")
         fuzz = raw.get("fuzz", 0)
         if not isinstance(fuzz, int) or isinstance(fuzz, bool) or not 0 <= fuzz <= 3:
             raise fail(f"patch {pid!r}: fuzz must be an integer from 0 to 3", pid, "fuzz")
@@ -163,6 +185,7 @@ def load_series(patches_dir: Path) -> Series:
                 when_installed=when,
                 fuzz=fuzz,
                 files=parse_diff(patch_text, name=str(path)),
+                opt_in=opt_in,
             )
         )
     return Series(root=patches_dir, manifest_text=text, patches=tuple(patches))
@@ -188,13 +211,13 @@ class Outcome:
 
 
 def plan(
-    series: Series, whisperx_version: str, installed: Mapping[str, str] | None
+    series: Series, whisperx_version: str, installed: Mapping[str, str] | None, opted: Collection[str] = ()
 ) -> tuple[list[Patch], list[Outcome]]:
     """The patches to apply, and the ones skipped with their reason."""
     todo: list[Patch] = []
     skipped: list[Outcome] = []
     for patch in series.patches:
-        reason = patch.decide(whisperx_version, installed)
+        reason = patch.decide(whisperx_version, installed, opted)
         if reason is None:
             todo.append(patch)
         else:

@@ -13,7 +13,7 @@ import csv
 import hashlib
 import io
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -262,7 +262,9 @@ def verify_after(site_packages: Path, record: PatchRecord, *, action: str) -> No
         )
 
 
-def status(series: Series | None, site_packages: Path, whisperx_version: str | None = None) -> Status:
+def status(
+    series: Series | None, site_packages: Path, whisperx_version: str | None = None, opted: Collection[str] = ()
+) -> Status:
     """What the record says, checked against the files; with a series, also what apply would do."""
     site_packages = Path(site_packages)
     record = PatchRecord.read(site_packages)
@@ -272,7 +274,7 @@ def status(series: Series | None, site_packages: Path, whisperx_version: str | N
         installed = installed_versions(site_packages)
         version = whisperx_version or installed.get("whisperx")
         if version is not None:
-            todo, skipped = plan(series, version, installed)
+            todo, skipped = plan(series, version, installed, opted)
             recorded = {p.id for p in record.patches} if record else set()
             pending = in_series_order(
                 series, [Outcome(p.id, "already-applied" if p.id in recorded else "applied") for p in todo] + skipped

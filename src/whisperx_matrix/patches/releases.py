@@ -100,7 +100,7 @@ def check_series(series: Series, versions: Iterable[str]) -> list[CheckRow]:
             bar.note(f"whisperx {version}")
             cells: list[str] = []
             for patch in series.patches:
-                reason = patch.decide(version, None)
+                reason = patch.decide(version, None, opted=(patch.id,))  # opt-in patches are checked too
                 if reason is not None:
                     cells.append(
                         f"not needed (fixed in {patch.fixed_upstream})" if reason.startswith("not needed") else "n/a"
