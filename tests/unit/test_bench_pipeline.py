@@ -235,7 +235,11 @@ def test_a_single_run_freeing_between_stages_loads_each_model_for_its_stage_and_
     30 s two-speaker sample in one fresh process. A regression test too: the stage timer once kept the ASR model
     alive through a local of a frame that a library's stored traceback kept, so dropping the model freed nothing
     (the GPU runs' peaks showed CTranslate2's weights still resident)."""
+    from whisperx_matrix import matrix as matrices
+
     site = next((working_cell_python.parent.parent / "lib").glob("python3*/site-packages"))
+    staged, how = bench.stage_opt_in_alignment(matrices.load(ROOT / "matrix.toml"), site.parents[2], tmp_path)
+    assert staged is not None, how
     out = tmp_path / "out.json"
     proc = subprocess.run(
         [
@@ -249,7 +253,9 @@ def test_a_single_run_freeing_between_stages_loads_each_model_for_its_stage_and_
             "--mode",
             "single",
             "--combine",
-            "free_between_stages",
+            "free_between_stages,align_numpy_trellis",
+            "--opt-in-align",
+            str(staged),
             "--num-speakers",
             "2",
             "--threads",
@@ -267,6 +273,7 @@ def test_a_single_run_freeing_between_stages_loads_each_model_for_its_stage_and_
     assert run["between_stages_s"] > 0.5
     assert run["whole_s"] < run["stage_sum_s"] + run["between_stages_s"]
     assert run["settings"]["num_speakers"] == 2 and run["output_sizes"]["speakers"] == 2
+    assert run["settings"]["align_trellis"].startswith("numpy") and run["output_sizes"]["words"] > 0
 
 
 def test_the_whole_process_peak_is_the_largest_any_sampler_saw() -> None:
