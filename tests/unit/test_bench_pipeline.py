@@ -321,3 +321,19 @@ def test_the_opt_in_trellis_patch_gives_the_released_trellis_bit_for_bit(tmp_pat
         [str(working_cell_python), "-c", TRELLIS_CHECK, str(staged)], capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0 and "identical 4" in proc.stdout, proc.stderr[-800:]
+
+
+def test_without_gnu_patch_the_trellis_lever_is_not_run_and_says_why(tmp_path, monkeypatch) -> None:
+    """A runner without GNU patch (the lent GPU machine may lack it): the benchmark goes on without the lever."""
+    from whisperx_matrix import matrix as matrices
+
+    site = tmp_path / "env" / "lib" / "python3.12" / "site-packages"
+    (site / "whisperx").mkdir(parents=True)
+    (site / "whisperx" / "alignment.py").write_text("# stand-in: the patch binary is missing before it is read\n")
+    (site / "whisperx-3.8.6.dist-info").mkdir()
+    (site / "whisperx-3.8.6.dist-info" / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: whisperx\nVersion: 3.8.6\n"
+    )
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    staged, why = bench.stage_opt_in_alignment(matrices.load(ROOT / "matrix.toml"), tmp_path / "env", tmp_path / "w")
+    assert staged is None and "GNU patch not found" in why and "apt-get install patch" in why

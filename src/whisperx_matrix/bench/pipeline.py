@@ -13,6 +13,7 @@ from typing import Any
 from .. import matrix as matrices
 from .. import paths, tools, ui
 from ..cellside import equivalence as eq
+from ..errors import PatchError, ToolMissingError
 from ..fsutil import atomic_write_text as atomic_write
 from .common import machine_info, portable
 from .targets import MIB
@@ -51,7 +52,10 @@ def stage_opt_in_alignment(m: matrices.Matrix, env: Path, work: Path) -> tuple[P
         return None, reason
     out = work / "opt-in" / patch.id
     shutil.rmtree(out, ignore_errors=True)
-    stage([patch], site, out)
+    try:
+        stage([patch], site, out)
+    except (PatchError, ToolMissingError) as exc:  # the lever is then recorded as not run, with this reason
+        return None, f"{patch.id} could not be staged: {exc}" + (f" ({exc.hint})" if exc.hint else "")
     return out / "whisperx" / "alignment.py", f"{patch.id} applied to a copy of whisperx {version}'s alignment.py"
 
 
