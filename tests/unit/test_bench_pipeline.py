@@ -337,3 +337,35 @@ def test_without_gnu_patch_the_trellis_lever_is_not_run_and_says_why(tmp_path, m
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     staged, why = bench.stage_opt_in_alignment(matrices.load(ROOT / "matrix.toml"), tmp_path / "env", tmp_path / "w")
     assert staged is None and "GNU patch not found" in why and "apt-get install patch" in why
+
+
+@pytest.mark.slow
+@pytest.mark.network
+def test_bench_trellis_writes_a_results_file_with_both_timings_and_the_identity(tmp_path, working_cell_python):
+    """`bench trellis` end to end in the working cell (stable-cu128): the staged patch, the cell's script, the file.
+    The figures are timings, so only their presence is asserted here; the bit-for-bit identity is the check."""
+    import sys
+
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "whisperx_matrix",
+            "bench",
+            "trellis",
+            "--cell",
+            "stable-cu128",
+            "--results",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr[-800:]
+    (path,) = tmp_path.glob("trellis-*.json")
+    data = json.loads(path.read_text())
+    assert data["identical"] is True and len(data["rows"]) == 4
+    assert all(r["released_ms"] > 0 and r["patched_ms"] > 0 for r in data["rows"])
+    assert data["patch"].startswith("0002-alignment-numpy-trellis applied to a copy of whisperx 3.8.6")

@@ -31,6 +31,7 @@ from .pipeline import (
 )
 from .targets import CPU_TARGETS, GPU_TARGETS, summarise_file, summarise_transcribe, transcribe_targets
 from .transcribe import cmd_transcribe, parse_minutes, plot_transcribe, stm_text
+from .trellis import cmd_trellis
 
 __all__ = [
     "CPU_TARGETS",
@@ -80,6 +81,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         return cmd_transcribe(m, args)
     if args.kind == "pipeline":
         return cmd_pipeline(m, args)
+    if args.kind == "trellis":
+        return cmd_trellis(m, args)
     if args.kind == "summarise":
         for path, changed in summarise_results(
             Path(args.results) if args.results else m.root / "benchmarks" / "results"
@@ -130,10 +133,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmarks: build | audit | matrix | transcribe (ratios against baselines in the "
+        help="benchmarks: build | audit | matrix | transcribe | pipeline | trellis (ratios against baselines in the "
         "same run); summarise: recompute the transcribe files' summary and targets",
     )
-    p.add_argument("kind", choices=("build", "audit", "matrix", "transcribe", "pipeline", "summarise"))
+    p.add_argument("kind", choices=("build", "audit", "matrix", "transcribe", "pipeline", "trellis", "summarise"))
     p.add_argument("--results", metavar="DIR", help="where results go (default: benchmarks/results/)")
     p.add_argument("--cell", default="stable-cu128")
     p.add_argument("--sm", type=int, default=120)

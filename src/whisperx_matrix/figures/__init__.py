@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import FiguresError
 from .fmt import wrap
-from .pipeline import pipeline_block
+from .pipeline import pipeline_block, trellis_block
 from .readme import (
     _suite_cell,
     audit_block,
@@ -41,6 +41,7 @@ DOCUMENTS: dict[str, dict[str, Renderer]] = {
         "figures:gpu-front-door": gpu_front_door,
         "figures:gpu-front-door-bench": gpu_front_door_bench,
         "figures:pipeline": pipeline_block,
+        "figures:trellis": trellis_block,
         "figures:gpu-cu130": gpu_cu130,
         "bench": bench_block,
         "figures:build-noop": build_noop,

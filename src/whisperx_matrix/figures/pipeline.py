@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .fmt import _met, mib, pct, raw, sec, wrap, x
+from .fmt import _met, link, mib, pct, raw, sec, wrap, x
 from .results import Doc, Results
 
 # ------------------------------------------------------------------------------------------ the whole pipeline
@@ -229,4 +229,29 @@ def pipeline_block(r: Results) -> str:
             wrap("Fastest setting that fits: " + "; ".join(picks) + "."),
             "\n".join(targets),
         ]
+    )
+
+
+def trellis_block(r: Results) -> str:
+    """The opt-in patch 0002 measured on its own: WhisperX's trellis loop against the patched one, same emissions."""
+    t = r["trellis"]
+    rows = "; ".join(
+        f"{raw(row.num('tokens'))} tokens {sec(row.num('released_ms'))} -> {sec(row.num('patched_ms'))} ms "
+        f"({x(row.num('speedup'))})"
+        for row in (t.sub("rows", i) for i in range(len(t.get("rows"))))
+    )
+    p = r["pipeline"]
+    trial = p.data.get("summary", {}).get("tiny_en_sweep", {}).get("levers", {}).get("align_numpy_trellis")
+    stage = (
+        f"On the GPU machine, the alignment stage of the 20-min file with it: {sec(trial['reference_s'])} -> "
+        f"{sec(trial['lever_s'])} s ({link(p)})."
+        if trial and trial.get("lever_s")
+        else f"Its effect on the alignment stage on a GPU is not measured yet ({link(p)} has no align_numpy_trellis "
+        f"trial)."
+    )
+    return wrap(
+        f"`nox -s bench -- trellis` times WhisperX {t.text('versions', 'whisperx')}'s `get_trellis` against "
+        f"0002's in one process on the same emissions ({link(t)}; {raw(t.num('machine', 'cores'))} cores, one torch "
+        f"thread, the median of {raw(t.num('repeats'))} calls), 1500 frames (30 s) each: {rows}; the trellis "
+        f"{'identical bit for bit every time' if t.flag('identical') else '**not identical**'}. {stage}"
     )

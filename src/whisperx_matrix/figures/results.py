@@ -32,6 +32,8 @@ KINDS = {
     "fd-large": "front-door-*-transcribe-large-v3-synthetic-*.json",
     # `nox -s bench -- pipeline` (#15): the whole pipeline, levers one at a time, equivalence, memory budgets
     "pipeline": "pipeline-gpu-*.json",
+    # `nox -s bench -- trellis`: the opt-in patch 0002's piece of alignment, on the CPU where it runs
+    "trellis": "trellis-*.json",
 }
 # The transcribe plots' name part -> the run of the merged GPU file they show (bench.plot_transcribe's suffixes).
 GPU_PLOTS = {"tiny-en": "tiny_en", "large-v3-synthetic": "synthetic_large_v3"}
