@@ -349,7 +349,9 @@ def _build_locked(
 ) -> BuildResult:
     use_patches = cell.patches if use_patches is None else use_patches
     if use_patches:  # an unknown or non-opt-in id stops here, before anything is installed
-        _series(matrix).check_opted(cell.opt_in_patches, f"cell {cell.id}: opt_in_patches")
+        _series(matrix).check_opted(
+            cell.opt_in_patches, f"cell {cell.id}: opt_in_patches", whisperx_version=cell.pins.get("whisperx")
+        )
     t_start = time.perf_counter()
     stamp = expected_stamp(matrix, cell, use_patches=use_patches, lock_file=lock_file)
     lock_path = lock_file or locks.lock_path(matrix, cell)

@@ -290,3 +290,20 @@ def test_preflight_names_every_missing_program_at_once(tmp_path: Path) -> None:
         lines[1].strip()
         == "hint: sudo apt-get install -y ffmpeg espeak-ng patch chromium  (Debian/Ubuntu), then run this again"
     )
+
+
+def test_a_cell_opting_in_to_a_patch_that_does_not_fit_it_stops_before_anything_is_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real matrix and series: doc-recipe-cu128 pins whisperx 3.7.6, outside 0002's range; asking for it there
+    would be a silent no-op, so the build refuses it by name (envs/ here is a temporary folder: nothing is built)."""
+    from dataclasses import replace
+
+    from whisperx_matrix.errors import PatchError
+
+    monkeypatch.setenv("WXM_ENVS", str(tmp_path / "envs"))
+    m = matrix.load(Path(__file__).resolve().parents[2] / "matrix.toml")
+    cell = replace(m.get("doc-recipe-cu128"), opt_in_patches=("0002-alignment-numpy-trellis",))
+    with pytest.raises(PatchError, match="doc-recipe-cu128: opt_in_patches: 0002-alignment-numpy-trellis does not fit"):
+        build.build(m, cell, selftest=False)
+    assert not (tmp_path / "envs" / "doc-recipe-cu128").exists()

@@ -329,6 +329,9 @@ def test_an_opt_in_patch_applies_only_when_asked_for_and_reverts_byte_identical(
     assert "np.maximum(" in (site / "whisperx" / "alignment.py").read_text()
     record_consistent(site)
     assert wxp.status(series, site, opted=(P0002,)).intact
+    # status says what apply would do: with the cell's opt-in it is applied, without it it would be off
+    assert (P0002, "already-applied") in [(o.id, o.action) for o in wxp.status(series, site, opted=(P0002,)).pending]
+    assert (P0002, "skipped") in [(o.id, o.action) for o in wxp.status(series, site).pending]
     assert wxp.revert_series(site).reverted == (P0002,)
     assert snapshot(site) == before
 
@@ -339,6 +342,10 @@ def test_a_cell_may_opt_in_only_to_patches_marked_opt_in(series: wxp.Series) -> 
         series.check_opted([P0001], "cell x: opt_in_patches")
     with pytest.raises(PatchError, match="no patch 'nope'"):
         series.check_opted(["nope"], "cell x: opt_in_patches")
+    # an opt-in that would do nothing for the cell's whisperx is an error, not a silent no-op
+    series.check_opted([P0002], "cell x: opt_in_patches", whisperx_version="3.8.6")
+    with pytest.raises(PatchError, match=f"cell x: opt_in_patches: {P0002} does not fit this cell .*3.7.6"):
+        series.check_opted([P0002], "cell x: opt_in_patches", whisperx_version="3.7.6")
 
 
 def test_opt_in_must_be_a_boolean(tmp_path: Path) -> None:

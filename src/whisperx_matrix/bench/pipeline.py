@@ -374,7 +374,7 @@ def pipeline_targets(summary: dict[str, Any], equivalence: dict[str, Any], singl
     alone = [
         row["memory"]
         for name, row in singles.items()
-        if name in mem and "free_between_stages" in (row.get("levers") or []) and row.get("memory")
+        if name in mem and row.get("ok") and "free_between_stages" in (row.get("levers") or []) and row.get("memory")
     ]
     floor = next((m for m in alone if m.get("stage_peaks_mib", {}).get("vad+asr") is not None), None)
     if floor is not None:

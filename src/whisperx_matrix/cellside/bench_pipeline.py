@@ -450,7 +450,11 @@ class Pipeline:
             return out | {"ok": True}
         if between is not None:
             t0 = time.perf_counter()
-            between()
+            try:
+                between()
+            except Exception as exc:  # noqa: BLE001 - the VAD + ASR stage already measured stays in the record
+                out["between_stages_s"] = round(time.perf_counter() - t0, 3)
+                return out | {"ok": False, "error": f"loading the later stages' models: {bt.error_line(exc)}"}
             paused = time.perf_counter() - t0
             out["between_stages_s"] = round(paused, 3)
             if "diarize" in only:
@@ -585,6 +589,15 @@ def stage_time(run: dict[str, Any], stages: list[str]) -> float | None:
     return round(total, 3) if seen else None
 
 
+def choose_levers(trials: list[dict[str, Any]], combine: list[str] | None) -> list[str]:
+    """The levers of the combined run: those handed over (``combine``) less any found not equivalent here, else the
+    equivalent, faster ones of the trials that ran (a trial recorded as not run has no times to compare)."""
+    if combine is not None:
+        return eq.keep_given(combine, trials)
+    ran = [t for t in trials if t.get("ok")]
+    return eq.pick_levers([t | {"reference_s": min(x for x in (t["reference_s"], t["repeat_s"]) if x)} for t in ran])
+
+
 def warm_up_asr(p: Pipeline) -> list[dict[str, Any]]:
     """The ASR model's first call on 30 s (cuBLAS set-up, CTranslate2's PTX JIT), so that no timed run pays it; its
     segments are kept for the alignment model's first call."""
@@ -709,6 +722,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     bt.ensure_punkt(Path(args.work_dir or os.environ.get("TMPDIR", "/tmp")) / f"wxm-pipeline-{os.getpid()}")
     if p.gpu:  # the CUDA context alone: the floor every figure below stands on
         rec, _ = p.stage("cuda_init", lambda: torch.zeros(1, device=args.device))
+        rec.pop("wall_s")  # Stage's synchronize makes the context before its clock starts: a memory figure only
         p.loads.append(rec)
     levers_here = (combine or []) if args.mode == "single" else []
     sequential = "free_between_stages" in levers_here
@@ -731,6 +745,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         gc.collect()
         torch.cuda.empty_cache()
     data["loads"] = p.loads
+    # The opt-in patch's module, loaded now: a copy that does not load makes its lever "not run", not a lost sweep.
+    if args.opt_in_align and any(LEVERS.get(lv, {}).get("patch") for lv in [*levers, *(combine or [])]):
+        try:
+            p.align_fn({"align_trellis": "numpy"})
+        except Exception as exc:  # noqa: BLE001 - recorded, and the lever is then not run
+            data["opt_in_align_error"] = bt.error_line(exc)
+            args.opt_in_align = None
 
     if args.mode == "single":
         r = p.run(
@@ -767,7 +788,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     for lv in levers:
         stages = LEVERS[lv]["stages"]
         if LEVERS[lv].get("patch") and not args.opt_in_align:  # the host could not stage the patch: said, not run
-            why = f"not run: the host gave no copy with {LEVERS[lv]['patch']} applied (--opt-in-align)"
+            why = f"not run: no loadable copy with {LEVERS[lv]['patch']} applied (--opt-in-align)" + (
+                f": {data['opt_in_align_error']}" if data.get("opt_in_align_error") else ""
+            )
             trials.append(
                 {
                     "lever": lv,
@@ -802,13 +825,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             t["passes"] = False
         trials.append(t)
         bt.say(f"  lever {lv}: {t.get('lever_s')} s vs {t['reference_s']} s, equivalent: {t['passes']}")
-    picked = (
-        eq.keep_given(combine, trials)
-        if combine is not None
-        else eq.pick_levers(
-            [t | {"reference_s": min(x for x in (t["reference_s"], t["repeat_s"]) if x)} for t in trials]
-        )
-    )
+    picked = choose_levers(trials, combine)
     combined = p.run("combined", picked)
     runs.append(combined)
     comb_eq = compare(ref, combined, list(STAGES)) if combined.get("ok") else {"passes": False}

@@ -208,8 +208,12 @@ def pipeline_block(r: Results) -> str:
         + (
             ""
             if t.flag("equivalence", "met")
-            else ": " + ", ".join(_lever(lv) for lv in failing) + " does not (above); the other kept levers "
-            "each pass alone"
+            else (
+                ": " + ", ".join(_lever(lv) for lv in failing) + " does not (above); the other kept levers each pass "
+                "alone"
+                if failing
+                else ": every kept lever passes alone, but a combined run does not (above)"
+            )
         )
         + ".",
     ]

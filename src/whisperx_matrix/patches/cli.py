@@ -37,13 +37,13 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=_cmd_check)
 
 
-def _target(args: argparse.Namespace) -> tuple[Path, str | None, bool]:
-    """(site-packages, the cell's pinned whisperx or None, does the cell take patches)."""
+def _target(args: argparse.Namespace) -> tuple[Path, str | None, bool, tuple[str, ...]]:
+    """(site-packages, the cell's pinned whisperx or None, does the cell take patches, its opt-in patches)."""
     if args.site_packages is not None:
         sp = Path(args.site_packages)
         if not sp.is_dir():
             raise NotBuiltError(f"{sp} is not a folder", hint="pass a venv's lib/python3.X/site-packages")
-        return sp, None, True
+        return sp, None, True, ()
     m = matrix_mod.load()
     cell = m.get(args.cell)
     env = paths.envs_dir(m.root) / cell.id
@@ -57,7 +57,7 @@ def _target(args: argparse.Namespace) -> tuple[Path, str | None, bool]:
         raise NotBuiltError(
             f"cell {cell.id}: no site-packages under {env}", hint=f"rebuild it: nox -s env-{cell.id}"
         ) from None
-    return sp, cell.pins["whisperx"], cell.patches
+    return sp, cell.pins["whisperx"], cell.patches, cell.opt_in_patches
 
 
 def _series(args: argparse.Namespace) -> Series:
@@ -65,13 +65,13 @@ def _series(args: argparse.Namespace) -> Series:
 
 
 def _cmd_env(args: argparse.Namespace) -> int:
-    sp, pinned, takes_patches = _target(args)
+    sp, pinned, takes_patches, opted = _target(args)
     if args.action == "revert":
         print(revert_series(sp).summary)
         return 0
     series = _series(args)
     if args.action == "status":
-        st = status(series, sp)
+        st = status(series, sp, opted=opted)
         print(st.summary)
         return 0 if st.record is None or st.intact else 1
     if not takes_patches:
@@ -85,7 +85,8 @@ def _cmd_env(args: argparse.Namespace) -> int:
             f"cell {args.cell} pins whisperx {pinned} but has {version} installed",
             hint=f"rebuild it: nox -s env-{args.cell}",
         )
-    print(apply_series(series, sp, version).summary)
+    series.check_opted(opted, f"cell {args.cell}: opt_in_patches", whisperx_version=version)
+    print(apply_series(series, sp, version, opted).summary)
     return 0
 
 

@@ -82,14 +82,21 @@ class Series:
             digest.update(b"\0" + patch.path.name.encode("utf-8") + b"\0" + patch.text.encode("utf-8"))
         return digest.hexdigest()
 
-    def check_opted(self, opted: Iterable[str], where: str) -> None:
-        """Every id in ``opted`` names an opt-in patch of this series (``where``: who asked, for the message)."""
+    def check_opted(self, opted: Iterable[str], where: str, *, whisperx_version: str | None = None) -> None:
+        """Every id in ``opted`` names an opt-in patch of this series that fits ``whisperx_version`` when given
+        (``where``: who asked, for the message): an opt-in that would silently do nothing is an error."""
         for pid in opted:
             patch = self.get(pid)
             if not patch.opt_in:
                 raise PatchError(
                     f"{where}: {pid!r} is not an opt-in patch: it applies wherever it fits",
                     hint="list only patches with opt_in = true in patches/series.toml",
+                )
+            reason = None if whisperx_version is None else patch.decide(whisperx_version, None, opted=(pid,))
+            if reason is not None:
+                raise PatchError(
+                    f"{where}: {pid} does not fit this cell ({reason})",
+                    hint=f"drop it from the cell's opt_in_patches, or pin a whisperx in {patch.applies_to}",
                 )
 
     def get(self, patch_id: str) -> Patch:
