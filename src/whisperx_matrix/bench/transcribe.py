@@ -111,7 +111,6 @@ def bench_inputs(
                     "text": work / "sample.txt",
                     "rttm": rttm,
                     "seconds": 30.0,
-                    "speakers": len({line.split()[7] for line in rttm.read_text().splitlines() if line.strip()}),
                     "source": "pyannote-audio's shipped sample (real speech, 2 speakers)",
                 },
             )

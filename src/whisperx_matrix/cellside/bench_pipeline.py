@@ -130,6 +130,28 @@ REFERENCE = {
 }
 
 
+def free_gpu_cache() -> None:
+    """Drop what Python still holds, then hand torch's cached blocks back to the driver."""
+    import torch
+
+    gc.collect()
+    torch.cuda.empty_cache()
+
+
+def load_patched_alignment(path: str | None) -> Any:
+    """The alignment module of an opt-in patch's copy of whisperx/alignment.py (staged by the host), under a name of
+    its own: whisperx.alignment stays as released."""
+    import importlib.util
+
+    if not path or not Path(path).is_file():
+        raise bt.BenchError(f"no patched alignment.py to load (--opt-in-align): {path!r}")
+    spec = importlib.util.spec_from_file_location("wxm_opt_in_alignment", path)
+    assert spec is not None and spec.loader is not None  # a .py file path always gives both
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def parse_levers(text: str | None, *, allowed: dict[str, Any]) -> list[str]:
     if text is None or text.strip() in ("", "none"):
         return []
@@ -370,26 +392,12 @@ class Pipeline:
         if not s["align_trellis"].startswith("numpy"):
             return whisperx.align
         if self.patched_alignment is None:
-            path = self.args.opt_in_align
-            if not path or not Path(path).is_file():
-                raise bt.BenchError(
-                    f"align_numpy_trellis needs the patched alignment.py (--opt-in-align), got {path!r}"
-                )
-            import importlib.util
-
-            spec = importlib.util.spec_from_file_location("wxm_opt_in_alignment", path)
-            assert spec is not None and spec.loader is not None  # a .py file path always gives both
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            self.patched_alignment = module
+            self.patched_alignment = load_patched_alignment(self.args.opt_in_align)
         return self.patched_alignment.align
 
     def _empty(self, s: dict[str, Any]) -> None:
         if s["free_between_stages"] and self.gpu:
-            import torch
-
-            gc.collect()
-            torch.cuda.empty_cache()
+            free_gpu_cache()
 
     def run(
         self,
@@ -646,8 +654,6 @@ def empty_cache_after_vad(asr: Any) -> None:
     """Make WhisperX's VAD model empty torch's cache when it returns, before CTranslate2 decodes: its activations'
     cache would otherwise sit beside the decoder's memory. The instance gets a subclass (``transcribe`` checks
     ``issubclass(type(vad_model), Vad)``); the VAD's computation is unchanged."""
-    import torch
-
     vad = getattr(asr, "vad_model", None)
     if vad is None:
         return
@@ -655,8 +661,7 @@ def empty_cache_after_vad(asr: Any) -> None:
 
     def __call__(self: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N807
         out = base.__call__(self, *args, **kwargs)
-        gc.collect()
-        torch.cuda.empty_cache()
+        free_gpu_cache()
         return out
 
     vad.__class__ = type(f"EmptyCacheAfter{base.__name__}", (base,), {"__call__": __call__})
@@ -736,14 +741,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         p.diarizer(settings_for(levers_here))
         data["warmup"] += warm_up_align(p)
         if sequential and p.gpu:  # the first calls' cache too, not only the stages'
-            gc.collect()
-            torch.cuda.empty_cache()
+            free_gpu_cache()
 
     if not args.asr_only and not sequential:
         load_rest()
     if sequential and p.gpu:
-        gc.collect()
-        torch.cuda.empty_cache()
+        free_gpu_cache()
     data["loads"] = p.loads
     # The opt-in patch's module, loaded now: a copy that does not load makes its lever "not run", not a lost sweep.
     if args.opt_in_align and any(LEVERS.get(lv, {}).get("patch") for lv in [*levers, *(combine or [])]):

@@ -14,7 +14,6 @@ English), random log-probabilities: the loop's cost depends on the shape, not th
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import statistics
 import sys
@@ -23,17 +22,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # -I leaves the script's folder off sys.path
+
+from bench_pipeline import load_patched_alignment  # noqa: E402 - stdlib at import, like this script
+
 SHAPES = ((1500, 100), (1500, 300), (1500, 450), (1500, 600))
 CLASSES = 32
-
-
-def load(path: str) -> Any:
-    spec = importlib.util.spec_from_file_location("wxm_opt_in_alignment", path)
-    if spec is None or spec.loader is None:
-        raise SystemExit(f"error: cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def timed(fn: Any, repeats: int) -> tuple[float, Any]:
@@ -53,13 +47,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=7)
     args = p.parse_args(argv)
     if not Path(args.patched).is_file():
-        print(f"error: no file {args.patched}", file=sys.stderr)
+        print(f"error: no patched alignment.py at {args.patched}", file=sys.stderr)
         return 2
     import torch
     import whisperx.alignment as released
 
     torch.set_num_threads(1)  # one core, as alignment's Python loop uses
-    patched = load(args.patched)
+    patched = load_patched_alignment(args.patched)
     rows = []
     for frames, tokens in SHAPES:
         gen = torch.Generator().manual_seed(frames * 1000 + tokens)
