@@ -7,7 +7,7 @@
 # Needs: $PARTS/p.NNN, the parts of a tar made here (docs/gpu-runner.md says how) holding wh/ (every wheel of
 # the chosen cells' locks, plus nox, uv, hatchling, editables, the package's own dependencies and
 # imageio-ffmpeg for an ffmpeg binary) and wxm-cache/audio/ (the self-test speech made here: no espeak-ng
-# there). python3 with PyYAML (the machine's own).
+# there), and optionally bin/patch (GNU patch, for a machine without it). python3 with PyYAML (the machine's own).
 # Usage: OUT=DIR scripts/gpu_front_door.sh cell CELL...   (one `cell` job per CELL)
 #        OUT=DIR scripts/gpu_front_door.sh report         (the merge job)
 #        OUT=DIR scripts/gpu_front_door.sh bench | bench-large-v3   (the transcription benchmark jobs)
@@ -34,6 +34,8 @@ if [ ! -x "$STAGE/tools/bin/nox" ]; then
     ln -sf "$("$STAGE/tools/bin/python" -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" "$STAGE/tools/bin/ffmpeg"
 fi
 export PATH="$STAGE/tools/bin:$PATH"
+# GNU patch (the series and the opt-in levers apply with it): the machine's own first, else the bundle's bin/.
+[ -d "$STAGE/bin" ] && export PATH="$PATH:$STAGE/bin"
 # The runner's package mirror, offline: uv and pip read these; nothing reaches a network.
 export UV_OFFLINE=1 UV_FIND_LINKS="$STAGE/wh" PIP_NO_INDEX=1 PIP_FIND_LINKS="$STAGE/wh" WXM_CACHE="$STAGE/wxm-cache"
 unset LD_LIBRARY_PATH
