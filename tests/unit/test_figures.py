@@ -295,3 +295,33 @@ def test_update_writes_nothing_when_a_block_cannot_render(tmp_path: Path, monkey
     with pytest.raises(FiguresError, match=r"build-2026-01-02\.json: no field steps\.raw_uv_cold_s"):
         figures.update(tmp_path)
     assert (tmp_path / "README.md").read_text() == before
+
+
+def test_align_and_diarize_sentence_compares_each_stage_alone_with_the_two_overlapped() -> None:
+    """Hand-made sweep: the fastest equivalent single-stage lever per stage is picked (a faster one that changes the
+    outputs is not), and the sentence says whether overlapping the two still saves time."""
+    from whisperx_matrix.figures.pipeline import _align_diarize_text
+
+    def sweep(overlapped: float) -> figures.Doc:
+        return figures.Doc(
+            "benchmarks/results/pipeline-gpu-x-2026-01-01.json",
+            {
+                "runs": {
+                    "reference": {"stages_s": {"align": 12.0, "diarize": 24.0}},
+                    "combined": {"stages_s": {"align+diarize (overlapped)": overlapped}},
+                },
+                "levers": {
+                    "align_numpy_trellis": {"stages": ["align"], "lever_s": 5.5, "equivalent": True},
+                    "embedding_fp16": {"stages": ["diarize"], "lever_s": 4.5, "equivalent": True},
+                    "segmentation_step_0.2": {"stages": ["diarize"], "lever_s": 3.0, "equivalent": False},
+                    "overlap_align_diarize": {"stages": ["align", "diarize"], "lever_s": 1.0, "equivalent": True},
+                },
+            },
+        )
+
+    slow = " ".join(_align_diarize_text(sweep(10.5)).split())
+    assert "alignment 5.50 s (alignment's trellis in numpy (opt-in patch 0002))" in slow
+    assert "diarization 4.50 s (fp16 autocast inside the embedding model); alignment is the longer" in slow
+    assert "take 10.5 s, no less than the two one after the other (10.0 s): overlapping saves no time now." in slow
+    fast = " ".join(_align_diarize_text(sweep(7.0)).split())
+    assert "take 7.00 s, 3.00 s less than the two one after the other (10.0 s)." in fast

@@ -52,6 +52,35 @@ def _equiv_cell(e: Doc) -> str:
     return ("yes" if e.flag("passes") else "**no**") + f" ({', '.join(parts)})"
 
 
+def _fastest_alone(sweep: Doc, stage: str) -> tuple[str | None, float]:
+    """The fastest time for ``stage`` run alone in the sweep: the reference's, or a lever's that changes only that
+    stage and keeps the outputs unchanged (None for the reference)."""
+    best: tuple[str | None, float] = (None, sweep.num("runs", "reference", "stages_s", stage))
+    for name, lv in sweep.items("levers"):
+        if lv.get("stages") == [stage] and lv.flag("equivalent") and lv.num("lever_s") < best[1]:
+            best = (name, lv.num("lever_s"))
+    return best
+
+
+def _align_diarize_text(sweep: Doc) -> str:
+    """Alignment and diarization, each alone at its fastest, against the two overlapped in the combined run: the
+    sentence says which is longer and whether overlapping still saves time."""
+    (a_lv, a_s), (d_lv, d_s) = _fastest_alone(sweep, "align"), _fastest_alone(sweep, "diarize")
+    both = sweep.num("runs", "combined", "stages_s", "align+diarize (overlapped)")
+
+    def how(name: str | None) -> str:
+        return "reference settings" if name is None else _lever(name)
+
+    longer = "alignment" if a_s >= d_s else "diarization"
+    text = (
+        f"Each alone at its fastest: alignment {sec(a_s)} s ({how(a_lv)}), diarization {sec(d_s)} s ({how(d_lv)}); "
+        f"{longer} is the longer. Overlapped in the combined run the two take {sec(both)} s"
+    )
+    if both >= a_s + d_s:
+        return text + f", no less than the two one after the other ({sec(a_s + d_s)} s): overlapping saves no time now."
+    return text + f", {sec(a_s + d_s - both)} s less than the two one after the other ({sec(a_s + d_s)} s)."
+
+
 def pipeline_block(r: Results) -> str:
     """The whole pipeline (#15): stage times, levers one at a time with their equivalence, the combined run, memory
     and the settings by VRAM budget, from the newest pipeline-gpu-*.json."""
@@ -192,10 +221,7 @@ def pipeline_block(r: Results) -> str:
         f"- whole_pipeline_rtf at least 70x with tiny.en: **{_met(t.flag('whole_pipeline_tiny_en', 'met'))}**, "
         f"{x(t.num('whole_pipeline_tiny_en', 'rtf'))} (the combined run of the sweep; the same levers in a fresh "
         f"process at batch 16 with free_between_stages: {x(d.num('singles', 'single-tiny_en-float16-bs16', 'rtf'))}). "
-        f"With the levers, alignment is the longest stage: {sec(tiny.num('runs', 'reference', 'stages_s', 'align'))} s "
-        f"in the reference run ({sec(tiny.num('levers', 'align_audio_on_device', 'lever_s'))} s with its audio on the "
-        f"GPU), against {sec(tiny.num('levers', 'embedding_fp16', 'lever_s'))} s for diarization with fp16 "
-        f"embeddings; overlapped, the two take {sec(tiny.num('runs', 'combined', 'stages_s', ovl))} s.",
+        + _align_diarize_text(tiny),
         f"- large-v3-shaped: {x(t.num('whole_pipeline_large_v3', 'rtf'))} combined, "
         f"{x(large.num('runs', 'reference', 'whole_pipeline_rtf'))} reference.",
         f"- Peak GPU memory, large-v3-shaped fp16 batch 16, whole process, under 8 GB ({raw(mem.num('limit_mib'))} "
