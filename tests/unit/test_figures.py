@@ -325,3 +325,19 @@ def test_align_and_diarize_sentence_compares_each_stage_alone_with_the_two_overl
     assert "take 10.5 s, no less than the two one after the other (10.0 s): overlapping saves no time now." in slow
     fast = " ".join(_align_diarize_text(sweep(7.0)).split())
     assert "take 7.00 s, 3.00 s less than the two one after the other (10.0 s)." in fast
+
+
+def test_older_transcribe_figures_point_to_the_whole_pipeline_measured_since() -> None:
+    """The committed results: the transcribe file's 70x target reads missed, the pipeline file's met; both READMEs
+    say the later figure, a link from the top level and the bare name beside the results."""
+    from whisperx_matrix.figures.pipeline import pipeline_since
+
+    r = figures.Results.load(ROOT)
+    tiny = r["pipeline"].sub("targets", "whole_pipeline_tiny_en")
+    top = " ".join(pipeline_since(r).split())
+    assert f"tiny.en at {fmt.x(tiny.num('rtf'))}" in top
+    assert f"]({r['pipeline'].path})" in top
+    beside = " ".join(pipeline_since(r, beside_results=True).split())
+    assert f"`{r['pipeline'].name}`" in beside and "](" not in beside
+    without = figures.Results({k: v for k, v in r.docs.items() if k != "pipeline"})
+    assert pipeline_since(without) == ""

@@ -262,6 +262,24 @@ def pipeline_block(r: Results) -> str:
     )
 
 
+def pipeline_since(r: Results, *, beside_results: bool = False) -> str:
+    """One sentence for the older transcribe figures: what the whole-pipeline benchmark measured since, with its
+    file (a link from the top-level README, the bare name beside the results); empty when there is no pipeline
+    file."""
+    if "pipeline" not in r.docs:
+        return ""
+    p = r["pipeline"]
+    t = p.sub("targets")
+    tiny = t.sub("whole_pipeline_tiny_en")
+    return (
+        f"Measured since, with speed levers each checked for unchanged outputs (`nox -s bench -- "
+        f"pipeline` on one {p.text('gpu', 'name').removeprefix('NVIDIA ')}, "
+        f"{f'`{p.name}`' if beside_results else link(p)}): the whole pipeline with tiny.en "
+        f"at {x(tiny.num('rtf'))}, {'meeting' if tiny.flag('met') else 'short of'} the {raw(tiny.num('min_rtf'))}x "
+        f"target; large-v3-shaped {x(t.num('whole_pipeline_large_v3', 'rtf'))}."
+    )
+
+
 def trellis_block(r: Results) -> str:
     """The opt-in patch 0002 measured on its own: WhisperX's trellis loop against the patched one, same emissions."""
     t = r["trellis"]

@@ -28,6 +28,7 @@ from .fmt import (
     wrap,
     x,
 )
+from .pipeline import pipeline_since
 from .results import REPORT, RESULTS_DIR, Doc, Results
 
 # ------------------------------------------------------------------------------------------ README.md blocks
@@ -264,7 +265,8 @@ def bench_block(r: Results) -> str:
         f"{raw(mem.num('batch_size'))} is {mib(mem.num('peak_mib'))} for the whole process, "
         f"{'within' if mem.flag('met') else 'over'} the {mem.num('max_gb'):g} GB target ({mib(mem.num('limit_mib'))})"
         f"{fit_text}. {_profile_sentence(r['profile'])}; a longer segmentation step, TF32/fp16 for the embedding model, "
-        f"or fewer overlapping windows are what would close the gap to {pipe.num('min_rtf'):g}x (not measured here). "
+        f"or fewer overlapping windows are what would close the gap to {pipe.num('min_rtf'):g}x (not measured in this "
+        f"file). {pipeline_since(r)} "
         f"CPU on {raw(cpu.num('machine', 'cores'))} cores: {res.text('model')} {res.text('compute_type')} at "
         f"{x(cmain.num('rtf'))} real time with WER {pct(cmain.num('wer'))} (CPU targets: {_cpu_targets(cpu)})."
     )

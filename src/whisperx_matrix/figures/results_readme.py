@@ -21,6 +21,7 @@ from .fmt import (
     wrap,
     x,
 )
+from .pipeline import pipeline_since
 from .readme import _asr_target, _conv2d, _cpu_targets, _mem_target, _suite_cell, _suite_cells
 from .results import GPU_PLOTS, PLOT_SUFFIXES, Doc, Results
 
@@ -100,6 +101,8 @@ def targets_bullets(r: Results) -> str:
             f"{pipe.num('min_rtf'):g}x end to end"
         )
     line += f". Alignment runs at {x(rtf.num('align'))} ({sec(st.num('align'))} s)."
+    since = pipeline_since(r, beside_results=True)
+    line += f" {since}" if since else ""
     out.append(wrap(line, indent="  "))
 
     limit, gib, max_gb = mem.num("limit_mib"), mem.num("limit_if_gib_mib"), mem.num("max_gb")
