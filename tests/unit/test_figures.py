@@ -299,7 +299,8 @@ def test_update_writes_nothing_when_a_block_cannot_render(tmp_path: Path, monkey
 
 def test_align_and_diarize_sentence_compares_each_stage_alone_with_the_two_overlapped() -> None:
     """Hand-made sweep: the fastest equivalent single-stage lever per stage is picked (a faster one that changes the
-    outputs is not), and the sentence says whether overlapping the two still saves time."""
+    outputs is not, nor one recorded as not run), and the sentence says whether overlapping the two still saves
+    time."""
     from whisperx_matrix.figures.pipeline import _align_diarize_text
 
     def sweep(overlapped: float) -> figures.Doc:
@@ -315,6 +316,7 @@ def test_align_and_diarize_sentence_compares_each_stage_alone_with_the_two_overl
                     "embedding_fp16": {"stages": ["diarize"], "lever_s": 4.5, "equivalent": True},
                     "segmentation_step_0.2": {"stages": ["diarize"], "lever_s": 3.0, "equivalent": False},
                     "overlap_align_diarize": {"stages": ["align", "diarize"], "lever_s": 1.0, "equivalent": True},
+                    "align_not_run": {"stages": ["align"], "lever_s": None, "equivalent": False},
                 },
             },
         )

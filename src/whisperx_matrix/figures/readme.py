@@ -257,6 +257,7 @@ def bench_block(r: Results) -> str:
         '"Synthetic weights" means random weights in the real model\'s shape: right for speed and memory, never '
         f"for accuracy. {_minutes_label(f)} = {audio:g} s of two-voice espeak-ng speech."
     )
+    since = pipeline_since(r)
     targets = (
         f"Against the targets (`targets` in {link(gpu)}): {asr.text('model')} batched ASR at {x(asr.num('rtf'))} "
         f"{'passes' if asr.flag('met') else 'misses'} the {asr.num('min_rtf'):g}x bar ({asr.text('weights')} weights); "
@@ -266,7 +267,7 @@ def bench_block(r: Results) -> str:
         f"{'within' if mem.flag('met') else 'over'} the {mem.num('max_gb'):g} GB target ({mib(mem.num('limit_mib'))})"
         f"{fit_text}. {_profile_sentence(r['profile'])}; a longer segmentation step, TF32/fp16 for the embedding model, "
         f"or fewer overlapping windows are what would close the gap to {pipe.num('min_rtf'):g}x (not measured in this "
-        f"file). {pipeline_since(r)} "
+        f"file). {since + ' ' if since else ''}"
         f"CPU on {raw(cpu.num('machine', 'cores'))} cores: {res.text('model')} {res.text('compute_type')} at "
         f"{x(cmain.num('rtf'))} real time with WER {pct(cmain.num('wer'))} (CPU targets: {_cpu_targets(cpu)})."
     )
