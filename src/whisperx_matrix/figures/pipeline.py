@@ -23,6 +23,9 @@ LEVER_LABELS = {
 }
 
 
+OVERLAPPED = "align+diarize (overlapped)"  # the stage the pipeline script records when the two run together
+
+
 def _lever(name: str) -> str:
     return LEVER_LABELS.get(name, f"`{name}`")
 
@@ -66,7 +69,7 @@ def _align_diarize_text(sweep: Doc) -> str:
     """Alignment and diarization, each alone at its fastest, against the two overlapped in the combined run: the
     sentence says which is longer and whether overlapping still saves time."""
     (a_lv, a_s), (d_lv, d_s) = _fastest_alone(sweep, "align"), _fastest_alone(sweep, "diarize")
-    both = sweep.num("runs", "combined", "stages_s", "align+diarize (overlapped)")
+    both = sweep.num("runs", "combined", "stages_s", OVERLAPPED)
 
     def how(name: str | None) -> str:
         return "reference settings" if name is None else _lever(name)
@@ -112,8 +115,8 @@ def pipeline_block(r: Results) -> str:
         for run_name, what in (("reference", "reference"), ("combined", "levers combined")):
             run = sweep.sub("runs", run_name)
             stages = run.get("stages_s")
-            if "align+diarize (overlapped)" in stages:
-                al = di = f"{sec(run.num('stages_s', 'align+diarize (overlapped)'))} (overlapped)"
+            if OVERLAPPED in stages:
+                al = di = f"{sec(run.num('stages_s', OVERLAPPED))} (overlapped)"
             else:
                 al, di = _stage_s(run, "align"), _stage_s(run, "diarize")
             rows.append(
@@ -208,7 +211,6 @@ def pipeline_block(r: Results) -> str:
     low = d.sub("singles", "single-large_v3-float16-bs16", "memory")
     floor = mem.sub("floor")
     fits8 = budget.sub("large-v3-shaped", 0)
-    ovl = "align+diarize (overlapped)"
     reachable = (
         f"Reachable only by changing the setting: VAD + ASR alone, with no other model loaded, peak at "
         f"{mib(floor.num('vad_asr_peak_mib'))}: the CUDA context {mib(floor.num('cuda_context_mib'))}, "
@@ -227,7 +229,7 @@ def pipeline_block(r: Results) -> str:
         f"- Peak GPU memory, large-v3-shaped fp16 batch 16, whole process, under 8 GB ({raw(mem.num('limit_mib'))} "
         f"MiB): **{_met(mem.flag('met'))}**: {mib(mem.num('lowest_peak_mib'))} with the levers and free_between_stages "
         f"({mib(peak.num('peak_mib'))} with reference settings, every model loaded first). {reachable} (alignment "
-        f"and diarization, loaded after it, peak together at {mib(low.num('stage_peaks_mib', ovl))}). For 8 GB the "
+        f"and diarization, loaded after it, peak together at {mib(low.num('stage_peaks_mib', OVERLAPPED))}). For 8 GB the "
         f"fastest measured setting that fits is {fits8.text('fits', 'compute_type')} batch "
         f"{raw(fits8.num('fits', 'batch_size'))} ({mib(fits8.num('fits', 'peak_mib'))}).",
         f"- Every kept lever passes the equivalence check: **{_met(t.flag('equivalence', 'met'))}**"
