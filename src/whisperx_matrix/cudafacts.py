@@ -33,6 +33,10 @@ CUDA_DRIVERS: dict[str, CudaDriver] = {
 # The first driver branch that knows a GPU family, by compute capability major. Blackwell consumer GPUs
 # (GeForce RTX 50, sm_120) and data-centre Blackwell (B200, sm_100) are supported from the R570 branch
 # (NVIDIA driver release notes, R570 "new GPUs"); the document's "565+" is wrong: 565 does not list them.
+GPU_DRIVER_BRANCH_SOURCE = (
+    "NVIDIA Linux driver release notes, R570 branch (January 2025, released with CUDA 12.8): the first branch whose "
+    "supported GPUs include Blackwell (B200, GeForce RTX 50); the R565 notes list none"
+)
 GPU_DRIVER_BRANCH: dict[int, tuple[int, str]] = {
     10: (570, "Blackwell (sm_100) needs the 570 driver series or later"),
     12: (570, "Blackwell consumer GPUs (sm_120, RTX 50) need the 570 driver series or later (not 565)"),

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import glob
 import json
 import re
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -189,8 +190,22 @@ def known_sm(name: str) -> int | None:
     return KNOWN_GPUS[max(hits, key=len)] if hits else None
 
 
-def collect(loader: Loader = _load_pynvml, runner: Runner = run_quietly) -> Machine:
-    """NVML first; nvidia-smi where NVML is missing or failing. Never raises."""
+def device_signs() -> list[str]:
+    """The driver's own signs of a GPU that need no working driver stack: device nodes and GPU folders."""
+    from .cellside import gpuseen
+
+    return [
+        f"{what} {' '.join(found)}"
+        for pattern, what in ((gpuseen.DEVICE_NODES, "device nodes"), (gpuseen.DRIVER_GPUS, "driver GPU folders"))
+        if (found := sorted(glob.glob(pattern)))
+    ]
+
+
+def collect(
+    loader: Loader = _load_pynvml, runner: Runner = run_quietly, signs: Callable[[], list[str]] = device_signs
+) -> Machine:
+    """NVML first; nvidia-smi where NVML is missing or failing; where both fail, whether the machine still shows
+    GPU device nodes (a GPU the driver stack cannot use: torch will fail to initialise CUDA). Never raises."""
     machine, why_nvml = probe_nvml(loader)
     if machine is not None and machine.gpus:
         return machine
@@ -198,7 +213,37 @@ def collect(loader: Loader = _load_pynvml, runner: Runner = run_quietly) -> Mach
     machine, why_smi = probe_smi(runner)
     if machine is not None:
         return Machine(machine.gpus, machine.driver, machine.cuda, machine.source, tuple(notes) + ("used nvidia-smi",))
-    return Machine((), None, None, "none", tuple(notes) + ((why_smi,) if why_smi else ()))
+    notes += [why_smi] if why_smi else []
+    shown = signs()
+    if shown:
+        notes.append(
+            f"cuda-init-failed: the machine shows a GPU ({'; '.join(shown)}) but neither NVML nor nvidia-smi can "
+            "use it, so torch cannot initialise CUDA either: reinstall or reload the NVIDIA driver (570 or later "
+            "for an RTX 50)"
+        )
+    return Machine((), None, None, "none", tuple(notes))
+
+
+TORCH_CUDA_CHECK = (
+    "import sys; sys.path.insert(0, sys.argv[1]); import gpuseen, torch; "
+    "print('OK' if torch.cuda.is_available() else 'ERR ' + gpuseen.torch_init_error(torch))"
+)
+
+
+def torch_cuda_problem(python: Path, runner: Runner = run_quietly) -> str | None:
+    """Whether the torch in a built cell initialises CUDA on this machine: None if it does, else the
+    ``cuda-init-failed:...`` reason with torch's own error (a GPU the driver lists can still be one torch
+    cannot use, e.g. a driver too old for the torch build)."""
+    from .cellside import gpuseen
+
+    proc = runner((str(python), "-c", TORCH_CUDA_CHECK, str(Path(gpuseen.__file__).parent)))
+    out = proc.stdout.strip() if proc is not None else ""
+    if out == "OK":
+        return None
+    error = out.removeprefix("ERR ") or (
+        "the check did not run" if proc is None else (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    )
+    return f"{gpuseen.init_failed_reason(error)}: torch in {python.parent.parent.name} cannot initialise CUDA: {error}"
 
 
 def record(dest: Path, loader: Loader = _load_pynvml, runner: Runner = run_quietly) -> list[Path]:
@@ -583,7 +628,16 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from . import matrix as matrices
 
     machine = collect()
-    report = diagnose(matrices.load(), machine, sm=args.sm, driver=args.driver, use_audit=not args.no_audit)
+    matrix = matrices.load()
+    report = diagnose(matrix, machine, sm=args.sm, driver=args.driver, use_audit=not args.no_audit)
+    if (
+        machine.gpus
+        and report.recommended
+        and (py := paths.envs_dir(matrix.root) / report.recommended / "bin" / "python").exists()
+    ):
+        problem = torch_cuda_problem(py)  # the GPU is listed; can the recommended cell's torch use it?
+        if problem:
+            report = replace(report, why=f"{report.why}; {problem}")
     print(json.dumps(report.to_dict(), indent=2) if args.json else format_report(report))
     return 0
 

@@ -13,6 +13,7 @@ import platform
 import shutil
 import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -205,134 +206,128 @@ def suite_env(cell_id: str, sm: int, work: Path, audit: dict[str, Any] | None) -
     }
 
 
-def run_cell(
-    m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True, ld_compare: bool = False
-) -> dict[str, Any]:
-    """Every stage for one cell. Returns the cell's result dict (see the report package for the schema).
-    ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's list of nvidia/*/lib folders."""
-    t_cell = time.perf_counter()
-    expected = cell.expected(sm)
-    rec: dict[str, Any] = {
-        "id": cell.id,
-        "summary": cell.summary,
-        "channel": cell.channel,
-        "cuda": cell.cuda,
-        "python": cell.python,
-        "expected": {"status": expected.status, "reason": expected.reason},
-        "checks": {name: _check("skip", "not run") for name in CHECK_NAMES},
-        "versions": {},
-        "evidence": [],
-        "seconds": {},
-    }
-    reasons: list[str] = []
-    cell_work = work / cell.id
-    cell_work.mkdir(parents=True, exist_ok=True)
+@dataclass
+class Stage:
+    """One stage of a cell's run, as pytest's TestReport is one phase of a test: what happened and why. The
+    orchestrator writes the cell's record from these; the verdict reads the record, never a log.
 
-    def finish(infra: str | None = None) -> dict[str, Any]:
-        unique = list(dict.fromkeys(reasons))
-        status = "not-testable" if infra else ("fail" if unique else "pass")
-        rec["observed"] = {"status": status, "reasons": [] if infra else unique}
-        if infra:
-            rec["observed"]["note"] = f"not testable here, infra: {infra}"
-        rec["verdict"] = verdict.judge_cell(expected, unique, testable=infra is None)
-        rec["unexpected"] = rec["verdict"] in verdict.UNEXPECTED
-        for check in rec["checks"].values():  # a failing check is expected only if its reason was expected
-            if check["status"] == "fail":
-                check["expected"] = expected.reason is not None and expected.reason in check.get("reasons", [])
-        rec["seconds"]["total"] = round(time.perf_counter() - t_cell, 2)
-        return rec
+    ``status``: pass, fail, skip (did not run: ``skipped`` says why) or infra (the machine's failure, not the
+    stack's: the cell is not testable). ``record``: what the stage adds to the cell's result."""
 
-    def fail_check(name: str, reason: str, detail: str) -> None:
-        reasons.append(reason)
-        rec["checks"][name] = _check("fail", detail) | {"reasons": [reason]}
+    name: str
+    status: str
+    detail: str = ""
+    reasons: list[str] = field(default_factory=list)
+    skipped: str | None = None
+    seconds: float | None = None
+    evidence: list[str] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+    check_notes: dict[str, Any] = field(default_factory=dict)  # extra fields of its check square
 
-    # lock: committed for stable cells; resolved now for floating (nightly) ones, and kept in the result
+    def check(self) -> dict[str, Any]:
+        """The stage as the report's check square: pass, fail or skip, with its detail and reasons."""
+        status = "skip" if self.status == "infra" else self.status
+        out = _check(status, self.skipped if status == "skip" and self.skipped else self.detail, seconds=self.seconds)
+        if status != "skip":
+            out["reasons"] = list(self.reasons)
+        return out | self.check_notes
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 2)
+
+
+def stage_lock(m: matrices.Matrix, cell: matrices.Cell, cell_work: Path) -> tuple[Stage, Path | None]:
+    """Committed for stable cells (must be fresh); resolved now for floating (nightly) ones, kept in the result."""
     t0 = time.perf_counter()
-    lock_file: Path | None = None
     if cell.floating:
         lock_file = cell_work / "resolved-lock.txt"
         status = locks.resolve_floating(m, cell, lock_file)
         if status.infra is not None:
-            rec["checks"]["lock"] = _check("skip", status.detail)
-            return finish(infra=status.detail)
+            return Stage("lock", "infra", skipped=status.detail), None
         if status.state not in ("written", "fresh"):
-            fail_check("lock", f"resolve-failed:{cell.id}", status.detail)
-            rec["evidence"].append(f"lock: {status.detail}")
-            return finish()
+            return Stage(
+                "lock", "fail", status.detail, [f"resolve-failed:{cell.id}"], evidence=[f"lock: {status.detail}"]
+            ), None
         text = lock_file.read_text(encoding="utf-8")
-        rec["lock"] = {
+        note = cell.index.describe() if cell.index else None
+        lock = {
             "floating": True,
             "index": cell.index.name if cell.index else None,
-            "index_note": cell.index.describe() if cell.index else None,
+            "index_note": note,
             "sha256": locks.sha256_bytes(text.encode()),
             "text": text,
         }
-        rec["checks"]["lock"] = _check(
-            "pass", f"resolved now from {rec['lock']['index_note']}", seconds=time.perf_counter() - t0
-        )
-    else:
-        status = locks.check(m, [cell])[0]
-        if status.state != "fresh":
-            # A missing or stale lock is the checkout's state, not the stack's: no evidence either way.
-            why = f"lock {status.state}: {status.detail}; regenerate: {locks.REGENERATE} -- {cell.id}"
-            rec["checks"]["lock"] = _check("skip", why)
-            return finish(infra=why)
-        path = locks.lock_path(m, cell)
-        rec["lock"] = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(path.read_bytes())}
-        rec["checks"]["lock"] = _check(
-            "pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=time.perf_counter() - t0
-        )
+        return Stage("lock", "pass", f"resolved now from {note}", seconds=_since(t0), record={"lock": lock}), lock_file
+    status = locks.check(m, [cell])[0]
+    if status.state != "fresh":
+        # A missing or stale lock is the checkout's state, not the stack's: no evidence either way.
+        why = f"lock {status.state}: {status.detail}; regenerate: {locks.REGENERATE} -- {cell.id}"
+        return Stage("lock", "infra", skipped=why), None
+    path = locks.lock_path(m, cell)
+    lock = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(path.read_bytes())}
+    return Stage(
+        "lock", "pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=_since(t0), record={"lock": lock}
+    ), None
 
-    # build + self-test
+
+@dataclass
+class Built:
+    """The build stage and the self-test that the build runs, with the env they left (None if none)."""
+
+    build: Stage
+    selftest: Stage
+    env: Path | None = None
+    versions: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+def stage_build(m: matrices.Matrix, cell: matrices.Cell, lock_file: Path | None) -> Built:
+    """Build (or reuse) the env and its CPU self-test. A build that fails for the machine's reason is infra."""
     t0 = time.perf_counter()
+    not_run = Stage("selftest", "skip", skipped="the build did not finish")
     try:
         result = builds.build(m, cell, lock_file=lock_file, progress=lambda msg: ui.say(f"  {msg}"))
         env_dir, st = result.env, result.selftest
-        selftest_ran_now = "selftest" in result.seconds  # a fresh build, or a reused one that had none
-        rec["checks"]["build"] = _check(
-            "pass",
-            "; ".join(line.strip() for line in (result.patches or "no patches").splitlines()),
-            seconds=time.perf_counter() - t0,
-        ) | {"work": result.state}
+        ran_now = "selftest" in result.seconds  # a fresh build, or a reused one that had none
+        build = Stage("build", "pass", "; ".join(ln.strip() for ln in (result.patches or "no patches").splitlines()))
+        build.check_notes["work"] = result.state
     except SelfTestError as exc:
         env_dir, st = Path(exc.record["env"]), exc.record
-        selftest_ran_now = not exc.record.get("reused")
-        rec["checks"]["build"] = _check(
-            "pass", "built; self-test failed, so it is not linked", seconds=time.perf_counter() - t0
-        )
+        ran_now = not exc.record.get("reused")
+        build = Stage("build", "pass", "built; self-test failed, so it is not linked")
     except FatalError as exc:
         if isinstance(exc, BuildError) and exc.infra is not None:  # the machine's failure, not the stack's
-            rec["checks"]["build"] = _check("skip", str(exc))
-            return finish(infra=f"{exc.infra}: {exc}")
-        fail_check("build", f"build-failed:{type(exc).__name__}", str(exc))
-        rec["evidence"].append(f"build: {exc}")
-        return finish()
-    rec["seconds"]["build"] = round(time.perf_counter() - t0, 2)
-    if st:
-        rec["versions"] = {k: v for k, v in st.get("versions", {}).items() if v}
-        # A reused build carries the self-test it passed (or failed) when it was built: not this run's time.
-        rec["seconds"]["selftest"] = st.get("seconds") if selftest_ran_now else 0.0
-        if selftest_ran_now:
-            rec["seconds"]["build"] = round(max(0.0, rec["seconds"]["build"] - (st.get("seconds") or 0)), 2)
-        if st.get("passed"):
-            tr = st["transcription"]
-            rec["checks"]["selftest"] = _check(
-                "pass", f"WER {tr['wer']:.0%} on {st['audio_seconds']:.0f} s of speech (CPU)"
-            )
-        else:
-            fail_check(
-                "selftest",
-                verdict.classify(st["failure"].split(": ", 1)[1] if ": " in st["failure"] else st["failure"]),
-                st["failure"],
-            )
-            rec["evidence"].append(f"self-test: {st['failure']}")
+            return Built(Stage("build", "infra", skipped=f"{exc.infra}: {exc}"), not_run)
+        reason = f"build-failed:{type(exc).__name__}"
+        return Built(Stage("build", "fail", str(exc), [reason], evidence=[f"build: {exc}"]), not_run)
+    build.seconds = _since(t0)
+    seconds = {"build": build.seconds}
+    if not st:
+        return Built(build, Stage("selftest", "skip", skipped="the build recorded no self-test"), env_dir, {}, seconds)
+    # A reused build carries the self-test it passed (or failed) when it was built: not this run's time.
+    seconds["selftest"] = float(st.get("seconds") or 0.0) if ran_now else 0.0
+    if ran_now:
+        seconds["build"] = round(max(0.0, seconds["build"] - (st.get("seconds") or 0)), 2)
+    if st.get("passed"):
+        tr = st["transcription"]
+        selftest = Stage("selftest", "pass", f"WER {tr['wer']:.0%} on {st['audio_seconds']:.0f} s of speech (CPU)")
+    else:
+        line = st["failure"].split(": ", 1)[1] if ": " in st["failure"] else st["failure"]
+        selftest = Stage(
+            "selftest", "fail", st["failure"], [verdict.classify(line)], evidence=[f"self-test: {st['failure']}"]
+        )
+    versions = {k: v for k, v in st.get("versions", {}).items() if v}
+    return Built(build, selftest, env_dir, versions, seconds)
 
-    # audits (no GPU needed)
-    t0 = time.perf_counter()
+
+def stage_audit(cell: matrices.Cell, env_dir: Path, sm: int) -> tuple[Stage, Stage, Any]:
+    """The static audits (no GPU needed): torch's and every package's kernels against sm, and the library
+    closure. Returns the arch and closure stages and the audit report (the suite checks its answers)."""
     from .audit import audit_site
 
+    t0 = time.perf_counter()
     site = paths.site_packages(env_dir)
-    rec["cuda_runtime"] = _cuda_runtime(site)
     report = audit_site(
         site,
         sm,
@@ -341,77 +336,174 @@ def run_cell(
         progress=False,
         label=cell.id,
     )
-    rec["arch"], rec["closure"] = _arch_summary(report), _closure_summary(report)
-    rec["seconds"]["audit"] = round(time.perf_counter() - t0, 2)
+    arch, closure = _arch_summary(report), _closure_summary(report)
+    seconds = _since(t0)
     arch_reasons = [r for r in report.reasons if r.startswith("arch-unsupported")]
     closure_reasons = [r for r in report.reasons if r.startswith("missing-soname")]
-    torch_arch = rec["arch"]["packages"].get("torch", {})
-    rec["checks"]["arch"] = _check(
+    torch_arch = arch["packages"].get("torch", {})
+    arch_evidence = [
+        f"{_named_by_library(name, pkg)}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
+        + (
+            "; a profiler's kernels (CUPTI): they run only under a profiler, so this does not decide"
+            if pkg.get("profiling_only")
+            else ""
+        )
+        for name, pkg in sorted(arch["packages"].items())
+        if not pkg["runnable"]
+    ]
+    arch_stage = Stage(
+        "arch",
         "fail" if arch_reasons else "pass",
         f"sm_{sm}: {_named_by_library('torch', torch_arch)} SASS {' '.join(torch_arch.get('sass', [])) or '-'}; "
         f"PTX {' '.join(torch_arch.get('ptx', [])) or '-'}",
+        arch_reasons,
+        evidence=arch_evidence,
+        record={"cuda_runtime": _cuda_runtime(site), "arch": arch},
     )
-    rec["checks"]["arch"]["reasons"] = arch_reasons
-    rec["checks"]["closure"] = _check(
+    closure_stage = Stage(
+        "closure",
         "fail" if closure_reasons else "pass",
-        "; ".join(rec["closure"]["missing"]) or "every required soname resolves, LD_LIBRARY_PATH unset",
+        "; ".join(closure["missing"]) or "every required soname resolves, LD_LIBRARY_PATH unset",
+        closure_reasons,
+        seconds=seconds,
+        evidence=list(closure["missing"]),
+        record={"closure": closure},
     )
-    rec["checks"]["closure"]["reasons"] = closure_reasons
-    reasons += arch_reasons + closure_reasons
-    rec["evidence"] += rec["closure"]["missing"]
-    for name, pkg in sorted(rec["arch"]["packages"].items()):
-        if not pkg["runnable"]:
-            rec["evidence"].append(
-                f"{_named_by_library(name, pkg)}: no sm_{sm} image (SASS {' '.join(pkg['sass'])}; PTX {' '.join(pkg['ptx']) or 'none'})"
-                + (
-                    "; a profiler's kernels (CUPTI): they run only under a profiler, so this does not decide"
-                    if pkg.get("profiling_only")
-                    else ""
-                )
-            )
+    return arch_stage, closure_stage, report
 
-    # the cell suite, in the cell's own python
-    if suite:
-        t0 = time.perf_counter()
-        env = suite_env(cell.id, sm, cell_work, static_answers(report, site))
-        data, proc = _run_suite(m, cell, env_dir, cell_work, env, "suite")
-        rec["seconds"]["suite"] = round(time.perf_counter() - t0, 2)
-        if data is None:
-            fail_check("suite", "suite-crashed", proc.last_error_line())
-        else:
-            rec["suite"] = {k: v for k, v in data.items() if k != "observations"}
-            observations = data.get("observations") or {}
-            for key in ("gpu", "loader", "torch_arch_flags", "env_names"):
-                if key in observations:
-                    rec[key] = observations[key]
-            failed = [t for t in data["tests"] if t["outcome"] == "failed"]
-            skipped = [t for t in data["tests"] if t["outcome"] == "skipped"]
-            suite_reasons = _failure_reasons(failed)
-            passed = len(data["tests"]) - len(failed) - len(skipped)
-            detail = f"{passed} passed, {len(failed)} failed, {len(skipped)} skipped"
-            if failed:
-                detail += f"; first failure: {failed[0]['test']}: {failed[0].get('error', '')[:160]}"
-            if skipped:
-                detail += f"; skipped: {skipped[0].get('skip_reason', '')}"
-            rec["checks"]["suite"] = _check("fail" if failed else "pass", detail)
-            rec["checks"]["suite"]["reasons"] = suite_reasons
-            reasons += suite_reasons
-            rec["evidence"] += [f"{t['test']}: {t.get('error', '')}" for t in failed]
-        if ld_compare:
-            # The guide's way: every nvidia/*/lib folder of the env on LD_LIBRARY_PATH. Same suite, compared.
-            folders = sorted(str(p) for p in site.glob("nvidia/*/lib") if p.is_dir())
-            with_data, _ = _run_suite(
-                m,
-                cell,
-                env_dir,
-                cell_work,
-                env | {"LD_LIBRARY_PATH": os.pathsep.join(folders), "WXM_SUITE_VARIANT": "guide-ld-library-path"},
-                "suite-ldlp",
-            )
-            rec["ld_library_path"] = compare_suites(data, with_data)
-            rec["ld_library_path"]["with"]["folders"] = len(folders)
-            rec["seconds"]["suite"] = round(time.perf_counter() - t0, 2)
-    return finish()
+
+def stage_suite(m: matrices.Matrix, cell: matrices.Cell, env_dir: Path, cell_work: Path, env: dict[str, str]) -> Stage:
+    """The cell suite in the cell's own python. Its skips are recorded with their reasons: a skipped test is
+    never a pass (the verdict reads which parts ran)."""
+    t0 = time.perf_counter()
+    data, proc = _run_suite(m, cell, env_dir, cell_work, env, "suite")
+    if data is None:
+        return Stage("suite", "fail", proc.last_error_line(), ["suite-crashed"], seconds=_since(t0))
+    record: dict[str, Any] = {"suite": {k: v for k, v in data.items() if k != "observations"}}
+    observations = data.get("observations") or {}
+    record |= {
+        key: observations[key] for key in ("gpu", "loader", "torch_arch_flags", "env_names") if key in observations
+    }
+    failed = [t for t in data["tests"] if t["outcome"] == "failed"]
+    skipped = [t for t in data["tests"] if t["outcome"] == "skipped"]
+    passed = len(data["tests"]) - len(failed) - len(skipped)
+    detail = f"{passed} passed, {len(failed)} failed, {len(skipped)} skipped"
+    if failed:
+        detail += f"; first failure: {failed[0]['test']}: {failed[0].get('error', '')[:160]}"
+    for why in dict.fromkeys(t.get("skip_reason", "") for t in skipped):
+        detail += f"; skipped: {why}"
+    return Stage(
+        "suite",
+        "fail" if failed else "pass",
+        detail,
+        _failure_reasons(failed),
+        skipped=None if passed or failed else "every test was skipped",
+        seconds=_since(t0),
+        evidence=[f"{t['test']}: {t.get('error', '')}" for t in failed],
+        record=record,
+    )
+
+
+def stage_ld_compare(
+    m: matrices.Matrix,
+    cell: matrices.Cell,
+    env_dir: Path,
+    cell_work: Path,
+    env: dict[str, str],
+    without: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The guide's way: every nvidia/*/lib folder of the env on LD_LIBRARY_PATH. The same suite again, compared
+    test by test with the run that had it unset."""
+    folders = sorted(str(p) for p in paths.site_packages(env_dir).glob("nvidia/*/lib") if p.is_dir())
+    guide_env = env | {"LD_LIBRARY_PATH": os.pathsep.join(folders), "WXM_SUITE_VARIANT": "guide-ld-library-path"}
+    with_data, _ = _run_suite(m, cell, env_dir, cell_work, guide_env, "suite-ldlp")
+    comparison = compare_suites(without, with_data)
+    comparison["with"]["folders"] = len(folders)
+    return comparison
+
+
+def run_cell(
+    m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True, ld_compare: bool = False
+) -> dict[str, Any]:
+    """Every stage for one cell, in order, each a Stage record; a stage that cannot run says why and the rest
+    are skipped. ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's folders."""
+    t_cell = time.perf_counter()
+    cell_work = work / cell.id
+    cell_work.mkdir(parents=True, exist_ok=True)
+    stages: list[Stage] = []
+    rec: dict[str, Any] = {"versions": {}, "seconds": {}}
+
+    lock, lock_file = stage_lock(m, cell, cell_work)
+    stages.append(lock)
+    if lock.status == "pass":
+        built = stage_build(m, cell, lock_file)
+        stages += [built.build, built.selftest]
+        rec["versions"], rec["seconds"] = built.versions, built.seconds
+        if built.env is not None:
+            arch, closure, report = stage_audit(cell, built.env, sm)
+            stages += [arch, closure]
+            rec["seconds"]["audit"] = closure.seconds
+            if suite:
+                site = paths.site_packages(built.env)
+                env = suite_env(cell.id, sm, cell_work, static_answers(report, site))
+                ran = stage_suite(m, cell, built.env, cell_work, env)
+                stages.append(ran)
+                if ld_compare:
+                    t0 = time.perf_counter()
+                    ran.record["ld_library_path"] = stage_ld_compare(
+                        m, cell, built.env, cell_work, env, ran.record.get("suite")
+                    )
+                    ran.seconds = round((ran.seconds or 0) + _since(t0), 2)
+                rec["seconds"]["suite"] = ran.seconds
+            else:
+                stages.append(Stage("suite", "skip", skipped="--no-suite was given"))
+    return finish_cell(cell, sm, stages, rec, t_cell)
+
+
+def finish_cell(
+    cell: matrices.Cell, sm: int, stages: list[Stage], rec: dict[str, Any], t_cell: float
+) -> dict[str, Any]:
+    """The cell's result from its stage records: observed reasons, what was not observed, and the verdict."""
+    expected = cell.expected(sm)
+    # Every failure this cell is expected to show on this target: the reason for any device and the target's own.
+    known = {e.reason for e in (cell.expect, expected) if e.reason}
+    by_name = {s.name: s for s in stages}
+    out: dict[str, Any] = {
+        "id": cell.id,
+        "summary": cell.summary,
+        "channel": cell.channel,
+        "cuda": cell.cuda,
+        "python": cell.python,
+        "expected": {"status": expected.status, "reason": expected.reason},
+        "checks": {},
+        "versions": rec.get("versions", {}),
+        "evidence": [e for s in stages for e in s.evidence],
+        "seconds": {k: v for k, v in rec.get("seconds", {}).items() if v is not None},
+    }
+    for name in CHECK_NAMES:
+        stage = by_name.get(name)
+        check = stage.check() if stage else _check("skip", "not run")
+        if check["status"] == "fail":  # a failing check is expected only if every reason it gives is expected
+            check["expected"] = bool(check.get("reasons")) and set(check["reasons"]) <= known
+        out["checks"][name] = check
+    for stage in stages:
+        out |= stage.record
+    infra = next((s.skipped for s in stages if s.status == "infra"), None)
+    reasons = [] if infra else list(dict.fromkeys(r for s in stages for r in s.reasons))
+    status = "not-testable" if infra else "fail" if reasons else "pass"
+    out["observed"] = {"status": status, "reasons": reasons}
+    if infra:
+        out["observed"]["note"] = f"not testable here, infra: {infra}"
+    elif gaps := verdict.unobserved(out):
+        out["observed"]["unobserved"] = gaps
+        if not verdict.complete(out) and not reasons:
+            out["observed"]["status"] = verdict.INCOMPLETE
+    out["verdict"] = verdict.judge_cell(
+        expected, reasons, testable=infra is None, complete=infra is not None or verdict.complete(out)
+    )
+    out["unexpected"] = out["verdict"] in verdict.UNEXPECTED
+    out["seconds"]["total"] = _since(t_cell)
+    return out
 
 
 def static_answers(report: Any, site: Path) -> dict[str, Any]:
@@ -451,7 +543,8 @@ def run_matrix(
     ui.say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, ui.progress(len(cells), "matrix") as bar:
         futures = {
-            pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=c.id in ld_cells): c for c in cells
+            pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=verdict.names_cell(c.id, ld_cells)): c
+            for c in cells
         }
         for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):
             cell = futures[fut]
@@ -531,6 +624,7 @@ def load_probes(files: list[str]) -> list[dict[str, Any]]:
                         "gpu": cell["gpu"],
                         "suite": {"cell": cell["id"], "tests": tests},
                         "built_by": "the matrix",
+                        **({"ld_library_path": cell["ld_library_path"]} if cell.get("ld_library_path") else {}),
                     }
                 )
     return out

@@ -26,7 +26,7 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
-from .cudafacts import CUDA_DRIVERS
+from .cudafacts import CUDA_DRIVERS, GPU_DRIVER_BRANCH, GPU_DRIVER_BRANCH_SOURCE
 from .errors import ConfigError, did_you_mean
 from .matrix import Expectation, Matrix, read_toml
 
@@ -38,11 +38,16 @@ VERDICTS = (
     "unexpected-pass",
     "unexpected-failure",
     "not-testable",
+    "incomplete",
 )
 AS_EXPECTED = frozenset({"as-expected", "failed-as-expected"})
 UNEXPECTED = frozenset({"wrong-reason", "unexpected-pass", "unexpected-failure"})
 NOT_TESTABLE = "not-testable"
+# Nothing failed, but what decides the cell was not observed: its suite did not run, or every test was skipped.
+INCOMPLETE = "incomplete"
 BASES = ("measured", "emulated", "cited")
+# A claim's verdict. "mixed": the claim has parts, and some were confirmed while others were contradicted.
+CLAIM_VERDICTS = ("confirmed", "contradicted", "mixed", "not-testable")
 
 
 def totals(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
@@ -52,6 +57,7 @@ def totals(cells: Sequence[Mapping[str, Any]]) -> dict[str, int]:
         "as_expected": sum(c.get("verdict") in AS_EXPECTED for c in cells),
         "unexpected": sum(bool(c.get("unexpected")) or c.get("verdict") in UNEXPECTED for c in cells),
         "not_testable": sum(c.get("verdict") == NOT_TESTABLE for c in cells),
+        **({"incomplete": n} if (n := sum(c.get("verdict") == INCOMPLETE for c in cells)) else {}),
     }
 
 
@@ -87,9 +93,13 @@ def classify(line: str) -> str:
     return f"{exc}:{words}" if words else exc
 
 
-def judge_cell(expected: Expectation, reasons: list[str], *, testable: bool = True) -> str:
+def judge_cell(expected: Expectation, reasons: list[str], *, testable: bool = True, complete: bool = True) -> str:
+    """``complete``: the parts that decide a cell were observed (its suite ran a test that was not skipped). A
+    failure decides on its own; the absence of one decides nothing until the suite has run."""
     if not testable:
         return NOT_TESTABLE
+    if not reasons and not complete:
+        return INCOMPLETE
     if expected.status == "pass":
         return "as-expected" if not reasons else "unexpected-failure"
     if not reasons:
@@ -171,7 +181,7 @@ def load_claims(path: Path, matrix: Matrix) -> list[Claim]:
     return claims
 
 
-_CELL_KEYS = ("old", "new", "patched", "unpatched", "upstream", "proxy", "today")
+_CELL_KEYS = ("old", "new", "patched", "unpatched", "upstream", "proxy", "today", "guide")
 
 
 @dataclass
@@ -212,9 +222,39 @@ class Observations:
 
 @dataclass
 class Judgement:
+    """A claim's verdict with its evidence and what it lacked. ``parts``: (part, verdict) for a claim of several
+    statements; ``partial``: what part of the claim the verdict does not cover (shown beside it)."""
+
     verdict: str
     evidence: list[dict[str, Any]]
     missing: list[str] = field(default_factory=list)
+    partial: str | None = None
+    parts: list[tuple[str, str]] = field(default_factory=list)
+
+
+# An evidence item shown beside a verdict that it did not decide.
+CONTEXT: dict[str, Any] = {"context": True}
+
+
+def combine(
+    parts: Sequence[tuple[str, str]], evidence: list[dict[str, Any]], missing: list[str], *, partial: str | None = None
+) -> Judgement:
+    """One verdict from a claim's parts: confirmed or contradicted where every judged part agrees, mixed where
+    they disagree, not-testable where none was judged. A part not judged is named in ``partial``."""
+    judged = [v for _, v in parts if v != "not-testable"]
+    if not judged:
+        verdict = "not-testable"
+    elif all(v == "confirmed" for v in judged):
+        verdict = "confirmed"
+    elif all(v == "contradicted" for v in judged):
+        verdict = "contradicted"
+    else:
+        verdict = "mixed"
+    unjudged = [name for name, v in parts if v == "not-testable"]
+    gaps = [partial] if partial else []
+    if judged and unjudged:
+        gaps.append("not observed: " + ", ".join(f"'{n}'" for n in unjudged))
+    return Judgement(verdict, evidence, missing, "; ".join(gaps) or None, list(parts) if len(parts) > 1 else [])
 
 
 def _untested(obs: Observations, cells: Iterable[str]) -> Judgement:
@@ -242,9 +282,83 @@ def _reasons(rec: Mapping[str, Any]) -> list[str]:
     return list((rec.get("observed") or {}).get("reasons") or [])
 
 
+# --- what a cell's record observed -----------------------------------------------------------------
+
+
+def is_gpu_test(test: Mapping[str, Any]) -> bool:
+    """A cell-suite test that exercises the GPU: marked ``gpu`` (recorded by the suite), or, in results written
+    before the mark was recorded, named ``test_gpu_*``."""
+    return bool(test.get("gpu")) or str(test.get("test", "")).startswith("test_gpu")
+
+
+def _part(tests: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    ran = [t for t in tests if t.get("outcome") != "skipped"]
+    skipped = [t for t in tests if t.get("outcome") == "skipped"]
+    return {
+        "ran": len(ran),
+        "failed": sum(t.get("outcome") == "failed" for t in ran),
+        "skipped": len(skipped),
+        "skip_reasons": list(dict.fromkeys(str(t.get("skip_reason") or "no reason given") for t in skipped)),
+    }
+
+
+def suite_parts(rec: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
+    """The cell suite's tests by part, ``cpu`` and ``gpu``: how many ran, failed and were skipped (with why).
+    None when the suite did not run."""
+    suite = rec.get("suite")
+    if not isinstance(suite, Mapping) or not isinstance(suite.get("tests"), list):
+        return None
+    tests = suite["tests"]
+    return {
+        "cpu": _part([t for t in tests if not is_gpu_test(t)]),
+        "gpu": _part([t for t in tests if is_gpu_test(t)]),
+    }
+
+
+def unobserved(rec: Mapping[str, Any]) -> list[str]:
+    """What of a cell was not observed, each with why: the suite (not run), its CPU tests (every one skipped),
+    its GPU part (no GPU test ran). Empty when everything ran. A missing part is never counted as passing."""
+    parts = suite_parts(rec)
+    if parts is None:
+        why = ((rec.get("checks") or {}).get("suite") or {}).get("detail") or "no suite in this result"
+        return [f"suite: not run ({why})"]
+    out = []
+    cpu, gpu = parts["cpu"], parts["gpu"]
+    if not cpu["ran"]:
+        out.append(f"CPU tests: none ran ({'; '.join(cpu['skip_reasons']) or 'the suite held none'})")
+    if not gpu["ran"]:
+        out.append(f"GPU part: not run ({'; '.join(gpu['skip_reasons']) or 'the suite held no GPU test'})")
+    return out
+
+
+def complete(rec: Mapping[str, Any]) -> bool:
+    """The parts that decide a cell on any machine ran: its suite ran, with at least one CPU test not skipped.
+    (The GPU part needs a GPU; where it was not run, claims say so in their ``partial``.)"""
+    parts = suite_parts(rec)
+    return parts is not None and parts["cpu"]["ran"] > 0
+
+
 def _outcome(rec: Mapping[str, Any]) -> str:
+    """A cell's outcome in words, saying what was not observed."""
     reasons = _reasons(rec)
-    return "passes every check" if not reasons else "fails: " + ", ".join(reasons)
+    if reasons:
+        return "fails: " + ", ".join(reasons)
+    gaps = unobserved(rec)
+    if not complete(rec):
+        return "no failure seen, but not judged: " + "; ".join(gaps)
+    if gaps:
+        return "passes its static and CPU checks; " + "; ".join(gaps)
+    return "passes every check, GPU part included"
+
+
+def _pass_state(rec: Mapping[str, Any]) -> tuple[str, str | None]:
+    """("fails" | "passes" | "unobserved", partial): partial names the part a pass did not cover."""
+    if _reasons(rec):
+        return "fails", None
+    if not complete(rec):
+        return "unobserved", None
+    parts = suite_parts(rec) or {}
+    return "passes", None if parts.get("gpu", {}).get("ran") else "CPU and static only; GPU part not run"
 
 
 def _ver(rec: Mapping[str, Any], pkg: str) -> str:
@@ -261,18 +375,18 @@ def _has_sm(rec: Mapping[str, Any], sm: int) -> bool:
 
 
 def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
-    """Which cells carry sm_N kernels and which CUDA runtime each bundles (measured); that runtime's driver
-    floor (cited)."""
-    sm = int(claim.says["sm"])
-    have = [c for c in claim.cells if (r := obs.get(c)) and _torch_lib(r) and r.get("cuda_runtime")]
-    if not have:
-        return Judgement(
-            "not-testable", [], [obs.why_missing(c, "torch arch audit or CUDA runtime version") for c in claim.cells]
-        )
-    ev = []
-    with_sm = []
-    for c in have:
-        r = obs.cells[c]
+    """The driver a GPU family needs is the first driver branch that supports it (cited, with its source); that
+    alone decides. Each cell's bundled CUDA runtime (measured) and the driver that runtime needs (cited) are
+    context: a runtime's floor is lower than a GPU's (CUDA 12.x runs from R525 with minor-version compatibility)."""
+    sm, stated = int(claim.says["sm"]), int(claim.says["driver"])
+    ev: list[dict[str, Any]] = []
+    runtimes: dict[str, str] = {}
+    missing = []
+    for c in claim.cells:
+        r = obs.get(c)
+        if not (r and _torch_lib(r) and r.get("cuda_runtime")):
+            missing.append(obs.why_missing(c, "torch arch audit or CUDA runtime version"))
+            continue
         has = _has_sm(r, sm)
         ev.append(
             measured(
@@ -280,21 +394,26 @@ def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
                 f"bundles CUDA runtime {r['cuda_runtime']}",
                 cell=c,
             )
+            | CONTEXT
         )
-        if has:
-            with_sm.append(c)
-    if not with_sm:
-        return Judgement("not-testable", ev, [f"no cell of {', '.join(have)} carries sm_{sm} kernels"])
-    first = min(with_sm, key=lambda c: _v(obs.cells[c]["cuda_runtime"]))
-    runtime = ".".join(str(obs.cells[first]["cuda_runtime"]).split(".")[:2])
-
-    cite = next((d for d in CUDA_DRIVERS.values() if d.cuda == runtime), None)
-    if cite is None:
-        return Judgement("not-testable", ev, [f"no cited driver floor for CUDA {runtime}"])
-    ev.append(cited(f"CUDA {cite.cuda} needs Linux driver >= {cite.toolkit_driver}", source=CUDA_RELEASE_NOTES))
-    floor = _v(cite.toolkit_driver).release[0]
-    verdict = "contradicted" if floor > int(claim.says["driver"]) else "confirmed"
-    return Judgement(verdict, ev)
+        runtimes.setdefault(".".join(str(r["cuda_runtime"]).split(".")[:2]), c)
+    for runtime in sorted(runtimes, key=_v):
+        cite = next((d for d in CUDA_DRIVERS.values() if d.cuda == runtime), None)
+        if cite is not None:
+            ev.append(
+                cited(
+                    f"the CUDA {runtime} runtime runs from driver {cite.minor_compat_driver} (minor-version "
+                    f"compatibility); its toolkit's own driver is {cite.toolkit_driver}",
+                    source=CUDA_RELEASE_NOTES,
+                )
+                | CONTEXT
+            )
+    fact = GPU_DRIVER_BRANCH.get(sm // 10)
+    if fact is None:
+        return Judgement("not-testable", ev, missing + [f"no cited first driver branch for sm_{sm} GPUs"])
+    branch, why = fact
+    ev.append(cited(f"sm_{sm}: {why}: first branch R{branch}", source=GPU_DRIVER_BRANCH_SOURCE))
+    return Judgement("contradicted" if branch > stated else "confirmed", ev, missing)
 
 
 def check_max_arch(claim: Claim, obs: Observations) -> Judgement:
@@ -313,6 +432,9 @@ def check_max_arch(claim: Claim, obs: Observations) -> Judgement:
     return Judgement("confirmed" if top == int(claim.says["max_sm"]) else "contradicted", ev)
 
 
+NO_KERNEL_IMAGE = "no kernel image is available"
+
+
 def _emulation_items(obs: Observations) -> list[tuple[str, Mapping[str, Any], Mapping[str, Any]]]:
     """(where, gpu facts, emulation record) for every recorded run of the no-kernel-image emulation."""
     out = []
@@ -323,62 +445,72 @@ def _emulation_items(obs: Observations) -> list[tuple[str, Mapping[str, Any], Ma
     return out
 
 
+def _runs_on(sm: int, lib: Mapping[str, Any]) -> list[str]:
+    """The kernels of a library that run on sm_N: SASS of the same major at or below it, or PTX at or below it."""
+    sass = [a for a in lib.get("sass") or [] if _sm_num(a) // 10 == sm // 10 and _sm_num(a) <= sm]
+    return sass + [a for a in lib.get("ptx") or [] if _sm_num(a) <= sm]
+
+
 def check_option1_mechanism(claim: Claim, obs: Observations) -> Judgement:
-    """Two parts. Today: does the stable cu128 cell carry kernels for the target (measured)? The guide's era:
-    does a GPU without matching kernels go undetected (emulated on any NVIDIA GPU)?"""
+    """Two parts. *Option 1 fails on sm_N*: the guide's-era torch carries no kernel that runs there (measured
+    from its fatbin). *The GPU is not detected at all*: what a GPU without matching kernels sees, emulated on a
+    real GPU; a run counts only where the emulation took effect (the first kernel failed for want of a kernel
+    image). Today's stable cell is context, never a part."""
     sm = int(claim.says["sm"])
-    era, today = claim.says["cell"], claim.says["today"]
+    era, today = claim.says["cell"], claim.says.get("today")
     ev: list[dict[str, Any]] = []
     missing: list[str] = []
-    parts: list[str] = []
-    r_era, r_today = obs.get(era), obs.get(today)
-    if r_era and _torch_lib(r_era):
+    parts: list[tuple[str, str]] = []
+    fails_part = f"option 1 fails on sm_{sm}"
+    r_era = obs.get(era)
+    lib = _torch_lib(r_era) if r_era else None
+    if r_era and lib is not None:
+        runs = _runs_on(sm, lib)
         ev.append(
             measured(
                 f"{era}: torch {_ver(r_era, 'torch')} libtorch_cuda.so: {_kernels(r_era)}: "
-                f"{'has' if _has_sm(r_era, sm) else 'no'} sm_{sm} SASS"
-                f"{'' if (_torch_lib(r_era) or {}).get('ptx') else ', no PTX to JIT'}",
+                + (f"runs on sm_{sm} through {' '.join(runs)}" if runs else f"no sm_{sm} SASS and no PTX to JIT"),
                 cell=era,
             )
         )
+        parts.append((fails_part, "contradicted" if runs else "confirmed"))
     else:
         missing.append(obs.why_missing(era, "torch arch audit"))
-    if r_today and _torch_lib(r_today):
+        parts.append((fails_part, "not-testable"))
+    detected: list[bool] = []
+    for where, gpu, emu in _emulation_items(obs):
+        err = str(emu.get("first_kernel_error") or "")
+        text = (
+            f"{where} on {gpu.get('name')} (sm_{gpu.get('sm')}), torch {emu.get('torch')}: "
+            f"torch.cuda.is_available() {emu.get('is_available')}, device name {emu.get('name')!r}, "
+            f"capability {emu.get('capability')}; first kernel: {err or 'ran'}"
+        )
+        if emu.get("is_available") and NO_KERNEL_IMAGE not in err:
+            # The emulation did not take effect (the kernel ran, or failed for another reason): not evidence.
+            missing.append(f"{text}: the emulation did not take effect, so this run is not evidence")
+            continue
+        ev.append(emulated(text, emulation=str(emu.get("emulation") or "CUDA_FORCE_PTX_JIT=1"), where=where))
+        detected.append(bool(emu.get("is_available")) and bool(emu.get("name")))
+    detect_part = "the GPU is not detected at all"
+    if detected:
+        parts.append((detect_part, "contradicted" if all(detected) else "confirmed" if not any(detected) else "mixed"))
+    else:
+        parts.append((detect_part, "not-testable"))
+        missing.append(
+            "no GPU run of the cell suite's no-kernel-image emulation that took effect in these results "
+            "(run the matrix, or `python -m whisperx_matrix probe`, where a GPU exists)"
+        )
+    if today and (r_today := obs.get(today)) and _torch_lib(r_today):
         has = _has_sm(r_today, sm)
         ev.append(
             measured(
-                f"{today} (stable torch {_ver(r_today, 'torch')}, {r_today.get('cuda')}): "
+                f"today's {today} (stable torch {_ver(r_today, 'torch')}, {r_today.get('cuda')}): "
                 f"{'carries' if has else 'has no'} sm_{sm} SASS",
                 cell=today,
             )
+            | CONTEXT
         )
-        parts.append("contradicted" if has else "confirmed")
-    else:
-        missing.append(obs.why_missing(today, "torch arch audit"))
-    emus = _emulation_items(obs)
-    if emus:
-        detected_all = True
-        for where, gpu, emu in emus:
-            err = emu.get("first_kernel_error") or "none: the kernel ran"
-            ev.append(
-                emulated(
-                    f"{where} on {gpu.get('name')} (sm_{gpu.get('sm')}), torch {emu.get('torch')}: "
-                    f"torch.cuda.is_available() {emu.get('is_available')}, device name {emu.get('name')!r}, "
-                    f"capability {emu.get('capability')}; first kernel: {err}",
-                    emulation=str(emu.get("emulation") or "CUDA_FORCE_PTX_JIT=1"),
-                    where=where,
-                )
-            )
-            detected_all &= bool(emu.get("is_available")) and bool(emu.get("name"))
-        parts.append("contradicted" if detected_all else "confirmed")
-    else:
-        missing.append(
-            "no GPU run of the cell suite's no-kernel-image emulation in these results "
-            "(run the matrix, or `python -m whisperx_matrix probe`, where a GPU exists)"
-        )
-    if not parts:
-        return Judgement("not-testable", ev, missing)
-    return Judgement("contradicted" if "contradicted" in parts else "confirmed", ev, missing)
+    return combine(parts, ev, missing)
 
 
 def _soname_state(rec: Mapping[str, Any], soname: str) -> str:
@@ -438,19 +570,29 @@ def check_missing_soname(claim: Claim, obs: Observations) -> Judgement:
 
 
 def check_cell_passes(claim: Claim, obs: Observations) -> Judgement:
+    """The claim's cell passes: its suite ran and nothing failed. A pass whose GPU part did not run is confirmed
+    in part (``partial`` says so); a suite that did not run, or skipped every test, confirms nothing. A proxy
+    cell is shown as context and never decides."""
     target, proxy = claim.says["cell"], claim.says.get("proxy")
-    r = obs.get(target)
     ev = []
     if proxy and (p := obs.get(proxy)):
-        ev.append(measured(f"{proxy} (stable torch {_ver(p, 'torch')}, same CUDA build): {_outcome(p)}", cell=proxy))
+        ev.append(
+            measured(f"{proxy} (stable torch {_ver(p, 'torch')}, same CUDA build): {_outcome(p)}", cell=proxy) | CONTEXT
+        )
+    r = obs.get(target)
     if r is None:
         return Judgement("not-testable", ev, [obs.why_missing(target)])
     ev.insert(0, _index_basis(r, measured(f"{target} (torch {_ver(r, 'torch')}): {_outcome(r)}", cell=target)))
-    return Judgement("confirmed" if not _reasons(r) else "contradicted", ev)
+    state, partial = _pass_state(r)
+    gaps = [f"{target}: {g}" for g in unobserved(r)]
+    if state == "unobserved":
+        return Judgement("not-testable", ev, gaps)
+    return Judgement("confirmed" if state == "passes" else "contradicted", ev, gaps if partial else [], partial)
 
 
 def check_pyannote_needs_4(claim: Claim, obs: Observations) -> Judgement:
-    """Two cells that differ only in pyannote-audio: the old one must fail for the stated reason, the new pass."""
+    """Two cells that differ only in pyannote-audio: the old one must fail for the stated reason, the new pass
+    (its suite run: a pass nobody observed decides nothing)."""
     s = claim.says
     old, new = obs.get(s["old"]), obs.get(s["new"])
     if not (old and new):
@@ -466,75 +608,149 @@ def check_pyannote_needs_4(claim: Claim, obs: Observations) -> Judgement:
         return Judgement(
             "not-testable", ev, [f"the two cells differ in {', '.join(same) or 'nothing'}, not in pyannote-audio alone"]
         )
-    confirmed = s["reason"] in _reasons(old) and not _reasons(new)
-    return Judgement("confirmed" if confirmed else "contradicted", ev)
+    state, partial = _pass_state(new)
+    if state == "unobserved":
+        return Judgement("not-testable", ev, [f"{s['new']}: {g}" for g in unobserved(new)])
+    confirmed = s["reason"] in _reasons(old) and state == "passes"
+    return Judgement("confirmed" if confirmed else "contradicted", ev, partial=partial if confirmed else None)
+
+
+def _failure_line(rec: Mapping[str, Any], needle: str) -> str:
+    """The recorded failure line that names ``needle``, else the cell's reasons."""
+    return next((e for e in rec.get("evidence", []) if needle in str(e)), ", ".join(_reasons(rec)) or "no failure")
+
+
+def _ran(rec: Mapping[str, Any], name_part: str) -> bool:
+    """Whether a suite test whose name holds ``name_part`` ran (was not skipped)."""
+    tests = (rec.get("suite") or {}).get("tests") or []
+    return any(name_part in str(t.get("test")) and t.get("outcome") != "skipped" for t in tests)
 
 
 def check_patch_needed(claim: Claim, obs: Observations) -> Judgement:
+    """Two parts. *A patch is needed*: the recipe without one fails for the stated reason. *The guide's edit is
+    enough*: the cell with exactly the guide's edit runs VAD, ASR and diarization (its suite's diarization test
+    ran) without that failure. The project's full patch and upstream WhisperX are context."""
     s = claim.says
-    patched, unpatched, upstream = (obs.get(s[k]) for k in ("patched", "unpatched", "upstream"))
-    if not (patched and unpatched):
-        return _untested(obs, [c for c in (s["patched"], s["unpatched"]) if not obs.get(c)])
-    failure = next((e for e in unpatched.get("evidence", []) if "use_auth_token" in e), ", ".join(_reasons(unpatched)))
-    ev = [
-        measured(
-            f"{s['unpatched']}: whisperx {_ver(unpatched, 'whisperx')} + pyannote-audio "
-            f"{_ver(unpatched, 'pyannote-audio')} without the patch: {failure}",
-            cell=s["unpatched"],
-        ),
-        measured(f"{s['patched']}: the same with patches/0001: {_outcome(patched)}", cell=s["patched"]),
-    ]
-    if upstream:
+    reason = s["reason"]
+    ev: list[dict[str, Any]] = []
+    missing: list[str] = []
+    parts: list[tuple[str, str]] = []
+    unpatched = obs.get(s["unpatched"])
+    if unpatched is None:
+        missing.append(obs.why_missing(s["unpatched"]))
+        parts.append(("a patch is needed", "not-testable"))
+    else:
+        state, _ = _pass_state(unpatched)
         ev.append(
             measured(
-                f"{s['upstream']}: whisperx {_ver(upstream, 'whisperx')}, no patch applied: {_outcome(upstream)}",
-                cell=s["upstream"],
+                f"{s['unpatched']}: whisperx {_ver(unpatched, 'whisperx')} + pyannote-audio "
+                f"{_ver(unpatched, 'pyannote-audio')} without a patch: "
+                + (_failure_line(unpatched, "use_auth_token") if state == "fails" else _outcome(unpatched)),
+                cell=s["unpatched"],
             )
         )
-    confirmed = s["reason"] in _reasons(unpatched) and not _reasons(patched)
-    return Judgement("confirmed" if confirmed else "contradicted", ev)
+        verdict = (
+            "confirmed" if reason in _reasons(unpatched) else "contradicted" if state == "passes" else "not-testable"
+        )
+        if verdict == "not-testable":
+            missing.append(f"{s['unpatched']}: {_outcome(unpatched)}, not for {reason}")
+        parts.append(("a patch is needed", verdict))
+    guide = obs.get(s["guide"])
+    enough = "the guide's two-file edit is enough (VAD, ASR and diarization)"
+    if guide is None:
+        missing.append(obs.why_missing(s["guide"]))
+        parts.append((enough, "not-testable"))
+    else:
+        state, _ = _pass_state(guide)
+        ev.append(
+            measured(
+                f"{s['guide']}: the same with only the guide's edit (vads/pyannote.py, asr.py): "
+                + (_failure_line(guide, "use_auth_token") if state == "fails" else _outcome(guide)),
+                cell=s["guide"],
+            )
+        )
+        if reason in _reasons(guide):
+            parts.append((enough, "contradicted"))
+        elif state == "passes" and _ran(guide, "diariz"):
+            parts.append((enough, "confirmed"))
+        else:
+            why = _outcome(guide) if state != "passes" else "its diarization test did not run"
+            missing.append(f"{s['guide']}: {why}")
+            parts.append((enough, "not-testable"))
+    for key, what in (("patched", "with the project's patches/0001 (four files)"), ("upstream", "no patch")):
+        if (r := obs.get(s[key])) is not None:
+            ev.append(
+                measured(f"{s[key]}: whisperx {_ver(r, 'whisperx')}, {what}: {_outcome(r)}", cell=s[key]) | CONTEXT
+            )
+    return combine(parts, ev, missing)
+
+
+def _ld_records(claim: Claim, obs: Observations) -> list[tuple[str, Mapping[str, Any]]]:
+    """(where, comparison) for every run of the suite with LD_LIBRARY_PATH unset and set: this run's cells named
+    by the claim, then recorded runs (probes) of those cells or their Python variants, e.g. on a GPU machine."""
+    out = [(c, lp) for c in claim.cells if (r := obs.get(c)) and (lp := r.get("ld_library_path") or {}).get("with")]
+    for probe in sorted(obs.probes, key=lambda p: str(p.get("label"))):
+        lp = probe.get("ld_library_path") or {}
+        if lp.get("with") and names_cell(str((probe.get("suite") or {}).get("cell")), claim.cells):
+            out.append((f"probe {probe.get('label')}", lp))
+    return out
 
 
 def check_needs_ld_library_path(claim: Claim, obs: Observations) -> Judgement:
     """The cell suite run twice: LD_LIBRARY_PATH unset, and set to the guide's list of nvidia/*/lib folders.
-    A cell relies on it when it fails without and passes with."""
-    judged = [c for c in claim.cells if (r := obs.get(c)) and (r.get("ld_library_path") or {}).get("with")]
+    A cell relies on it when it fails without and passes with. Each side is judged on the tests that ran in
+    both; the evidence says how many of them were GPU tests, since only those load the libraries CTranslate2
+    opens at run time (cuBLAS) and run kernels: a comparison of CPU tests alone is named as partial."""
+    judged = _ld_records(claim, obs)
     if not judged:
         missing = [
             obs.why_missing(c) if not obs.get(c) else f"{c}: the suite was not run with LD_LIBRARY_PATH set"
             for c in claim.cells
         ]
         return Judgement("not-testable", [], missing)
-    ev, relies, fine = [], [], []
-    for c in judged:
-        lp = obs.cells[c]["ld_library_path"]
+    ev, relies, fine, gpu_runs = [], [], [], 0
+    for where, lp in judged:
         without, with_ = lp["without"], lp["with"]
+        compared = list(lp.get("compared") or [])
+        on_gpu = [n for n in compared if is_gpu_test({"test": n})]
+        gpu_runs += bool(on_gpu)
         ev.append(
             measured(
-                f"{c}: LD_LIBRARY_PATH unset: {without['summary']}; set to its {with_['folders']} "
-                f"nvidia/*/lib folders: {with_['summary']}",
-                cell=c,
+                f"{where}: LD_LIBRARY_PATH unset: {without['summary']}; set to its {with_['folders']} "
+                f"nvidia/*/lib folders: {with_['summary']}; of the tests compared, {len(on_gpu)} on the GPU"
+                + (f" ({', '.join(on_gpu)})" if on_gpu else ""),
+                cell=where,
             )
         )
         if not without["passed"] and with_["passed"]:
-            relies.append(c)
+            relies.append(where)
         elif without["passed"]:
-            fine.append(c)
+            fine.append(where)
     if relies:
         return Judgement("confirmed", ev)
-    return Judgement(
-        "contradicted" if fine else "not-testable", ev, [] if fine else ["no cell passes its suite either way"]
-    )
+    if not fine:
+        return Judgement("not-testable", ev, ["no cell passes its suite either way"])
+    partial = None
+    missing = []
+    if not gpu_runs:
+        partial = "CPU tests only; no GPU run compared"
+        missing.append(
+            "no run compared GPU tests (CTranslate2 on CUDA loads cuBLAS at run time; torch runs kernels): "
+            "run the matrix with these cells on a GPU machine"
+        )
+    return Judgement("contradicted", ev, missing, partial)
 
 
 def check_first_stable_with_arch(claim: Claim, obs: Observations) -> Judgement:
-    """The measured stable cells in torch order: which carry sm_N, and the first that does."""
-    sm, named = int(claim.says["sm"]), str(claim.says["torch"])
+    """The guide's advice: switch to stable torch >= the named release once it carries sm_N. It holds when a
+    measured stable release at or above the named one carries sm_N (named, with the measured releases before it
+    that do not); it is contradicted when only releases below the named one carry it."""
+    sm, named = int(claim.says["sm"]), _v(str(claim.says["torch"]))
     have = [c for c in claim.cells if (r := obs.get(c)) and _torch_lib(r)]
     missing = [obs.why_missing(c, "torch arch audit") for c in claim.cells if c not in have]
     if not have:
         return Judgement("not-testable", [], missing)
-    ev, first = [], None
+    ev, carriers = [], []
     for c in sorted(have, key=lambda c: _v(_ver(obs.cells[c], "torch"))):
         r = obs.cells[c]
         has = _has_sm(r, sm)
@@ -545,17 +761,16 @@ def check_first_stable_with_arch(claim: Claim, obs: Observations) -> Judgement:
                 cell=c,
             )
         )
-        if has and first is None:
-            first = r
-    named_cells = [c for c in have if _v(_ver(obs.cells[c], "torch")).release[:2] == _v(named).release[:2]]
-    if not named_cells:
-        return Judgement("not-testable", ev, missing + [f"no measured cell has torch {named}"])
-    if first is None:
-        return Judgement("not-testable", ev, missing + [f"no measured stable cell carries sm_{sm} yet"])
-    ev.append(
-        measured(f"first stable torch on the default index with sm_{sm}, of those measured: {_ver(first, 'torch')}")
-    )
-    return Judgement("confirmed" if _v(_ver(first, "torch")) <= _v(named) else "contradicted", ev, missing)
+        if has:
+            carriers.append(_v(_ver(r, "torch")))
+    at_or_above = [v for v in carriers if v.release[:2] >= named.release[:2]]
+    if at_or_above:
+        ev.append(measured(f"first measured stable torch >= {named} with sm_{sm}: {min(at_or_above)}"))
+        return Judgement("confirmed", ev, missing)
+    if carriers:
+        ev.append(measured(f"only stable torch below {named} carries sm_{sm}: {', '.join(map(str, carriers))}"))
+        return Judgement("contradicted", ev, missing)
+    return Judgement("not-testable", ev, missing + [f"no measured stable torch >= {named} carries sm_{sm} yet"])
 
 
 CHECKS: dict[str, Callable[[Claim, Observations], Judgement]] = {
@@ -580,6 +795,7 @@ def judge_claims(
     for claim in claims:
         j = CHECKS[claim.check](claim, obs)
         bases = sorted({e["basis"] for e in j.evidence}, key=BASES.index)
+        deciding = {e["basis"] for e in j.evidence if not e.get("context")}
         rec: dict[str, Any] = {
             "id": claim.id,
             "quote": claim.quote,
@@ -588,9 +804,13 @@ def judge_claims(
             "bases": bases,
             "evidence": j.evidence,
         }
+        if j.partial:
+            rec["partial"] = j.partial
+        if j.parts:
+            rec["parts"] = [{"part": name, "verdict": v} for name, v in j.parts]
         if j.missing:
             rec["missing"] = j.missing
-        if bases == ["cited"]:
+        if deciding == {"cited"}:
             rec["rests_on"] = "cited facts only"
         out.append(rec)
     return out
@@ -599,3 +819,9 @@ def judge_claims(
 def claim_cells(claims: Iterable[Claim], check: str) -> set[str]:
     """The cells that the claims of one check name (the matrix gathers those claims' extra observations)."""
     return {c for claim in claims if claim.check == check for c in claim.cells}
+
+
+def names_cell(cell_id: str, named: Iterable[str]) -> bool:
+    """``cell_id`` is one of ``named``, or a Python variant of one (``stable-cu128-py312`` of ``stable-cu128``):
+    a claim about a cell holds for its variants, which the GPU runner builds."""
+    return cell_id in set(named) or re.sub(r"-py\d+$", "", cell_id) in set(named)

@@ -39,6 +39,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
             "when": report.when,
             "seconds": round(report.duration, 2),
         }
+        if "gpu" in report.keywords:  # the verdict reads which part (CPU or GPU) each test belongs to
+            entry["gpu"] = True
         if report.failed:
             entry["error"] = _first_line(report)
         elif report.skipped and isinstance(report.longrepr, tuple):

@@ -18,7 +18,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "src"))
-SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_transcribe.py"
+CELLSIDE = ROOT / "src" / "whisperx_matrix" / "cellside"
+SCRIPT = CELLSIDE / "bench_transcribe.py"
+from whisperx_matrix.cellside import gpuseen  # noqa: E402  (whether the machine has a GPU, asked of the machine)
+
 CELL = os.environ.get("WXM_GPU_CELL", "stable-cu128")
 
 
@@ -35,29 +38,33 @@ def _env() -> dict[str, str]:
 
 
 def _gpu_skip_reason() -> str | None:
-    if not shutil.which("nvidia-smi"):
-        return "no GPU here: nvidia-smi is not on PATH"
+    """Why the GPU tests cannot run here, or None. A GPU the machine shows (device nodes, nvidia-smi; never torch)
+    that the cell's torch cannot initialise is not a reason to skip: it fails, as cuda-init-failed."""
+    seen = gpuseen.machine_gpus()
+    if not seen.present:
+        return seen.describe()
     py = _cell_python()
     if not py.exists():
         return f"cell {CELL} is not built ({py} missing): nox -s env-{CELL}"
     proc = subprocess.run(
-        [str(py), "-c", "import torch; print(torch.cuda.is_available())"],
+        [
+            str(py),
+            "-c",
+            f"import sys; sys.path.insert(0, {str(CELLSIDE)!r}); import gpuseen, torch; "
+            "print('OK' if torch.cuda.is_available() else 'ERR ' + gpuseen.torch_init_error(torch))",
+        ],
         capture_output=True,
         text=True,
         env=_env(),
         timeout=300,
     )
-    if proc.stdout.strip() != "True":
-        return f"torch in cell {CELL} sees no CUDA GPU: {(proc.stderr.strip().splitlines() or ['False'])[-1]}"
+    if proc.stdout.strip() != "OK":
+        error = proc.stdout.strip().removeprefix("ERR ") or (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        pytest.fail(
+            f"{gpuseen.init_failed_reason(error)}: the machine shows a GPU ({seen.describe()}) but torch in cell "
+            f"{CELL} cannot initialise CUDA: {error}"
+        )
     return None
-
-
-@pytest.fixture(scope="module")
-def gpu_cell() -> Path:
-    reason = _gpu_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    return _cell_python()
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
@@ -108,9 +109,19 @@ def _cell(
     runtime: str | None = None,
     pyannote: str = "4.0.7",
     channel: str = "stable",
+    gpu_ran: bool = False,
 ) -> dict:
-    """A cell result as matrix_run.py writes it, with the observations the checks read."""
+    """A cell result as matrix_run.py writes it, with the observations the checks read: its suite ran its CPU
+    tests, and its GPU tests only where ``gpu_ran`` (else skipped, as on a machine with no GPU)."""
+    gpu = {"outcome": "passed"} if gpu_ran else {"outcome": "skipped", "skip_reason": "no GPU on this machine"}
     return {
+        "suite": {
+            "tests": [
+                {"test": "test_imports[torch]", "outcome": "passed"},
+                {"test": "test_cpu_transcription_word_error_rate", "outcome": "passed"},
+                {"test": "test_gpu_transcription_ctranslate2", "gpu": True, **gpu},
+            ]
+        },
         "id": cid,
         "cuda": cuda,
         "channel": channel,
@@ -154,16 +165,25 @@ def test_every_evidence_item_has_a_basis_and_a_cited_one_names_its_source() -> N
     }
     result = _judge("driver-565", cells)
     assert result["verdict"] == "contradicted"
-    assert result["bases"] == ["measured", "cited"]
+    assert result["bases"] == ["measured", "cited"] and result["rests_on"] == "cited facts only"
     assert all(e["basis"] in verdict.BASES for e in result["evidence"])
-    [cite] = [e for e in result["evidence"] if e["basis"] == "cited"]
-    assert "570.26" in cite["text"] and "Release Notes" in cite["source"]
+    [decides] = [e for e in result["evidence"] if not e.get("context")]
+    assert decides["basis"] == "cited" and "R570" in decides["text"] and "release notes" in decides["source"]
+    # Context: each cell's bundled runtime, and that runtime's own (much lower) driver floor, cited.
     assert "stable-cu128: torch 2.8.0 carries sm_120 SASS; bundles CUDA runtime 12.8.90" in _text(result)
+    assert "the CUDA 12.8 runtime runs from driver 525.60.13" in _text(result)
 
 
-def test_driver_claim_without_a_cell_carrying_sm120_is_not_judged_from_the_table_alone() -> None:
-    result = _judge("driver-565", {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90)})
-    assert result["verdict"] == "not-testable" and "carries sm_120" in " ".join(result["missing"])
+def test_driver_claim_follows_the_cited_first_branch_not_the_runtimes(monkeypatch: pytest.MonkeyPatch) -> None:
+    cells = {"stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90)}
+    assert _judge("driver-565", cells)["verdict"] == "contradicted"  # no cell carries sm_120: the branch decides
+    monkeypatch.setitem(verdict.GPU_DRIVER_BRANCH, 12, (565, "sm_120 GPUs need the 565 series"))
+    assert _judge("driver-565", cells)["verdict"] == "confirmed"
+    monkeypatch.delitem(verdict.GPU_DRIVER_BRANCH, 12)
+    result = _judge("driver-565", cells)
+    assert result["verdict"] == "not-testable" and "no cited first driver branch for sm_120" in " ".join(
+        result["missing"]
+    )
 
 
 def test_max_arch_claim_confirmed_when_sm90_is_the_top() -> None:
@@ -191,25 +211,40 @@ EMULATION = {
 }
 
 
-def test_option1_judged_in_two_parts_measured_today_and_emulated_for_the_guides_era() -> None:
+def test_option1_judged_in_two_parts_the_fatbin_measured_and_the_detection_emulated() -> None:
     cells = {
         "option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
         "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
     }
     without_gpu = _judge("option1-not-detected", cells)
-    assert without_gpu["verdict"] == "contradicted" and without_gpu["bases"] == ["measured"]
+    # Option 1 fails (measured); whether the GPU goes undetected was not observed: confirmed in part.
+    assert without_gpu["verdict"] == "confirmed" and "the GPU is not detected at all" in without_gpu["partial"]
     assert "no GPU run of the cell suite's no-kernel-image emulation" in " ".join(without_gpu["missing"])
     with_gpu = _judge("option1-not-detected", cells, [EMULATION])
-    assert with_gpu["verdict"] == "contradicted" and with_gpu["bases"] == ["measured", "emulated"]
+    assert with_gpu["verdict"] == "mixed" and with_gpu["bases"] == ["measured", "emulated"]
+    assert with_gpu["parts"] == [
+        {"part": "option 1 fails on sm_120", "verdict": "confirmed"},
+        {"part": "the GPU is not detected at all", "verdict": "contradicted"},
+    ]
     assert "is_available() True" in _text(with_gpu) and "no kernel image" in _text(with_gpu)
-    assert "missing" not in with_gpu
+    # Today's stable cell is shown as context and decides nothing: the guide's option 1 is torch 2.5.1.
+    [today] = [e for e in with_gpu["evidence"] if e.get("context")]
+    assert today["cell"] == "stable-cu128" and "carries sm_120" in today["text"]
+    cells["stable-cu128"]["arch"]["packages"]["torch"]["sass"] = UPTO90
+    assert _judge("option1-not-detected", cells, [EMULATION])["verdict"] == "mixed"
 
 
-def test_option1_confirmed_when_the_emulated_gpu_goes_undetected_and_today_has_no_kernels() -> None:
-    cells = {
-        "option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90),
-        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", UPTO90),
-    }
+def test_option1_does_not_count_an_emulation_whose_kernel_ran() -> None:
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90)}
+    ran = copy.deepcopy(EMULATION)
+    ran["gpu"]["no_kernel_emulation"]["first_kernel_error"] = None  # the emulation did not take effect
+    result = _judge("option1-not-detected", cells, [ran])
+    assert result["bases"] == ["measured"] and result["verdict"] == "confirmed" and result.get("partial")
+    assert "did not take effect, so this run is not evidence" in " ".join(result["missing"])
+
+
+def test_option1_confirmed_when_the_emulated_gpu_goes_undetected() -> None:
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90)}
     undetected = {
         "label": "x",
         "gpu": {
@@ -219,7 +254,18 @@ def test_option1_confirmed_when_the_emulated_gpu_goes_undetected_and_today_has_n
             "no_kernel_emulation": {"is_available": False, "name": None, "emulation": "CUDA_FORCE_PTX_JIT=1"},
         },
     }
-    assert _judge("option1-not-detected", cells, [undetected])["verdict"] == "confirmed"
+    result = _judge("option1-not-detected", cells, [undetected])
+    assert result["verdict"] == "confirmed" and "partial" not in result
+
+
+def test_option1_fails_part_follows_the_guides_torch_kernels() -> None:
+    """torch 2.5.1 gaining sm_120 SASS (or PTX the driver could JIT) contradicts 'option 1 fails'."""
+    cells = {"option1-stable-cu124": _cell("option1-stable-cu124", "cu124", "2.5.1", UPTO90 + ["sm_120"])}
+    result = _judge("option1-not-detected", cells, [EMULATION])
+    assert result["verdict"] == "contradicted" and "runs on sm_120 through sm_120" in _text(result)
+    cells["option1-stable-cu124"]["arch"]["packages"]["torch"].update(sass=UPTO90, ptx=["compute_90"])
+    assert _judge("option1-not-detected", cells, [EMULATION])["parts"][0]["verdict"] == "contradicted"
+    assert _judge("option1-not-detected", {}, [])["verdict"] == "not-testable"
 
 
 def test_option2_is_judged_on_the_nightly_cell_only_and_shows_the_stable_proxy() -> None:
@@ -255,17 +301,43 @@ def test_option3_not_testable_without_the_nightly_index_but_shows_the_stable_pro
     result = _judge(
         "option3-works", {"nightly-cu128": UNREACHABLE, "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120)}
     )
-    assert result[
-        "verdict"
-    ] == "not-testable" and "stable-cu128 (stable torch 2.8.0, same CUDA build): passes" in _text(result)
+    assert result["verdict"] == "not-testable"
+    assert "stable-cu128 (stable torch 2.8.0, same CUDA build): passes its static and CPU checks" in _text(result)
+    assert [e.get("context") for e in result["evidence"]] == [True]  # the proxy never decides
 
 
-def _ldlp(without: bool, with_: bool) -> dict:
+def _nightly(**kw: object) -> dict:
+    return _cell("nightly-cu128", "cu128", "2.10.0.dev20261101", SM120, channel="nightly", **kw)  # type: ignore[arg-type]
+
+
+def test_a_pass_is_confirmed_only_as_far_as_the_suite_ran() -> None:
+    """A suite that did not run, or skipped every test, confirms nothing; a pass with the GPU part skipped is
+    confirmed in part, and says so; a failure contradicts whatever else was missing."""
+    cell = _nightly()
+    result = _judge("option3-works", {"nightly-cu128": cell})
+    assert result["verdict"] == "confirmed" and result["partial"] == "CPU and static only; GPU part not run"
+    assert "nightly-cu128: GPU part: not run (no GPU on this machine)" in result["missing"]
+    full = _judge("option3-works", {"nightly-cu128": _nightly(gpu_ran=True)})
+    assert full["verdict"] == "confirmed" and "partial" not in full and "missing" not in full
+    assert "passes every check, GPU part included" in _text(full)
+    del cell["suite"]
+    result = _judge("option3-works", {"nightly-cu128": cell})
+    assert result["verdict"] == "not-testable" and "nightly-cu128: suite: not run" in " ".join(result["missing"])
+    skipped = _nightly()
+    for t in skipped["suite"]["tests"]:
+        t.update(outcome="skipped", skip_reason="skipped on purpose")
+    result = _judge("option3-works", {"nightly-cu128": skipped})
+    assert result["verdict"] == "not-testable" and "CPU tests: none ran (skipped on purpose)" in result["missing"][0]
+    failed = _nightly(status="fail", reasons=["missing-soname:libcublas.so.12"])
+    assert _judge("option3-works", {"nightly-cu128": failed})["verdict"] == "contradicted"
+
+
+def _ldlp(without: bool, with_: bool, compared: tuple[str, ...] = ("test_imports[torch]",)) -> dict:
     side = lambda ok: {"passed": ok, "summary": "9 of 9 passed" if ok else "8 of 9 passed (x)", "reasons": []}  # noqa: E731
-    return {"without": side(without), "with": side(with_) | {"folders": 14}}
+    return {"without": side(without), "with": side(with_) | {"folders": 14}, "compared": list(compared)}
 
 
-def test_ld_library_path_claim_compares_two_runs_of_the_suite() -> None:
+def test_ld_library_path_claim_compares_two_runs_and_says_which_tests_bore_on_it() -> None:
     cells = {
         c: _cell(c, "cu128", "2.8.0", SM120) for c in ("stable-cu128", "doc-recipe-cu128", "stable-cu130-cublas12")
     }
@@ -274,6 +346,18 @@ def test_ld_library_path_claim_compares_two_runs_of_the_suite() -> None:
         c["ld_library_path"] = _ldlp(True, True)
     result = _judge("ld-library-path", cells)
     assert result["verdict"] == "contradicted" and "set to its 14 nvidia/*/lib folders" in _text(result)
+    assert result[
+        "partial"
+    ] == "CPU tests only; no GPU run compared" and "of the tests compared, 0 on the GPU" in _text(result)
+    # A GPU run (a recorded result of the cell's Python variant, as the GPU runner builds it) completes the evidence.
+    gpu_probe = {
+        "label": "stable-cu128-py312 (the matrix, run on NVIDIA H200)",
+        "suite": {"cell": "stable-cu128-py312", "tests": []},
+        "ld_library_path": _ldlp(True, True, ("test_imports[torch]", "test_gpu_transcription_ctranslate2")),
+    }
+    result = _judge("ld-library-path", cells, [gpu_probe])
+    assert result["verdict"] == "contradicted" and "partial" not in result
+    assert "1 on the GPU (test_gpu_transcription_ctranslate2)" in _text(result)
     cells["stable-cu128"]["ld_library_path"] = _ldlp(False, True)
     assert _judge("ld-library-path", cells)["verdict"] == "confirmed"
 
@@ -297,35 +381,65 @@ def test_pyannote_claim_needs_cells_differing_in_pyannote_alone_and_the_stated_r
     assert _judge("pyannote4-torch210", cells)["verdict"] == "not-testable"
 
 
-def test_patch_claim_needs_both_halves() -> None:
-    patched = _cell("doc-recipe-cu128", "cu128", "2.8.0", SM120)
+def test_patch_claim_has_two_parts_needed_and_the_guides_edit_enough() -> None:
+    def diarizing(cell: dict, outcome: str = "passed") -> dict:
+        cell["suite"]["tests"].append({"test": "test_whisperx_diarization_pipeline_runs", "outcome": outcome})
+        return cell
+
     unpatched = _cell(
         "doc-recipe-cu128-unpatched", "cu128", "2.8.0", SM120, status="fail", reasons=["TypeError:use_auth_token"]
     )
+    guide = diarizing(
+        _cell(
+            "doc-recipe-cu128-guide-patch", "cu128", "2.8.0", SM120, status="fail", reasons=["TypeError:use_auth_token"]
+        ),
+        "failed",
+    )
+    guide["evidence"] = ["test_whisperx_diarization_pipeline_runs: TypeError: ... 'use_auth_token'"]
     cells = {
-        "doc-recipe-cu128": patched,
+        "doc-recipe-cu128": _cell("doc-recipe-cu128", "cu128", "2.8.0", SM120),
         "doc-recipe-cu128-unpatched": unpatched,
+        "doc-recipe-cu128-guide-patch": guide,
         "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
     }
+    result = _judge("patch-use-auth-token", cells)
+    assert result["verdict"] == "mixed" and result["parts"] == [
+        {"part": "a patch is needed", "verdict": "confirmed"},
+        {"part": "the guide's two-file edit is enough (VAD, ASR and diarization)", "verdict": "contradicted"},
+    ]
+    assert "test_whisperx_diarization_pipeline_runs: TypeError" in _text(result)
+    cells["doc-recipe-cu128-guide-patch"] = diarizing(_cell("doc-recipe-cu128-guide-patch", "cu128", "2.8.0", SM120))
     assert _judge("patch-use-auth-token", cells)["verdict"] == "confirmed"
-    unpatched["observed"]["reasons"] = ["missing-module:omegaconf"]
-    assert _judge("patch-use-auth-token", cells)["verdict"] == "contradicted"
+    cells["doc-recipe-cu128-guide-patch"] = _cell("doc-recipe-cu128-guide-patch", "cu128", "2.8.0", SM120)
+    result = _judge("patch-use-auth-token", cells)  # passes, but its diarization test never ran: not judged
+    assert result["verdict"] == "confirmed" and "'the guide's two-file edit is enough" in result["partial"]
+    assert "doc-recipe-cu128-guide-patch: its diarization test did not run" in result["missing"]
+    unpatched["observed"]["reasons"] = []
+    assert _judge("patch-use-auth-token", cells)["parts"][0]["verdict"] == "contradicted"
+    unpatched["observed"]["reasons"] = ["missing-module:omegaconf"]  # fails, but not for the stated reason
+    assert _judge("patch-use-auth-token", cells)["parts"][0]["verdict"] == "not-testable"
 
 
-def test_stable_with_blackwell_claim_names_the_first_measured_stable_release() -> None:
+def test_stable_with_blackwell_claim_is_judged_as_the_guide_wrote_it() -> None:
+    """'Switch to stable 2.6 or later once it supports Blackwell': it holds when a stable release at or above
+    2.6 carries sm_120 (2.8.0 here), with 2.6.0's lack of it shown."""
     cells = {
         "stable-cu126": _cell("stable-cu126", "cu126", "2.7.1", UPTO90),
-        "stable-cu128": _cell("stable-cu128", "cu128", "2.8.0", SM120),
+        "stable-torch26-cu124": _cell(
+            "stable-torch26-cu124", "cu124", "2.6.0", UPTO90, status="fail", reasons=["UnpicklingError:weights_only"]
+        ),
     }
     result = _judge("switch-stable-26", cells)
-    assert result["verdict"] == "not-testable" and "no measured cell has torch 2.6" in result["missing"]
-    cells["stable-torch26-cu124"] = _cell(
-        "stable-torch26-cu124", "cu124", "2.6.0", UPTO90, status="fail", reasons=["UnpicklingError:weights_only"]
-    )
+    assert result["verdict"] == "not-testable" and "no measured stable torch >= 2.6 carries sm_120 yet" in _text(result)
+    cells["stable-cu128"] = _cell("stable-cu128", "cu128", "2.8.0", SM120)
     result = _judge("switch-stable-26", cells)
-    assert result["verdict"] == "contradicted"
+    assert result["verdict"] == "confirmed"
     assert "stable-torch26-cu124: torch 2.6.0 (cu124, default index): no sm_120 SASS" in _text(result)
-    assert "of those measured: 2.8.0" in _text(result)
+    assert "first measured stable torch >= 2.6 with sm_120: 2.8.0" in _text(result)
+    for c in ("stable-cu128", "stable-cu126"):
+        del cells[c]
+    cells["option1-stable-cu124"] = _cell("option1-stable-cu124", "cu124", "2.5.1", SM120)
+    assert _judge("switch-stable-26", cells)["verdict"] == "contradicted"  # only a release below 2.6 has it
 
 
 def test_a_check_that_cannot_read_its_data_raises_it_is_never_a_verdict() -> None:
@@ -340,7 +454,7 @@ def test_claims_name_only_cells_of_the_matrix_in_their_roles() -> None:
         named = set(claim.cells) | {
             v
             for k, v in claim.says.items()
-            if k in ("cell", "old", "new", "patched", "unpatched", "upstream", "proxy", "today")
+            if k in ("cell", "old", "new", "patched", "unpatched", "upstream", "proxy", "today", "guide")
         }
         assert named <= ids, claim.id
 
