@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import lock as locks
-from . import paths, tools, ui
+from . import paths, preflight, tools, ui
 from .cli import add_selectors
 from .errors import BuildError, LockError, NetworkError, NotBuiltError, SelfTestError
 from .matrix import Cell, Matrix
@@ -522,7 +522,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             )
         cells = m.select(args.selectors)
     if not args.no_selftest:
-        tools.check_system("build")
+        preflight.check_system("build")
     wheelhouse = Path(args.wheelhouse).resolve() if args.wheelhouse else None
     lock_from = Path(args.lock_from).resolve() if args.lock_from else None
     if lock_from is not None and len(cells) != 1:

@@ -13,10 +13,10 @@ from .errors import FatalError
 # Command -> the module whose register(subparsers) defines it. Only the module of the command being run is
 # imported, so `build` works with nox's bare Python (packaging, uv and rich) while `audit` needs pyelftools.
 COMMANDS = {
-    "list": "whisperx_matrix.matrix",
+    "list": "whisperx_matrix.cells_cli",
     "lock": "whisperx_matrix.lock",
     "build": "whisperx_matrix.build",
-    "preflight": "whisperx_matrix.tools",
+    "preflight": "whisperx_matrix.preflight",
     "matrix": "whisperx_matrix.matrix_run",
     "probe": "whisperx_matrix.matrix_run",
     "bench": "whisperx_matrix.bench",

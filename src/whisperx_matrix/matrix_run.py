@@ -20,7 +20,7 @@ from typing import Any
 from . import build as builds
 from . import lock as locks
 from . import matrix as matrices
-from . import paths, speech, tools, ui, verdict
+from . import paths, preflight, speech, tools, ui, verdict
 from .errors import BuildError, FatalError, SelfTestError, UnexpectedOutcomeError
 
 RESULT_SCHEMA = 1
@@ -633,7 +633,7 @@ def load_probes(files: list[str]) -> list[dict[str, Any]]:
 def cmd_matrix(args: argparse.Namespace) -> int:
     m = matrices.load()
     cells = m.select(args.selectors)
-    tools.check_system("matrix")
+    preflight.check_system("matrix")
     sm = args.sm or m.target_sm
     jobs = args.jobs or max(1, min(len(cells), os.cpu_count() or 1))
     result = run_matrix(m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes))

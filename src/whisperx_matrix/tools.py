@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,31 +173,3 @@ def uv_env() -> dict[str, str]:
     env.setdefault("UV_PYTHON_DOWNLOADS", "never")
     env["NO_COLOR"] = "1"
     return env
-
-
-# --- command line -------------------------------------------------------------------------------------
-
-
-def check_system(work: str) -> None:
-    """All the system programs ``work`` needs, checked before anything is downloaded (preflight)."""
-    from . import speech
-
-    for program in preflight(work, satisfied={"espeak-ng": speech.selftest_speech_cached()}):
-        print(
-            f"warning: {program} not found ({SYSTEM_PROGRAMS[program][1]}); "
-            f"{install_line([program])} to run that test too",
-            file=sys.stderr,
-            flush=True,
-        )
-
-
-def cmd_preflight(args: argparse.Namespace) -> int:
-    check_system(args.work)
-    print(f"preflight {args.work}: every system program it needs is here")
-    return 0
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("preflight", help="check every system program a kind of work needs, at once")
-    p.add_argument("work", choices=("build", "matrix", "bench", "tests"))
-    p.set_defaults(func=cmd_preflight)
