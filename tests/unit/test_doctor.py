@@ -328,3 +328,34 @@ def test_a_built_cell_without_the_audits_reader_falls_back_to_the_table_and_says
     kernels = doctor.cell_kernels(real_matrix, real_matrix.get("stable-cu128"), 120)
     assert kernels is not None and "sm_120" in kernels.sass
     assert kernels.source.startswith("table (torch 2.8.0+cu128); not audited here: whisperx_matrix.audit.arch")
+
+
+def test_device_nodes_without_a_working_driver_stack_are_named_cuda_init_failed() -> None:
+    """NVML and nvidia-smi both fail, yet the machine shows an NVIDIA device node (faked here: this machine has
+    none): the doctor says torch will not initialise CUDA, instead of 'no GPU'."""
+    machine = doctor.collect(
+        loader=loader_for("mismatch-all"),
+        runner=runner_for("mismatch-all"),
+        signs=lambda: ["device nodes /dev/nvidia0"],
+    )
+    assert machine.gpus == ()
+    [note] = [n for n in machine.notes if n.startswith("cuda-init-failed:")]
+    assert "/dev/nvidia0" in note and "570 or later" in note
+    quiet = doctor.collect(loader=loader_for("mismatch-all"), runner=runner_for("mismatch-all"), signs=lambda: [])
+    assert not any(n.startswith("cuda-init-failed") for n in quiet.notes)
+
+
+def test_a_listed_gpu_that_the_cells_torch_cannot_use_is_named_with_torchs_error(tmp_path: Path) -> None:
+    """The recommended cell's torch asked through a stand-in runner (no GPU here): its own error becomes the
+    cuda-init-failed reason; a torch that initialises is no problem."""
+    python = tmp_path / "envs" / "stable-cu128" / "bin" / "python"
+
+    def answering(text: str):  # type: ignore[no-untyped-def]
+        return lambda args: tools.Completed(tuple(args), 0, text, "")
+
+    error = "RuntimeError: The NVIDIA driver on your system is too old (found version 12040)."
+    problem = doctor.torch_cuda_problem(python, runner=answering("ERR " + error))
+    assert problem is not None and problem.startswith("cuda-init-failed:RuntimeError-The-NVIDIA-driver")
+    assert "torch in stable-cu128 cannot initialise CUDA: " + error in problem
+    assert doctor.torch_cuda_problem(python, runner=answering("OK\n")) is None
+    assert "the check did not run" in str(doctor.torch_cuda_problem(python, runner=lambda args: None))
