@@ -330,16 +330,24 @@ def test_align_and_diarize_sentence_compares_each_stage_alone_with_the_two_overl
 
 
 def test_older_transcribe_figures_point_to_the_whole_pipeline_measured_since() -> None:
-    """The committed results: the transcribe file's 70x target reads missed, the pipeline file's met; both READMEs
-    say the later figure, a link from the top level and the bare name beside the results."""
+    """The committed results: both READMEs say the later figure, a link from the top level and the bare name
+    beside the results. Expected text written out, read from the file with plain json, not the renderer's own
+    formatter: the pipeline file's tiny.en whole pipeline and its target, and the large-v3-shaped figure."""
     from whisperx_matrix.figures.pipeline import pipeline_since
 
     r = figures.Results.load(ROOT)
-    tiny = r["pipeline"].sub("targets", "whole_pipeline_tiny_en")
+    path = r["pipeline"].path
+    targets = json.loads((ROOT / path).read_text(encoding="utf-8"))["targets"]
+    tiny, large = targets["whole_pipeline_tiny_en"], targets["whole_pipeline_large_v3"]
+    assert (tiny["rtf"], tiny["met"], tiny["min_rtf"], large["rtf"]) == (86.12, True, 70, 97.16)
     top = " ".join(pipeline_since(r).split())
-    assert f"tiny.en at {fmt.x(tiny.num('rtf'))}" in top
-    assert f"]({r['pipeline'].path})" in top
+    assert top.endswith(
+        f"[`{path}`]({path})): the whole pipeline with tiny.en at 86.1x, meeting the 70x target; large-v3-shaped 97.2x."
+    ), top
     beside = " ".join(pipeline_since(r, beside_results=True).split())
-    assert f"`{r['pipeline'].name}`" in beside and "](" not in beside
+    assert beside.endswith(
+        f"`{r['pipeline'].name}`): the whole pipeline with tiny.en at 86.1x, meeting the 70x target; "
+        "large-v3-shaped 97.2x."
+    ), beside
     without = figures.Results({k: v for k, v in r.docs.items() if k != "pipeline"})
     assert pipeline_since(without) == ""
