@@ -63,3 +63,16 @@ def test_no_import_circle() -> None:
 
     for module in sorted(graph):
         visit(module, [module])
+
+
+def test_the_matrix_run_is_short_stage_functions() -> None:
+    """A cell's run is one short function per stage and a short orchestrator: none over 80 lines."""
+    tree = ast.parse((PKG / "matrix_run.py").read_text(encoding="utf-8"))
+    long = {
+        n.name: n.end_lineno - n.lineno + 1
+        for n in ast.walk(tree)
+        if isinstance(n, ast.FunctionDef) and n.end_lineno and n.end_lineno - n.lineno + 1 > 80
+    }
+    assert not long, long
+    stages = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and n.name.startswith("stage_")}
+    assert stages == {"stage_lock", "stage_build", "stage_audit", "stage_suite", "stage_ld_compare"}
