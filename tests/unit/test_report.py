@@ -4,9 +4,11 @@ claims block, atomic writes with an injected failure, token redaction, and the H
 from __future__ import annotations
 
 import copy
+import html
 import json
 import os
 import random
+import re
 import shutil
 import struct
 import subprocess
@@ -68,7 +70,8 @@ def _png_size(data: bytes) -> tuple[int, int]:
 
 def test_sample_covers_every_verdict_and_its_totals_hold(sample: dict[str, Any]) -> None:
     verdicts = [c["verdict"] for c in sample["cells"]]
-    assert set(verdicts) == set(verdict.VERDICTS)
+    # the sample predates "incomplete" (its old totals must keep rendering as they did); _newer() adds one
+    assert set(verdicts) == set(verdict.VERDICTS) - {"incomplete"}
     assert [c["id"] for c in sample["cells"] if c["verdict"] == "not-testable"] == ["nightly-cu128", "nightly-cu130"]
     assert (
         sample["totals"]
@@ -155,6 +158,177 @@ def test_markdown_cells_escape_pipes_and_newlines(sample: dict[str, Any]) -> Non
     sample["cells"][0]["evidence"] = ["a | b", "two\nlines", "*all* of _it_, use_auth_token"]
     row = _table_rows(report.render_markdown(sample), "cell")[0]
     assert len(row) == 5 and row[4] == "a \0 b<br>two<br>lines<br>\\*all\\* of \\_it\\_, use_auth_token"
+
+
+# ---------------------------------------------------------------------------------------------- verdicts first
+
+ESCAPED = "\x1b[1mWeights only load failed\x1b[0m. Re-running \x1b]8;;file:///x\x07torch.load\x1b]8;;\x07 \x07\x00done"
+LONG_TOKEN = (
+    "/home/runner/envs/stable-cu130-cublas12-py312/lib/python3.12/site-packages/"
+    + "nvidia/cu13/" * 24
+    + "lib/libcublasLt.so.13.0.0.19"
+)
+PARTIAL = "CPU and static only; GPU part not run"
+PARTS = [
+    {"part": "option 1 fails on sm_120", "verdict": "confirmed"},
+    {"part": "the GPU is not detected at all", "verdict": "contradicted"},
+]
+UNOBSERVED = "GPU part: not run (no GPU: nvidia-smi not found, no /dev/nvidia* device nodes)"
+CONTEXT_TEXT = "stable-cu128 (torch 2.8.0) carries sm_120 SASS"
+
+
+def _as_list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else [value] if value else []
+
+
+def _newer(result: dict[str, Any]) -> dict[str, Any]:
+    """``result`` with what the verdict stage writes since issue #21 (an incomplete cell and what it did not
+    observe, a mixed claim with its parts, a partial verdict, an evidence item shown as context), a message with
+    terminal escapes, and a long token with no space wherever text must wrap."""
+    r = copy.deepcopy(result)
+    cells = r["cells"]
+    first = cells[0]
+    first["evidence"] = [*_as_list(first.get("evidence")), ESCAPED, LONG_TOKEN]
+    first["observed"]["reasons"] = [*first["observed"].get("reasons", []), f"missing-soname:{LONG_TOKEN}"]
+    first["checks"]["closure"]["detail"] = f"{first['checks']['closure'].get('detail', '')} {LONG_TOKEN}"
+    passed = next(c for c in reversed(cells) if c["verdict"] == "as-expected")
+    passed["verdict"] = "incomplete"
+    passed["observed"] = {"status": "pass", "reasons": [], "unobserved": [UNOBSERVED]}
+    r["totals"] = {**verdict.totals(cells), "incomplete": sum(c["verdict"] == "incomplete" for c in cells)}
+
+    mixed, partial = r["claims"][0], r["claims"][1]
+    mixed.update(verdict="mixed", parts=copy.deepcopy(PARTS))
+    mixed["evidence"] = [*_as_list(mixed.get("evidence")), LONG_TOKEN]
+    partial.update(verdict="confirmed", partial=PARTIAL)
+    partial["evidence"] = [
+        *_as_list(partial.get("evidence")),
+        {"basis": "measured", "cell": "stable-cu128", "text": CONTEXT_TEXT, "context": True},
+    ]
+    return r
+
+
+def test_the_report_leads_with_the_claims(sample: dict[str, Any]) -> None:
+    md = report.render_markdown(sample)
+    at = [md.index(h) for h in ("**9 cells:", "Generated ", "## Claims of the document\n", "## Cells\n")]
+    assert at == sorted(at)
+    assert _table_rows(md, "claim") and _table_rows(md, "cell")
+
+    sample["probes"] = [{"label": "h200", "gpu": {"present": True, "name": "H200", "sm": 90, "driver": "580"}}]
+    page = report.render_html(sample, b"\x89PNG fake")
+    at = [
+        page.index(s)
+        for s in (
+            'id="headline"',
+            'class="meta"',
+            'id="claims"',
+            'id="cells"',
+            'id="grid"',
+            'id="checks"',
+            'id="probes"',
+        )
+    ]
+    assert at == sorted(at)
+    md = report.render_markdown(sample)
+    assert md.index("## Cells\n") < md.index("## GPU probes\n")
+
+
+def test_red_is_only_for_the_unexpected() -> None:
+    red = report.COLOURS["unexpected"]
+    assert len(set(report.COLOURS.values())) == len(report.COLOURS)  # one colour, one meaning
+    assert set(report.VERDICT_KIND) == set(verdict.VERDICTS) | {"incomplete"}
+    assert {v for v, k in report.VERDICT_KIND.items() if report.COLOURS[k] == red} == set(verdict.UNEXPECTED)
+    assert report.VERDICT_KIND["failed-as-expected"] == "expected-fail"
+    assert report.VERDICT_KIND["as-expected"] == "ok"
+    assert report.VERDICT_KIND["not-testable"] == "none"
+    assert report.VERDICT_KIND["incomplete"] == "incomplete" and report.COLOURS["incomplete"] != red
+    # a contradicted claim is a finding about the document, not an unexpected outcome
+    assert set(report.CLAIM_KIND) == {"confirmed", "contradicted", "mixed", "not-testable"}
+    assert red not in {report.COLOURS[k] for k in report.CLAIM_KIND.values()}
+    assert report.CLAIM_KIND["confirmed"] == "ok" and report.CLAIM_KIND["not-testable"] == "none"
+    assert len({report.COLOURS[k] for k in report.CLAIM_KIND.values()}) == 4
+    # the check squares keep check_kind's four kinds: red exactly when the status was not the expected one
+    assert report.LEGEND.keys() == {"ok", "expected-fail", "unexpected", "none"}
+    assert report.check_kind({"status": "fail", "expected": True}) == "expected-fail"
+    assert report.check_kind({"status": "fail", "expected": False}) == "unexpected"
+
+
+def test_html_colours_verdicts_by_kind(sample: dict[str, Any]) -> None:
+    page = report.render_html(_newer(sample), None)
+    assert '<td class="v contradicted">contradicted</td>' in page  # the sample's last claim
+    assert '<td class="v mixed">mixed' in page
+    assert '<td class="v incomplete">incomplete</td>' in page
+    assert '<td class="v unexpected">unexpected-pass</td>' in page
+    css = page.split("<style>", 1)[1].split("</style>", 1)[0]
+    for kind, colour in report.COLOURS.items():
+        assert f"td.v.{kind}{{background:{colour}" in css
+    assert "td.v.contradicted{background:" + report.COLOURS["unexpected"] not in css
+    for what in ("claims", "cells", "checks"):  # the checks' legend is in the grid when there is one
+        assert f'id="legend-{what}"' in page
+    assert 'id="legend-checks"' not in report.render_html(sample, b"\x89PNG fake")
+    claims_legend = page.split('id="legend-claims">', 1)[1].split("</p>", 1)[0]
+    assert report.COLOURS["unexpected"] not in claims_legend and "contradicted" in claims_legend
+
+
+def test_markdown_renders_parts_partials_context_and_unobserved(sample: dict[str, Any]) -> None:
+    newer = _newer(sample)
+    md = report.render_markdown(newer)
+    claims = {r[0].split("<br>")[0].strip("`"): r for r in _table_rows(md, "claim")}
+    mixed, partial = claims[newer["claims"][0]["id"]], claims[newer["claims"][1]["id"]]
+    assert mixed[2] == (
+        "**mixed**<br>option 1 fails on sm_120: confirmed<br>the GPU is not detected at all: contradicted"
+    )
+    assert partial[2] == f"confirmed ({PARTIAL})"
+    assert partial[4].endswith(f"<br>context, not judged: measured: {CONTEXT_TEXT}")
+    assert claims["driver-565"][2] != "**contradicted**"  # it is the mixed one now
+    assert [r[2] for r in _table_rows(md, "claim")].count("**contradicted**") == 1  # bold as before
+    assert report.claims_markdown(newer) in md
+
+    cells = {r[0].strip("`"): r for r in _table_rows(md, "cell")}
+    incomplete = next(c["id"] for c in newer["cells"] if c["verdict"] == "incomplete")
+    assert (
+        cells[incomplete][2]
+        == "pass<br>not observed: GPU part: not run (no GPU: nvidia-smi not found, no /dev/nvidia\\* device nodes)"
+    )
+    assert cells[incomplete][3] == "incomplete"  # not bold: nothing unexpected happened
+    assert "**9 cells: 3 as expected, 3 unexpected, 2 not testable here, 1 incomplete (target sm_120)**" in md
+
+
+def test_html_renders_parts_partials_context_and_unobserved(sample: dict[str, Any]) -> None:
+    newer = _newer(sample)
+    page = report.render_html(newer, None)
+    assert (
+        '<td class="v mixed">mixed<div class="part">option 1 fails on sm_120: confirmed</div>'
+        '<div class="part">the GPU is not detected at all: contradicted</div></td>'
+    ) in page
+    assert f'<td class="v ok">confirmed<span class="partial"> ({PARTIAL})</span></td>' in page
+    assert f"<div>context, not judged: measured: {CONTEXT_TEXT}</div>" in page
+    assert (
+        "<div>not observed: GPU part: not run (no GPU: nvidia-smi not found, no /dev/nvidia* device nodes)</div>"
+        in page
+    )
+
+
+def test_old_results_render_as_before(sample: dict[str, Any]) -> None:
+    """No key of issue #21: the claims, cells and headline read exactly as they did."""
+    old = "9 cells: 4 as expected, 3 unexpected, 2 not testable here (target sm_120)"
+    assert report.headline(sample) == old
+    assert report.headline(dict(sample, totals={**sample["totals"], "incomplete": 0})) == old
+    assert report.headline(dict(sample, totals=None)) == old  # counted from the cells
+    md = report.render_markdown(sample)
+    assert "context, not judged" not in md and "not observed" not in md
+    assert [r[2] for r in _table_rows(md, "claim")] == [
+        f"**{c['verdict']}**" if c["verdict"] == "contradicted" else c["verdict"] for c in sample["claims"]
+    ]
+    page = report.render_html(sample, None)
+    assert 'class="part"' not in page
+    assert report.headline(dict(sample, totals={**sample["totals"], "incomplete": 2})) == (
+        "9 cells: 4 as expected, 3 unexpected, 2 not testable here, 2 incomplete (target sm_120)"
+    )
+
+
+def test_claim_parts_given_as_pairs() -> None:
+    claim = {"verdict": "mixed", "parts": [["a", "confirmed"], ("b", "contradicted")], "partial": ""}
+    assert report.claim_verdict(claim) == ("mixed", "", ["a: confirmed", "b: contradicted"])
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -435,6 +609,61 @@ def test_a_token_in_the_environment_never_reaches_a_written_file(
     assert "read with \\*\\*\\*" in readme.read_text()  # Markdown-escaped: GitHub shows ***
 
 
+# ---------------------------------------------------------------------------------------------- terminal escapes
+
+
+@pytest.mark.parametrize(
+    ("text", "plain"),
+    [
+        ("\x1b[1mWeights only load failed\x1b[0m.", "Weights only load failed."),
+        ("\x1b[38;5;196mred\x1b[m \x1b[2K\x1b[1;31;40mbold\x1b[0m", "red bold"),
+        ("see \x1b]8;;https://pytorch.org\x1b\\the docs\x1b]8;;\x1b\\ here", "see the docs here"),
+        ("\x1b]0;window title\x07kept", "kept"),
+        ("charset \x1b(Bswitch, keypad \x1b=mode", "charset switch, keypad mode"),
+        ("a\r\nb\rc\x00d\x08e\x7ff\x9b1mg\x1b", "a\nbcdefg"),
+        ("tabs\tand\nnewlines stay; ünïcödé — ✓ too", "tabs\tand\nnewlines stay; ünïcödé — ✓ too"),
+    ],
+)
+def test_plain_strips_escapes_and_control_characters(text: str, plain: str) -> None:
+    assert report.plain(text) == plain
+
+
+def test_redacted_makes_every_string_plain_keys_too() -> None:
+    assert report.redacted({"k\x1b[1m": ["\x1b[0mv", {"x": "\x1b[31my\x1b[0m"}], "n": 1}) == {
+        "k": ["v", {"x": "y"}],
+        "n": 1,
+    }
+
+
+@needs_matplotlib
+def test_no_escape_code_reaches_any_file(sample: dict[str, Any], tmp_path: Path) -> None:
+    """torch's UnpicklingError carries ESC[1m ... ESC[0m: none of it reaches matrix.md, .html or .json (nor the
+    README's claims block), and the words stay."""
+    sample["claims"][0]["evidence"] = [
+        {"basis": "measured", "text": "\x1b[1mWeights only load failed\x1b[0m", "cell": "stable-cu126"}
+    ]
+    newer = _newer(sample)
+    paths = report.write_report(newer, tmp_path / "reports")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{report.CLAIMS_START}\n{report.CLAIMS_END}\n")
+    report.update_readme(readme, newer)
+    for path in [paths["md"], paths["html"], paths["json"], readme]:
+        data = path.read_bytes()
+        assert b"\x1b" not in data and b"\\u001b" not in data and b"\x07" not in data, path.name
+        assert b"\\u0007" not in data and b"\\u0000" not in data, path.name
+        assert b"Weights only load failed" in data, path.name
+    assert b"Weights only load failed. Re-running torch.load done" in paths["json"].read_bytes()
+
+
+@needs_matplotlib
+def test_the_same_result_renders_byte_identically(sample: dict[str, Any], tmp_path: Path) -> None:
+    newer = _newer(sample)
+    first = report.write_report(newer, tmp_path / "a")
+    again = report.write_report(copy.deepcopy(newer), tmp_path / "b")
+    for kind in report.FILES:
+        assert first[kind].read_bytes() == again[kind].read_bytes(), kind
+
+
 # ---------------------------------------------------------------------------------------------- a real browser
 
 
@@ -468,7 +697,7 @@ class _CellsTable(HTMLParser):
             self.in_body = False
 
 
-def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
+def _chromium(*args: str, profile: Path, size: str = "1400,2000") -> subprocess.CompletedProcess[str]:
     exe = shutil.which("chromium")
     assert exe
     cmd = [
@@ -482,7 +711,7 @@ def _chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
-        "--window-size=1400,2000",
+        f"--window-size={size}",
         *args,
     ]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
@@ -521,3 +750,67 @@ def test_the_html_renders_in_headless_chromium(sample: dict[str, Any], tmp_path:
     for hex_colour in (report.COLOURS["ok"], report.COLOURS["unexpected"], report.COLOURS["expected-fail"]):
         target = tuple(int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
         assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb), hex_colour
+
+
+# Written into a copy of the page: what the browser laid out, as JSON in <pre id="probe">.
+_PROBE = """<script>
+(() => {
+  const d = document.documentElement, top = id => document.getElementById(id).getBoundingClientRect().top;
+  const wide = [...document.querySelectorAll("body *")]
+    .filter(e => e.getBoundingClientRect().right > d.clientWidth + 0.5)
+    .slice(0, 8).map(e => e.tagName + "#" + e.id + "." + e.className + " " + (e.textContent || "").slice(0, 60));
+  const facts = {scrollWidth: d.scrollWidth, clientWidth: d.clientWidth, innerWidth: window.innerWidth,
+    claims: top("claims"), cells: top("cells"), grid: top("grid"), checks: top("checks"), wide: wide};
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(facts);
+  document.body.appendChild(pre);
+})();
+</script>"""
+
+
+def _richest_result() -> dict[str, Any]:
+    """The committed report's result (the richest real one), else the sample; with every field of issue #21."""
+    try:
+        result = report.load_result(ROOT / "reports" / "matrix.json")
+    except ReportError:  # being regenerated: the sample has every verdict too
+        result = _load("sample-result.json")
+    return _newer(result)
+
+
+@needs_matplotlib
+@pytest.mark.skipif(
+    shutil.which("chromium") is None, reason=f"chromium is not installed: apt-get install -y {CHROMIUM_APT} (Debian)"
+)
+def test_the_html_fits_1280_px_and_leads_with_the_claims(tmp_path: Path) -> None:
+    """Headless chromium at 1280 px: no horizontal scroll (long sonames and paths wrap, the checks table's
+    columns fit), the claims above the cells, the grid below both; and a screenshot 1280 px wide."""
+    page = report.write_report(_richest_result(), tmp_path / "reports")["html"]
+    text = page.read_text(encoding="utf-8")
+    assert LONG_TOKEN in text and "\x1b" not in text
+    probed = tmp_path / "probed.html"
+    probed.write_text(text.replace("</body>", _PROBE + "</body>", 1), encoding="utf-8")
+
+    dom = _chromium("--dump-dom", probed.resolve().as_uri(), profile=tmp_path / "profile-dom", size="1280,1000")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom.stdout, re.S)
+    assert found, "the probe did not run: " + dom.stdout[-500:]
+    facts = json.loads(html.unescape(found.group(1)))
+    assert facts["innerWidth"] == 1280, facts
+    assert facts["scrollWidth"] <= facts["clientWidth"] <= facts["innerWidth"], facts  # no horizontal scroll
+    assert facts["wide"] == [], facts  # no element sticks out past the right edge
+    assert facts["claims"] < facts["cells"] < facts["grid"] < facts["checks"], facts
+
+    shot = tmp_path / "matrix.png"
+    run = _chromium(
+        f"--screenshot={shot}", page.resolve().as_uri(), profile=tmp_path / "profile-shot", size="1280,1000"
+    )
+    assert run.returncode == 0 and shot.exists(), run.stderr[-2000:]
+    assert _png_size(shot.read_bytes()) == (1280, 1000)
+    from PIL import Image  # matplotlib's own dependency
+
+    with Image.open(shot) as img:  # the claims lead: a claim verdict's colour is on the first screen
+        rgb = {c for _, c in img.convert("RGB").resize((128, 100)).getcolors(maxcolors=1_000_000) or []}
+    for kind in ("mixed", "ok"):
+        target = tuple(int(report.COLOURS[kind][i : i + 2], 16) for i in (1, 3, 5))
+        assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb), kind

@@ -10,8 +10,12 @@ renders it; a merge has the claims judged again by the verdict stage on the unio
 - ``claims_markdown(result)`` is the claims table alone; ``update_readme(readme, result)`` puts it (with one
   provenance line) between ``<!-- claims:start -->`` and ``<!-- claims:end -->``.
 - ``merge_results(results)`` joins per-cell results from a CI fan-out (see its docstring for the rules).
-- Every string is redacted before it is rendered (``whisperx_matrix.secrets.redact``: the values of ``HF_TOKEN``
-  and every ``*_TOKEN`` in the environment).
+- Every string is made plain and redacted before it is rendered (``data.plain``: no terminal escape, no control
+  character but newline and tab; ``whisperx_matrix.secrets.redact``: the values of ``HF_TOKEN`` and every
+  ``*_TOKEN`` in the environment).
+- The report leads with the verdicts: headline, provenance, the claims of the document, then the cells, then the
+  checks (the PNG grid) and the GPU probes. Red means an unexpected outcome and nothing else: a contradicted
+  claim is orange, a mixed one purple, an incomplete cell (nothing failed, but its suite did not run) amber.
 
 The stages of a report live beside this file: data.py (vocabulary, headline, redaction), markdown.py, html.py,
 png.py, merge.py (CI fan-out merging, reading and writing result JSON).
@@ -36,7 +40,24 @@ from typing import Any
 from .. import ui
 from ..fsutil import atomic_write_many
 from ..verdict import totals
-from .data import CHECKS, CLAIMS_END, CLAIMS_START, COLOURS, FILES, ReportError, check_kind, headline, redacted
+from .data import (
+    CELL_LEGEND,
+    CHECKS,
+    CLAIM_KIND,
+    CLAIM_LEGEND,
+    CLAIMS_END,
+    CLAIMS_START,
+    COLOURS,
+    FILES,
+    LEGEND,
+    VERDICT_KIND,
+    ReportError,
+    check_kind,
+    claim_verdict,
+    headline,
+    plain,
+    redacted,
+)
 from .html import render_html
 from .markdown import claims_markdown, render_markdown, update_readme
 from .merge import (
@@ -51,21 +72,28 @@ from .merge import (
 from .png import render_png, short_label
 
 __all__ = [
+    "CELL_LEGEND",
     "CHECKS",
     "CLAIMS_END",
     "CLAIMS_START",
+    "CLAIM_KIND",
+    "CLAIM_LEGEND",
     "COLOURS",
     "FILES",
+    "LEGEND",
+    "VERDICT_KIND",
     "VOLATILE_KEYS",
     "ReportError",
     "atomic_write_json",
     "check_kind",
+    "claim_verdict",
     "claims_markdown",
     "collect_inputs",
     "headline",
     "load_result",
     "matrix_judge",
     "merge_results",
+    "plain",
     "redacted",
     "render_html",
     "render_markdown",

@@ -20,8 +20,11 @@ from .data import (
     _observed_text,
     claim_basis,
     claim_lines,
+    claim_verdict,
     headline,
+    probe_rows,
     redacted,
+    unobserved_lines,
 )
 
 # ---------------------------------------------------------------------------------------------- Markdown
@@ -57,8 +60,12 @@ def _md_verdict(verdict: str) -> str:
     return f"**{_md(verdict)}**" if verdict in UNEXPECTED else _md(verdict)
 
 
-def _md_claim_verdict(verdict: str) -> str:
-    return f"**{_md(verdict)}**" if verdict == "contradicted" else _md(verdict)
+def _md_claim_verdict(claim: Mapping[str, Any]) -> str:
+    """The verdict (bold when the document is contradicted, wholly or in part), its qualifier, then its parts
+    one per line."""
+    verdict, partial, parts = claim_verdict(claim)
+    text = f"**{_md(verdict)}**" if verdict in ("contradicted", "mixed") else _md(verdict)
+    return "<br>".join([text + _md(partial), *(_md(p) for p in parts)])
 
 
 def cells_markdown(result: Mapping[str, Any]) -> str:
@@ -70,7 +77,12 @@ def cells_markdown(result: Mapping[str, Any]) -> str:
             [
                 _md_code(c.get("id", "?")),
                 _md(es) + (f" {_md_code(er)}" if er else ""),
-                _md(os_) + (" " + ", ".join(_md_code(r) for r in ors) if ors else ""),
+                "<br>".join(
+                    [
+                        _md(os_) + (" " + ", ".join(_md_code(r) for r in ors) if ors else ""),
+                        *(_md(ln) for ln in unobserved_lines(c.get("observed"))),
+                    ]
+                ),
                 _md_verdict(str(c.get("verdict", "?"))),
                 _md_lines(_lines(c.get("evidence"))),
             ]
@@ -88,7 +100,7 @@ def claims_markdown(result: Mapping[str, Any]) -> str:
             [
                 _md_code(cl.get("id", "?")) + (f"<br>cells: {cells}" if cells else ""),
                 "“" + _md(cl.get("quote", "")) + "”",
-                _md_claim_verdict(str(cl.get("verdict", "?"))),
+                _md_claim_verdict(cl),
                 _md(claim_basis(cl)),
                 _md_lines(claim_lines(cl)),
             ]
@@ -98,21 +110,10 @@ def claims_markdown(result: Mapping[str, Any]) -> str:
 
 def probes_markdown(result: Mapping[str, Any]) -> str:
     """GPU probes: the cell suite run in an env the matrix did not build (a GPU machine's own stack)."""
-    rows = []
-    for pr in sorted(result.get("probes") or [], key=lambda p: str(p.get("label"))):
-        gpu = pr.get("gpu") or {}
-        where = (
-            f"{gpu.get('name')} (sm_{gpu.get('sm')}, driver {gpu.get('driver')})" if gpu.get("present") else "no GPU"
-        )
-        tests = (pr.get("suite") or {}).get("tests") or []
-        rows.append(
-            [
-                _md_code(pr.get("label", "?")),
-                _md(where),
-                _md(", ".join(f"{k} {v}" for k, v in sorted((pr.get("versions") or {}).items()))),
-                _md_lines(f"{t['test']}: {t['outcome']}" for t in tests),
-            ]
-        )
+    rows = [
+        [_md_code(label), _md(where), _md(versions), _md_lines(tests)]
+        for label, where, versions, tests in probe_rows(result)
+    ]
     return "\n".join(_md_table(["probe", "GPU", "versions", "tests"], rows)) + "\n"
 
 
@@ -132,12 +133,12 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         _md(_provenance(result)),
         "",
-        "## Cells",
-        "",
-        cells_markdown(result),
         "## Claims of the document",
         "",
         claims_markdown(result),
+        "## Cells",
+        "",
+        cells_markdown(result),
     ]
     if result.get("probes"):
         parts += ["## GPU probes", "", probes_markdown(result)]

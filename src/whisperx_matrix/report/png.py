@@ -95,7 +95,9 @@ def render_png(result: Mapping[str, Any]) -> bytes:
     )
     for tick, cell in zip(ax.get_yticklabels(), cells, strict=True):
         kind = VERDICT_KIND.get(str(cell.get("verdict")), "none")
-        tick.set_color({"unexpected": COLOURS["unexpected"], "none": "#6b7178"}.get(kind, "#1d2125"))
+        tick.set_color(
+            {"unexpected": COLOURS["unexpected"], "none": "#6b7178", "incomplete": "#8a6a1f"}.get(kind, "#1d2125")
+        )
         if kind == "unexpected":
             tick.set_fontweight("bold")
     ax.tick_params(length=0)
