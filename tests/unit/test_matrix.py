@@ -297,7 +297,7 @@ def test_real_matrix_runs_the_working_cells_on_python_312_with_the_av_pin() -> N
 
 def test_cells_listing_shows_every_target_not_only_sm_120() -> None:
     """`nox -s cells` on a CPU or sm_90 machine must not show only the sm_120 expectation as if it were the rule."""
-    from whisperx_matrix.matrix import expectations
+    from whisperx_matrix.cells_cli import expectations
 
     cell = MATRIX.get("stable-cu126")
     assert expectations(cell, None) == "fail (UnpicklingError:weights_only); on sm_120: fail (arch-unsupported:sm_120)"
