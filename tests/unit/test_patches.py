@@ -26,7 +26,9 @@ PROJECT = Path(__file__).resolve().parents[2]
 SERIES_DIR = PROJECT / "patches"
 P0001 = "0001-pyannote-use-auth-token-to-token"
 P0002 = "0002-alignment-numpy-trellis"  # opt-in: off unless asked for
+P0003 = "0003-guide-two-file-edit"  # opt-in: the guide's own edit, in place of 0001, for the cell that judges it
 OUTSIDE_0002 = (P0002, "not applicable: whisperx 3.7.6 is outside <3.9.0,>=3.8.4")
+REPLACED_0001 = (P0001, f"replaced by {P0003}, which this cell opts in to")
 TESTED_37 = ("3.7.0", "3.7.6", "3.7.9")  # first, the document's, and last of the 3.7 line
 
 
@@ -280,7 +282,7 @@ def test_apply_reapply_revert_is_byte_identical(site_factory: Callable[..., Path
     before = snapshot(site)
 
     first = wxp.apply_series(series, site, "3.7.6")
-    assert first.changed and first.applied == (P0001,) and first.skipped == (OUTSIDE_0002,)
+    assert first.changed and first.applied == (P0001,) and first.skipped == (OUTSIDE_0002, (P0003, wxp.OPT_IN_OFF))
     assert f"applied {P0001}" in first.summary
     record_consistent(site)  # RECORD lines follow the patched files, so pip/uv see no corruption
     assert not (pycache / "asr.cpython-311.pyc").exists()
@@ -310,7 +312,11 @@ def test_fixed_upstream_on_3_8_6(site_factory: Callable[..., Path], series: wxp.
     before = snapshot(site)
     result = wxp.apply_series(series, site, "3.8.6")
     assert not result.changed and result.applied == ()
-    assert result.skipped == ((P0001, "not needed: fixed upstream in whisperx 3.8.0"), (P0002, wxp.OPT_IN_OFF))
+    assert result.skipped == (
+        (P0001, "not needed: fixed upstream in whisperx 3.8.0"),
+        (P0002, wxp.OPT_IN_OFF),
+        (P0003, "not needed: fixed upstream in whisperx 3.8.0"),
+    )
     assert "not needed: fixed upstream in whisperx 3.8.0" in result.summary
     assert snapshot(site) == before  # no record either
     # faster-whisper's own use_auth_token stays (it is right there).
@@ -362,6 +368,7 @@ def test_not_applicable_with_pyannote_3(site_factory: Callable[..., Path], serie
     assert result.skipped == (
         (P0001, "not applicable: needs pyannote-audio>=4.0, the env has pyannote-audio 3.4.0"),
         OUTSIDE_0002,
+        (P0003, "not applicable: needs pyannote-audio>=4.0, the env has pyannote-audio 3.4.0"),
     )
     assert snapshot(site) == before
 
@@ -470,7 +477,7 @@ def test_series_applies_in_range_and_matches_upstream(
         p: (site / "whisperx" / p).read_text() for p in ("asr.py", "diarize.py", "transcribe.py", "vads/pyannote.py")
     }
     result = wxp.apply_series(series, site, version)
-    assert result.applied == tuple(p.id for p in series.patches if p.applies_to.contains(version))
+    assert result.applied == tuple(p.id for p in series.patches if p.applies_to.contains(version) and not p.opt_in)
     record_consistent(site)
     read = lambda rel: (site / "whisperx" / rel).read_text()  # noqa: E731
 
@@ -511,8 +518,113 @@ def test_cli_check_prints_the_table(
     args = parser.parse_args(["patches", "check", "--versions", "3.8.6", "3.7.6", "3.4.2"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    # the opt-in patch is checked like any other: it is in the series, only off by default
-    assert re.search(r"^3\.8\.6 +not needed \(fixed in 3\.8\.0\) +applies$", out, re.M)
-    assert re.search(r"^3\.7\.6 +applies +n/a$", out, re.M)
-    assert re.search(r"^3\.4\.2 +n/a +n/a$", out, re.M)
+    # the opt-in patches are checked like any other: they are in the series, only off by default
+    assert re.search(r"^3\.8\.6 +not needed \(fixed in 3\.8\.0\) +applies +not needed \(fixed in 3\.8\.0\)$", out, re.M)
+    assert re.search(r"^3\.7\.6 +applies +n/a +applies$", out, re.M)
+    assert re.search(r"^3\.4\.2 +n/a +n/a +n/a$", out, re.M)
     assert f"{P0001}: applies to 1 release(s)" in out
+    assert f"{P0003}: applies to 1 release(s)" in out
+
+
+# --- instead_of: the guide's own two-file edit (0003), in place of 0001, where a cell opts in to it ---------
+
+
+def _hunks_by_file(text: str) -> dict[str, str]:
+    """A diff's text per file, from its '--- a/' header to the next one (the description dropped)."""
+    parts = re.split(r"(?m)^(?=--- a/)", text)[1:]
+    return {part.splitlines()[0].removeprefix("--- a/"): part.rstrip("\n") for part in parts}
+
+
+def test_0003_is_exactly_the_guides_two_files_of_0001(series: wxp.Series) -> None:
+    """The guide: "replace use_auth_token with token in vads/pyannote.py and asr.py line 412": 0001's hunks for
+    those two files, byte for byte, and nothing else; it is opt-in and replaces 0001."""
+    guide, ours = series.get(P0003), series.get(P0001)
+    assert [f.path for f in guide.files] == ["whisperx/asr.py", "whisperx/vads/pyannote.py"]
+    theirs = _hunks_by_file(guide.text)
+    assert theirs == {k: v for k, v in _hunks_by_file(ours.text).items() if k in theirs}
+    assert guide.files[0].hunks[0].old_start + 3 == 412  # the line the guide names: asr.py's Pyannote(...) call
+    assert guide.opt_in and guide.instead_of == P0001 and ours.instead_of is None
+    assert (guide.applies_to, guide.when_installed) == (ours.applies_to, ours.when_installed)
+    assert "not a fix we recommend" in guide.text.split("\n--- ", 1)[0]
+    series.check_opted([P0003], "cell x: opt_in_patches", whisperx_version="3.7.6")
+
+
+def _instead_of_series(folder: Path, target: str, *, opt_in: bool = True) -> Path:
+    write_series(folder, [entry("a", "a.patch"), entry("b", "b.patch")], {"a.patch": WRONG_LINE, "b.patch": WRONG_LINE})
+    manifest = folder / "series.toml"
+    manifest.write_text(manifest.read_text() + ("opt_in = true\n" if opt_in else "") + f'instead_of = "{target}"\n')
+    return folder
+
+
+def test_plan_skips_the_patch_an_opted_in_patch_replaces(tmp_path: Path) -> None:
+    series = wxp.load_series(_instead_of_series(tmp_path / "p", "a"))
+    installed = {"pyannote-audio": "4.0.7"}
+    todo, skipped = wxp.plan(series, "3.7.6", installed)
+    assert [p.id for p in todo] == ["a"] and skipped == [wxp.Outcome("b", "skipped", wxp.OPT_IN_OFF)]
+    todo, skipped = wxp.plan(series, "3.7.6", installed, opted=("b",))
+    assert [p.id for p in todo] == ["b"]
+    assert skipped == [wxp.Outcome("a", "skipped", "replaced by b, which this cell opts in to")]
+    # where the replacement does not fit, nothing replaces the other patch: it is decided on its own
+    todo, skipped = wxp.plan(series, "3.8.6", installed, opted=("b",))
+    assert todo == [] and {o.reason for o in skipped} == {"not needed: fixed upstream in whisperx 3.8.0"}
+
+
+def test_instead_of_naming_an_unknown_patch_is_a_one_line_error(tmp_path: Path) -> None:
+    folder = _instead_of_series(tmp_path / "p", "0001-nope")
+    with pytest.raises(PatchError) as info:
+        wxp.load_series(folder)
+    line = next(i for i, ln in enumerate((folder / "series.toml").read_text().splitlines(), 1) if "instead_of" in ln)
+    assert str(info.value) == (
+        f"{folder / 'series.toml'}:{line}: patch 'b': instead_of '0001-nope' is not a patch of this series"
+    )
+    folder = _instead_of_series(tmp_path / "q", "aa")
+    with pytest.raises(
+        PatchError,
+        match=r"series\.toml:\d+: patch 'b': instead_of 'aa' is not a patch of this series \(did you mean a\?\)",
+    ):
+        wxp.load_series(folder)
+    with pytest.raises(PatchError, match=r"series\.toml:\d+: patch 'b': instead_of names the patch itself"):
+        wxp.load_series(_instead_of_series(tmp_path / "r", "b"))
+    with pytest.raises(PatchError, match=r"series\.toml:\d+: patch 'b': instead_of needs opt_in = true"):
+        wxp.load_series(_instead_of_series(tmp_path / "s", "a", opt_in=False))
+
+
+@pytest.mark.network
+def test_a_cell_opting_in_to_the_guides_edit_gets_it_instead_of_0001(
+    site_factory: Callable[..., Path], series: wxp.Series
+) -> None:
+    """On the real whisperx 3.7.6 files: 0003 applied, 0001 skipped with the reason; diarize.py and transcribe.py
+    keep use_auth_token, as the guide leaves them; status agrees; revert is byte for byte."""
+    site = site_factory("3.7.6")
+    before = snapshot(site)
+    result = wxp.apply_series(series, site, "3.7.6", opted=(P0003,))
+    assert result.changed and result.applied == (P0003,)
+    assert result.skipped == (REPLACED_0001, OUTSIDE_0002)
+    assert f"{P0001}: replaced by {P0003}, which this cell opts in to" in result.summary
+    record_consistent(site)
+    read = lambda rel: (site / "whisperx" / rel).read_text()  # noqa: E731
+    assert "vad_model = Pyannote(torch.device(device_vad), token=None, **default_vad_options)" in read("asr.py")
+    assert "use_auth_token" not in read("vads/pyannote.py")
+    assert "Pipeline.from_pretrained(model_config, use_auth_token=use_auth_token)" in read("diarize.py")
+    assert "use_auth_token=hf_token" in read("transcribe.py")
+    changed = {k for k, v in snapshot(site).items() if before.get(k) != v}
+    assert changed == {
+        "whisperx/asr.py",
+        "whisperx/vads/pyannote.py",
+        wxp.RECORD_FILE,
+        "whisperx-3.7.6.dist-info/RECORD",
+    }
+    rec = wxp.PatchRecord.read(site)
+    assert rec is not None and [p.id for p in rec.patches] == [P0003]
+    st = wxp.status(series, site, opted=(P0003,))
+    assert st.intact and [(o.id, o.action, o.reason) for o in st.pending] == [
+        (P0001, "skipped", REPLACED_0001[1]),
+        (P0002, "skipped", OUTSIDE_0002[1]),
+        (P0003, "already-applied", ""),
+    ]
+    assert not wxp.apply_series(series, site, "3.7.6", opted=(P0003,)).changed  # again: a no-op
+    # without the opt-in the series wants 0001: the env holds another patch set, refused untouched
+    with pytest.raises(PatchError, match=f"already holds another patch set \\({P0003}\\)"):
+        wxp.apply_series(series, site, "3.7.6")
+    assert wxp.revert_series(site).reverted == (P0003,)
+    assert snapshot(site) == before

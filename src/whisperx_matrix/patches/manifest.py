@@ -13,14 +13,29 @@ from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from ..errors import PatchError
+from ..errors import PatchError, did_you_mean
 from ..tomlfile import TomlLocator, entry_id, read_toml
 from .diff import FileDiff, parse_diff
 
 SCHEMA = 1
 MANIFEST = "series.toml"
-_PATCH_FIELDS = {"id", "file", "applies_to", "fixes", "fixed_upstream", "when_installed", "fuzz", "opt_in"}
+_PATCH_FIELDS = {
+    "id",
+    "file",
+    "applies_to",
+    "fixes",
+    "fixed_upstream",
+    "when_installed",
+    "fuzz",
+    "opt_in",
+    "instead_of",
+}
 OPT_IN_OFF = "off: an opt-in patch, applied only where a cell lists it in opt_in_patches (matrix.toml)"
+
+
+def replaced_by(patch_id: str) -> str:
+    """The skip reason of a patch that an opted-in patch replaces (its ``instead_of``)."""
+    return f"replaced by {patch_id}, which this cell opts in to"
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,8 @@ class Patch:
     fuzz: int
     files: tuple[FileDiff, ...]
     strip: int = 1
-    opt_in: bool = False  # a speed patch: off unless a cell (or a benchmark) asks for it by id
+    opt_in: bool = False  # off unless a cell (or a benchmark) asks for it by id
+    instead_of: str | None = None  # the patch of the series this one replaces where a cell opts in to it
 
     @property
     def sha256(self) -> str:
@@ -174,6 +190,21 @@ def load_series(patches_dir: Path) -> Series:
         opt_in = raw.get("opt_in", False)
         if not isinstance(opt_in, bool):
             raise fail(f"patch {pid!r}: opt_in must be true or false", pid, "opt_in")
+        instead_of = raw.get("instead_of")
+        if instead_of is not None:
+            if not isinstance(instead_of, str) or not instead_of.strip():
+                raise fail(
+                    f"patch {pid!r}: instead_of must be the id of another patch of the series", pid, "instead_of"
+                )
+            if instead_of == pid:
+                raise fail(f"patch {pid!r}: instead_of names the patch itself", pid, "instead_of")
+            if not opt_in:
+                raise fail(
+                    f"patch {pid!r}: instead_of needs opt_in = true (it replaces {instead_of!r} only where a cell "
+                    "opts in to it)",
+                    pid,
+                    "instead_of",
+                )
         fuzz = raw.get("fuzz", 0)
         if not isinstance(fuzz, int) or isinstance(fuzz, bool) or not 0 <= fuzz <= 3:
             raise fail(f"patch {pid!r}: fuzz must be an integer from 0 to 3", pid, "fuzz")
@@ -193,8 +224,27 @@ def load_series(patches_dir: Path) -> Series:
                 fuzz=fuzz,
                 files=parse_diff(patch_text, name=str(path)),
                 opt_in=opt_in,
+                instead_of=instead_of,
             )
         )
+    by_id = {p.id: p for p in patches}
+    for patch in patches:
+        if patch.instead_of is None:
+            continue
+        target = by_id.get(patch.instead_of)
+        if target is None:
+            raise fail(
+                f"patch {patch.id!r}: instead_of {patch.instead_of!r} is not a patch of this series"
+                f"{did_you_mean(patch.instead_of, by_id)}",
+                patch.id,
+                "instead_of",
+            )
+        if target.instead_of is not None:
+            raise fail(
+                f"patch {patch.id!r}: instead_of {target.id!r}, which replaces another patch itself (no chains)",
+                patch.id,
+                "instead_of",
+            )
     return Series(root=patches_dir, manifest_text=text, patches=tuple(patches))
 
 
@@ -220,11 +270,15 @@ class Outcome:
 def plan(
     series: Series, whisperx_version: str, installed: Mapping[str, str] | None, opted: Collection[str] = ()
 ) -> tuple[list[Patch], list[Outcome]]:
-    """The patches to apply, and the ones skipped with their reason."""
+    """The patches to apply, and the ones skipped with their reason. A patch that an applied opt-in patch
+    replaces (its ``instead_of``) is skipped: the cell gets the replacement in its place."""
+    decided = [(patch, patch.decide(whisperx_version, installed, opted)) for patch in series.patches]
+    replaced = {p.instead_of: p.id for p, reason in decided if reason is None and p.instead_of is not None}
     todo: list[Patch] = []
     skipped: list[Outcome] = []
-    for patch in series.patches:
-        reason = patch.decide(whisperx_version, installed, opted)
+    for patch, reason in decided:
+        if reason is None and patch.id in replaced:
+            reason = replaced_by(replaced[patch.id])
         if reason is None:
             todo.append(patch)
         else:
