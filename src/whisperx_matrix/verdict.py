@@ -688,7 +688,11 @@ def check_patch_needed(claim: Claim, obs: Observations) -> Judgement:
 def _ld_records(claim: Claim, obs: Observations) -> list[tuple[str, Mapping[str, Any]]]:
     """(where, comparison) for every run of the suite with LD_LIBRARY_PATH unset and set: this run's cells named
     by the claim, then recorded runs (probes) of those cells or their Python variants, e.g. on a GPU machine."""
-    out = [(c, lp) for c in claim.cells if (r := obs.get(c)) and (lp := r.get("ld_library_path") or {}).get("with")]
+    out = [
+        (c, lp)
+        for c in sorted(obs.cells, key=lambda c: (c not in claim.cells, c))
+        if names_cell(c, claim.cells) and (r := obs.get(c)) and (lp := r.get("ld_library_path") or {}).get("with")
+    ]
     for probe in sorted(obs.probes, key=lambda p: str(p.get("label"))):
         lp = probe.get("ld_library_path") or {}
         if lp.get("with") and names_cell(str((probe.get("suite") or {}).get("cell")), claim.cells):

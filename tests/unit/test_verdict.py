@@ -358,6 +358,10 @@ def test_ld_library_path_claim_compares_two_runs_and_says_which_tests_bore_on_it
     result = _judge("ld-library-path", cells, [gpu_probe])
     assert result["verdict"] == "contradicted" and "partial" not in result
     assert "1 on the GPU (test_gpu_transcription_ctranslate2)" in _text(result)
+    # The GPU runner's own report holds only the Python variants (stable-cu128-py312): they are read as the cell's.
+    variant = dict(cells["stable-cu128"], id="stable-cu128-py312", ld_library_path=gpu_probe["ld_library_path"])
+    result = _judge("ld-library-path", {"stable-cu128-py312": variant})
+    assert result["verdict"] == "contradicted" and "partial" not in result and "stable-cu128-py312:" in _text(result)
     cells["stable-cu128"]["ld_library_path"] = _ldlp(False, True)
     assert _judge("ld-library-path", cells)["verdict"] == "confirmed"
 
