@@ -15,19 +15,31 @@ class CudaDriver:
     minor_compat_driver: str  # CUDA minor-version compatibility: runs, with limits (no JIT of newer PTX)
 
 
-# NVIDIA CUDA Toolkit Release Notes, table "CUDA Toolkit and Corresponding Driver Versions" (Linux x86_64,
-# "Toolkit Driver Version", the GA row of each release):
-#   12.4 GA >= 550.54.14, 12.6 GA >= 560.28.03, 12.8 GA >= 570.26, 12.9 GA >= 575.51.03, 13.0 GA >= 580.65.06.
-# Same release notes, "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility",
-# and the CUDA Compatibility guide, "Minor Version Compatibility": CUDA 12.x >= 525.60.13 (R525), CUDA 13.x
-# >= 580. Under minor-version compatibility an app runs with a limited feature set: the older driver cannot
-# JIT PTX written by the newer toolkit ("unsupported toolchain"), so PTX-only kernels may fail.
+# Source of every row: NVIDIA, "CUDA Toolkit 13.2 - Release Notes" (the GA release's notes,
+# docs.nvidia.com/cuda/archive/13.2.0/cuda-toolkit-release-notes/), section 2.2 "CUDA Driver":
+# - Table 3 "CUDA Toolkit and Corresponding Driver Versions", column "Toolkit Driver Version", "Linux x86_64
+#   Driver Version", the GA row of each release: CUDA 12.4 GA >=550.54.14, 12.6 GA >=560.28.03, 12.8 GA >=570.26,
+#   12.9 GA >=575.51.03, 13.0 GA >=580.65.06, 13.1 GA >=590.44.01, 13.2 GA >=595.45.04. (The table lists every
+#   earlier release too; the 13.2 Update 2 notes, archive/13.2.2, carry the same rows plus 13.2 Update 1
+#   >=595.58.03 and Update 2 >=595.71.05. Updates raise the number; the GA row is the release's floor.)
+# - Table 2 "CUDA Toolkit and Minimum Required Driver Version for CUDA Minor Version Compatibility": 13.x >= 580,
+#   12.x >= 525 (the CUDA Compatibility guide, "Minor Version Compatibility", names 525.60.13 for 12.x).
+# Under minor-version compatibility an app runs with a limited feature set: the older driver cannot JIT PTX
+# written by the newer toolkit ("unsupported toolchain"), so PTX-only kernels, and kernels that the app's own
+# NVRTC compiles at run time, may fail. A CUDA release that a cell bundles must have a row here: the doctor
+# stops with an error for a cell whose `cuda` has none (a floor is never assumed).
+CUDA_DRIVERS_SOURCE = (
+    "NVIDIA CUDA Toolkit 13.2 Release Notes, Table 3 'CUDA Toolkit and Corresponding Driver Versions' (Linux "
+    "x86_64 Toolkit Driver Version, GA rows) and Table 2 (minimum driver for CUDA minor-version compatibility)"
+)
 CUDA_DRIVERS: dict[str, CudaDriver] = {
     "cu124": CudaDriver("12.4", "550.54.14", "525.60.13"),
     "cu126": CudaDriver("12.6", "560.28.03", "525.60.13"),
     "cu128": CudaDriver("12.8", "570.26", "525.60.13"),
     "cu129": CudaDriver("12.9", "575.51.03", "525.60.13"),
     "cu130": CudaDriver("13.0", "580.65.06", "580"),
+    "cu131": CudaDriver("13.1", "590.44.01", "580"),
+    "cu132": CudaDriver("13.2", "595.45.04", "580"),
 }
 
 # The first driver branch that knows a GPU family, by compute capability major. Blackwell consumer GPUs
@@ -64,9 +76,29 @@ KNOWN_GPUS: dict[str, int] = {
 
 # torch._C._cuda_getArchFlags() of the PyPI wheels, measured in our built cells (the audit of their
 # libtorch_cuda.so agrees; it carries no PTX: the compute_90 PTX in 2.5.1 belongs to the bundled cuSPARSELt).
+# torch 2.15.0+cu132 is no built cell yet: its row is the static audit of the wheel's libtorch_cuda.so (the SASS
+# entries of its fatbins, "a"/"f" variants included; no PTX), as FACTS.md records it and as re-read here from
+# PyPI's torch-2.15.0 x86_64 wheel (torch.version.cuda "13.2"). The cell's own audit will agree once built.
 TORCH_ARCHS: dict[tuple[str, str], tuple[tuple[str, ...], tuple[str, ...]]] = {
     ("2.5.1", "cu124"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
     ("2.7.1", "cu126"): (("sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"), ()),
     ("2.8.0", "cu128"): (("sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
     ("2.11.0", "cu130"): (("sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"), ()),
+    ("2.15.0", "cu132"): (
+        (
+            "sm_75",
+            "sm_80",
+            "sm_86",
+            "sm_89",
+            "sm_90",
+            "sm_90a",
+            "sm_100",
+            "sm_100a",
+            "sm_103f",
+            "sm_120",
+            "sm_120a",
+            "sm_121a",
+        ),
+        (),
+    ),
 }

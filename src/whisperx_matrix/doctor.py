@@ -24,7 +24,8 @@ from packaging.version import InvalidVersion, Version
 
 from . import lock as locks
 from . import paths, tools, ui
-from .cudafacts import CUDA_DRIVERS, GPU_DRIVER_BRANCH, KNOWN_GPUS, TORCH_ARCHS
+from .cudafacts import CUDA_DRIVERS, CUDA_DRIVERS_SOURCE, GPU_DRIVER_BRANCH, KNOWN_GPUS, TORCH_ARCHS, CudaDriver
+from .errors import ConfigError
 from .matrix import Cell, Matrix
 
 # --- kernels per cell ---------------------------------------------------------------------------------
@@ -307,12 +308,37 @@ def _version(text: str | None) -> Version | None:
         return None
 
 
-def driver_fit(cuda: str, driver: str | None) -> tuple[str, str]:
-    """("full" | "minor-compat" | "too-old" | "unknown", why) for a cell's CUDA build on this driver."""
+class UnknownCudaError(ConfigError):
+    """A cell bundles a CUDA release whose driver floor cudafacts does not cite: the doctor cannot judge it, and
+    says so instead of passing it."""
+
+
+def _cuda_release(cuda: str) -> str:
+    """ "cu132" -> "13.2" (the form NVIDIA's tables use)."""
+    digits = cuda[2:]
+    return f"{digits[:-1]}.{digits[-1:]}" if len(digits) > 1 else cuda
+
+
+def cuda_floor(cuda: str, cell: str | None = None) -> CudaDriver:
+    """The cited driver floors of a cell's CUDA build; UnknownCudaError where cudafacts has none."""
     req = CUDA_DRIVERS.get(cuda)
+    if req is not None:
+        return req
+    who = f"cell {cell} has cuda = {cuda!r}" if cell else f"cuda = {cuda!r}"
+    raise UnknownCudaError(
+        f"{who}, and cudafacts.CUDA_DRIVERS cites no driver floor for CUDA {_cuda_release(cuda)}: "
+        "the doctor cannot say which drivers run it",
+        hint=f"add CUDA {_cuda_release(cuda)}'s row to cudafacts.CUDA_DRIVERS: the Linux x86_64 Toolkit Driver "
+        "Version of its GA release and its minor-version-compatibility floor, from NVIDIA's CUDA Toolkit Release "
+        "Notes (Tables 3 and 2), with the source in the comment above the table",
+    )
+
+
+def driver_fit(cuda: str, driver: str | None, *, cell: str | None = None) -> tuple[str, str]:
+    """("full" | "minor-compat" | "too-old" | "unknown", why) for a cell's CUDA build on this driver ("unknown":
+    the driver is). UnknownCudaError for a CUDA build with no cited driver floor."""
+    req = cuda_floor(cuda, cell)
     have = _version(driver)
-    if req is None:
-        return "unknown", f"no driver table entry for {cuda}"
     if have is None:
         return "unknown", f"driver unknown (CUDA {req.cuda} needs >= {req.toolkit_driver}; give --driver)"
     if have >= Version(req.toolkit_driver):
@@ -337,6 +363,55 @@ def gpu_driver_problem(sm: int | None, driver: str | None) -> str | None:
     if have.release[0] < branch:
         return f"driver {driver} predates sm_{sm}: {why}"
     return None
+
+
+@dataclass(frozen=True)
+class DriverRuns:
+    """Which CUDA releases of cudafacts.CUDA_DRIVERS a driver runs: fully (>= the release's toolkit driver),
+    only through minor-version compatibility (>= its major's floor), or not at all."""
+
+    driver: str
+    full: tuple[str, ...]  # "12.4", "12.6", ...
+    minor_compat: tuple[str, ...]
+    none: tuple[str, ...]
+    summary: str  # "driver 575.51.03 runs CUDA 12.4-12.9 fully; 13.x not at all (13.x needs >= 580)"
+    source: str = CUDA_DRIVERS_SOURCE
+
+
+def _span(releases: Sequence[str]) -> str:
+    return releases[0] if len(releases) == 1 else f"{releases[0]}-{releases[-1]}"
+
+
+def driver_runs(driver: str | None) -> DriverRuns | None:
+    """What ``driver`` runs of the CUDA releases with a cited floor; None where the driver is unknown."""
+    have = _version(driver)
+    if driver is None or have is None:
+        return None
+    rows = sorted(CUDA_DRIVERS.values(), key=lambda d: Version(d.cuda))
+    full = [d for d in rows if have >= Version(d.toolkit_driver)]
+    minor = [d for d in rows if d not in full and have >= Version(d.minor_compat_driver)]
+    none = [d for d in rows if d not in full and d not in minor]
+    parts = [f"runs CUDA {_span([d.cuda for d in full])} fully" if full else "runs no CUDA release fully"]
+    if minor:
+        needs = ", ".join(f"{d.cuda} >= {d.toolkit_driver}" for d in minor)
+        parts.append(
+            f"{_span([d.cuda for d in minor])} only through minor-version compatibility, with limits (fully: {needs})"
+        )
+    majors: dict[str, list[CudaDriver]] = {}
+    for d in none:
+        majors.setdefault(d.cuda.split(".")[0], []).append(d)
+    for major, group in majors.items():
+        whole = len(group) == sum(1 for d in rows if d.cuda.split(".")[0] == major)
+        floors = sorted({d.minor_compat_driver for d in group}, key=Version)
+        name = f"{major}.x" if whole else _span([d.cuda for d in group])
+        parts.append(f"{name} not at all ({name} needs >= {' / '.join(floors)})")
+    return DriverRuns(
+        driver,
+        tuple(d.cuda for d in full),
+        tuple(d.cuda for d in minor),
+        tuple(d.cuda for d in none),
+        f"driver {driver} " + "; ".join(parts),
+    )
 
 
 def _parse_arch(tag: str) -> Any:
@@ -447,6 +522,7 @@ class Report:
     cells: tuple[CellFit, ...]
     recommended: str | None
     why: str
+    driver_runs: DriverRuns | None = None  # which CUDA releases the judged driver runs
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -483,7 +559,7 @@ def fit_cell(
         reasons.append(f"nightly unreachable: needs {where}, which could not be locked from here")
     if gpu_problem:
         reasons.append(f"driver {driver} predates sm_{sm} (see above)")
-    dfit, dwhy = driver_fit(cell.cuda, driver)
+    dfit, dwhy = driver_fit(cell.cuda, driver, cell=cell.id)
     details.append(dwhy)
     if dfit == "too-old":
         reasons.append(dwhy)
@@ -511,7 +587,10 @@ def fit_cell(
 def diagnose(
     matrix: Matrix, machine: Machine, *, sm: int | None = None, driver: str | None = None, use_audit: bool = True
 ) -> Report:
-    """Judge every cell for this machine; ``sm``/``driver`` override what was probed (or stand in for it)."""
+    """Judge every cell for this machine; ``sm``/``driver`` override what was probed (or stand in for it).
+    UnknownCudaError where a cell's CUDA release has no cited driver floor (never a silent pass)."""
+    for c in matrix.cells:
+        cuda_floor(c.cuda, c.id)
     probed_sm = next((g.sm for g in machine.gpus if g.sm is not None), None)
     sm = sm if sm is not None else probed_sm
     driver = driver or machine.driver
@@ -521,6 +600,7 @@ def diagnose(
         fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i) for i, c in enumerate(matrix.cells)
     ]
     usable = sorted((f for f in fits if f.verdict != OUT), key=lambda f: f.rank)
+    runs = driver_runs(driver)
     if sm is None and driver is None:
         return Report(
             machine,
@@ -531,12 +611,13 @@ def diagnose(
             tuple(fits),
             None,
             "no GPU found and none described: give --sm (e.g. 120) and --driver (e.g. 575.51.03)",
+            runs,
         )
     if not usable:
         why = gpu_problem or "no cell of matrix.toml can run here (see the reasons per cell)"
         if gpu_problem:
             why += f"; upgrade the driver to the {GPU_DRIVER_BRANCH[(sm or 0) // 10][0]} series or later"
-        return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), None, why)
+        return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), None, why, runs)
     best = usable[0]
     why = "; ".join(d for d in best.details if not d.startswith("not locked"))
     if best.verdict == LIMITED:
@@ -544,7 +625,7 @@ def diagnose(
     others = [f.cell for f in usable[1:]]
     if others:
         why += f"; also usable: {', '.join(others)}"
-    return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), best.cell, why)
+    return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), best.cell, why, runs)
 
 
 WORKING_ALIAS = "cu128"  # the working cell, built where no GPU is found (its self-test runs on the CPU)
@@ -603,6 +684,8 @@ def format_report(report: Report) -> str:
     if report.sm is not None or report.driver is not None:
         sm = f"sm_{report.sm}" if report.sm is not None else "sm unknown"
         lines.append(f"judging for {sm}, driver {_or_unknown(report.driver)}")
+    if report.driver_runs:
+        lines.append(f"  {report.driver_runs.summary}")
     if report.gpu_problem:
         lines.append(f"  problem: {report.gpu_problem}")
     lines.append("")

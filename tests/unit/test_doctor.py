@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from whisperx_matrix import cli, cudafacts, doctor, matrix, tools
+from whisperx_matrix.errors import ConfigError
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "doctor"
 ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,50 @@ def real_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> matrix.Matri
     return matrix.load(ROOT / "matrix.toml")
 
 
+# Stand-ins for the CUDA 13.2 cells (torch 2.15.0 is PyPI's cu132 build, FACTS.md), written like stable-cu130 and
+# stable-cu130-cublas12. The fixture below uses matrix.toml's own cells where it has them, so these tests do not
+# depend on when those cells land; only what the doctor reads (cuda, torch, workarounds, expectation) matters.
+CU132_CELLS = {
+    "stable-cu132": """
+[[cells]]
+id = "stable-cu132"
+summary = "stand-in: PyPI's torch 2.15.0 (cu132) under WhisperX 3.8.6 through overrides"
+channel = "stable"
+cuda = "cu132"
+pins = { whisperx = "3.8.6", pyannote-audio = "4.0.7" }
+overrides = ["torch==2.15.0", "torchaudio==2.11.1", "torchvision==0.29.2", "torchcodec==0.17.0"]
+expect = { status = "fail", reason = "missing-soname:libcublas.so.12" }
+""",
+    "stable-cu132-cublas12": """
+[[cells]]
+id = "stable-cu132-cublas12"
+extends = "stable-cu132"
+summary = "stand-in: stable-cu132 plus the cu12 cuBLAS that CTranslate2 loads, preloaded"
+addons = ["nvidia-cublas-cu12==12.8.4.1"]
+preload = ["nvidia/cublas/lib/libcublas.so.12"]
+expect = { status = "pass" }
+""",
+}
+
+
+def with_cells(tmp_path: Path, extra: dict[str, str]) -> matrix.Matrix:
+    """matrix.toml plus the cells of ``extra`` that it lacks, in tmp_path, reading the checkout's locks."""
+    real = matrix.load(ROOT / "matrix.toml")
+    missing = [text for cell_id, text in extra.items() if cell_id not in real.ids()]
+    if not missing:
+        return real
+    path = tmp_path / "matrix.toml"
+    path.write_text((ROOT / "matrix.toml").read_text(encoding="utf-8") + "".join(missing), encoding="utf-8")
+    (tmp_path / "constraints").symlink_to(ROOT / "constraints")
+    return matrix.load(path)
+
+
+@pytest.fixture
+def cu132_matrix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> matrix.Matrix:
+    monkeypatch.setenv("WXM_ENVS", str(tmp_path / "no-envs"))
+    return with_cells(tmp_path, CU132_CELLS)
+
+
 def diagnose(case: str, m: matrix.Matrix, **kw: object) -> doctor.Report:
     machine = doctor.collect(loader=loader_for(case), runner=runner_for(case))
     return doctor.diagnose(m, machine, **kw)  # type: ignore[arg-type]
@@ -106,6 +151,8 @@ def fits(report: doctor.Report) -> dict[str, doctor.CellFit]:
         ("cu128", "570.26", "525.60.13"),
         ("cu129", "575.51.03", "525.60.13"),
         ("cu130", "580.65.06", "580"),
+        ("cu131", "590.44.01", "580"),  # CUDA 13.2 Release Notes, Table 3: CUDA 13.1 GA >=590.44.01
+        ("cu132", "595.45.04", "580"),  # same table: CUDA 13.2 GA >=595.45.04
     ],
 )
 def test_driver_table_entries(cuda: str, toolkit: str, minor: str) -> None:
@@ -126,11 +173,74 @@ def test_driver_table_entries(cuda: str, toolkit: str, minor: str) -> None:
         ("cu124", "550.54.14", "full"),
         ("cu126", "560.28.02", "minor-compat"),
         ("cu128", None, "unknown"),
-        ("cu999", "580.1", "unknown"),
+        ("cu131", "590.44.01", "full"),
+        ("cu131", "580.65.06", "minor-compat"),
+        ("cu132", "595.45.04", "full"),
+        ("cu132", "590.48.01", "minor-compat"),
+        ("cu132", "580.95.05", "minor-compat"),
+        ("cu132", "575.51.03", "too-old"),
+        ("cu132", "570.133.07", "too-old"),
     ],
 )
 def test_driver_fit_truth_table(cuda: str, driver: str | None, fit: str) -> None:
     assert doctor.driver_fit(cuda, driver)[0] == fit
+
+
+def test_a_cuda_release_without_a_cited_floor_is_an_error_not_a_pass() -> None:
+    with pytest.raises(doctor.UnknownCudaError, match=r"cell stable-cu999 has cuda = 'cu999'.*CUDA 99\.9"):
+        doctor.driver_fit("cu999", "580.1", cell="stable-cu999")
+    assert issubclass(doctor.UnknownCudaError, ConfigError)
+
+
+@pytest.mark.parametrize(
+    ("driver", "full", "minor", "summary"),
+    [
+        (
+            "570.133.07",
+            ("12.4", "12.6", "12.8"),
+            ("12.9",),
+            "driver 570.133.07 runs CUDA 12.4-12.8 fully; 12.9 only through minor-version compatibility, with limits "
+            "(fully: 12.9 >= 575.51.03); 13.x not at all (13.x needs >= 580)",
+        ),
+        (
+            "575.51.03",
+            ("12.4", "12.6", "12.8", "12.9"),
+            (),
+            "driver 575.51.03 runs CUDA 12.4-12.9 fully; 13.x not at all (13.x needs >= 580)",
+        ),
+        (
+            "580.159.04",
+            ("12.4", "12.6", "12.8", "12.9", "13.0"),
+            ("13.1", "13.2"),
+            "driver 580.159.04 runs CUDA 12.4-13.0 fully; 13.1-13.2 only through minor-version compatibility, with "
+            "limits (fully: 13.1 >= 590.44.01, 13.2 >= 595.45.04)",
+        ),
+        (
+            "595.45.04",
+            ("12.4", "12.6", "12.8", "12.9", "13.0", "13.1", "13.2"),
+            (),
+            "driver 595.45.04 runs CUDA 12.4-13.2 fully",
+        ),
+    ],
+)
+def test_which_cuda_releases_a_driver_runs(
+    driver: str, full: tuple[str, ...], minor: tuple[str, ...], summary: str
+) -> None:
+    runs = doctor.driver_runs(driver)
+    assert runs is not None
+    assert (runs.full, runs.minor_compat, runs.summary) == (full, minor, summary)
+    assert set(runs.full) | set(runs.minor_compat) | set(runs.none) == {d.cuda for d in cudafacts.CUDA_DRIVERS.values()}
+    assert doctor.driver_runs(None) is None
+    assert doctor.driver_runs("not-a-version") is None
+
+
+def test_old_drivers_run_cuda_12_only_through_minor_version_compatibility() -> None:
+    runs = doctor.driver_runs("520.61.05")
+    assert runs is not None and runs.full == () and runs.minor_compat == ()
+    assert runs.summary == (
+        "driver 520.61.05 runs no CUDA release fully; 12.x not at all (12.x needs >= 525.60.13); "
+        "13.x not at all (13.x needs >= 580)"
+    )
 
 
 def test_blackwell_consumer_needs_the_570_series_not_565() -> None:
@@ -261,6 +371,9 @@ def test_json_report_and_cli_without_a_gpu(
     assert cli.main(["doctor", "--sm", "120", "--driver", "575.51.03", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["recommended"] == "stable-cu128" and data["sm"] == 120
+    assert data["driver_runs"]["full"] == ["12.4", "12.6", "12.8", "12.9"] and data["driver_runs"]["minor_compat"] == []
+    assert data["driver_runs"]["summary"].endswith("13.x not at all (13.x needs >= 580)")
+    assert "Table 3" in data["driver_runs"]["source"]
     assert cli.main(["doctor"]) == 0
     assert "give --sm" in capsys.readouterr().out
 
@@ -359,3 +472,100 @@ def test_a_listed_gpu_that_the_cells_torch_cannot_use_is_named_with_torchs_error
     assert "torch in stable-cu128 cannot initialise CUDA: " + error in problem
     assert doctor.torch_cuda_problem(python, runner=answering("OK\n")) is None
     assert "the check did not run" in str(doctor.torch_cuda_problem(python, runner=lambda args: None))
+
+
+# --- CUDA 13.x cells: the driver floors of cudafacts, on sm_90 and sm_120 ------------------------------------
+
+# (sm, driver, recorded case or None for the --sm/--driver stand-in). The recorded cases: rtx5070-570 (RTX 5070 on
+# 570.133.07), mismatch-smi-ok (RTX 5070 on 575.51.03, read through nvidia-smi), h100 (the real H100, 580.159.04).
+MACHINES = [
+    (120, "570.133.07", "rtx5070-570"),
+    (120, "575.51.03", "mismatch-smi-ok"),
+    (120, "580.95.05", None),
+    (90, "570.133.07", None),
+    (90, "575.51.03", None),
+    (90, "580.159.04", "h100"),
+]
+
+
+def judge(m: matrix.Matrix, sm: int, driver: str, case: str | None) -> doctor.Report:
+    if case is None:
+        return doctor.diagnose(m, doctor.Machine((), None, None, "none"), sm=sm, driver=driver)
+    report = diagnose(case, m)
+    assert (report.sm, report.driver) == (sm, driver)
+    return report
+
+
+@pytest.mark.parametrize(("sm", "driver", "case"), MACHINES)
+def test_the_newest_working_cell_for_sm90_and_sm120_on_drivers_570_575_580(
+    cu132_matrix: matrix.Matrix, sm: int, driver: str, case: str | None
+) -> None:
+    """The recommendation is stable-cu128 on all six machines, by the doctor's rules in order (driver fit, kernel
+    fit, fewest workarounds, newest CUDA):
+    - 570 and 575: every CUDA 13 cell is out (13.x needs >= 580); of the cells that fit fully with SASS for the GPU
+      and need no workaround, stable-cu128 (CUDA 12.8) is the newest. On sm_90, option1-stable-cu124 fits too and
+      loses on CUDA (12.4 < 12.8); on sm_120 it has no kernels.
+    - 580: stable-cu130-cublas12 fits fully too, but carries three workarounds (torch-family overrides, the cu12
+      cuBLAS add-on, its preload), so it ranks below stable-cu128. The cu132 cells run only through minor-version
+      compatibility (580 < 595.45.04, CUDA 13.2 GA's driver): the doctor rates stable-cu132-cublas12 "limited",
+      because under minor-version compatibility the driver cannot JIT PTX from the newer toolkit (kernels that
+      CUDA 13.2's NVRTC compiles at run time included), whatever SASS torch carries; it ranks last of the usable.
+    The arch list of torch 2.15.0+cu132 is known (cudafacts.TORCH_ARCHS): sm_90 and sm_120 SASS."""
+    report = judge(cu132_matrix, sm, driver, case)
+    f = fits(report)
+    assert report.recommended == "stable-cu128", report.why
+    assert f["stable-cu128"].verdict == "ok" and f["stable-cu128"].driver == "full"
+    assert report.driver_runs is not None and report.driver_runs.summary.startswith(f"driver {driver} runs CUDA 12.4-")
+    for cell in ("stable-cu132", "stable-cu132-cublas12"):
+        assert f[cell].kernels == "sass" and "table (torch 2.15.0+cu132)" in f[cell].details[1]
+        assert not any("arch list is unknown" in d for d in f[cell].details)
+    if driver.startswith(("570.", "575.")):
+        assert report.driver_runs.minor_compat in ((), ("12.9",))
+        assert "13.x not at all (13.x needs >= 580)" in report.driver_runs.summary
+        for cell in ("stable-cu130-cublas12", "stable-cu132", "stable-cu132-cublas12"):
+            assert f[cell].verdict == "out" and f[cell].driver == "too-old"
+        assert f["stable-cu132-cublas12"].reasons[0] == (
+            f"driver {driver} is too old for CUDA 13.2: needs >= 595.45.04 (or >= 580 with minor-version compatibility)"
+        )
+    else:
+        assert report.driver_runs.minor_compat == ("13.1", "13.2")
+        assert f["stable-cu130-cublas12"].verdict == "ok" and f["stable-cu130-cublas12"].driver == "full"
+        for cell in ("stable-cu132", "stable-cu132-cublas12"):
+            assert f[cell].driver == "minor-compat"
+        cublas12 = cu132_matrix.get("stable-cu132-cublas12")
+        if cublas12.expected(sm).status == "pass":
+            assert f["stable-cu132-cublas12"].verdict == "limited"
+            assert (
+                f["stable-cu132-cublas12"]
+                .reasons[0]
+                .startswith(
+                    f"driver {driver} < 595.45.04 (CUDA 13.2 GA): runs through CUDA minor-version compatibility"
+                )
+            )
+            assert report.why.index("stable-cu130-cublas12") < report.why.index("stable-cu132-cublas12")
+    text = doctor.format_report(report)
+    assert f"judging for sm_{sm}, driver {driver}" in text and report.driver_runs.summary in text
+    assert "recommended: stable-cu128" in text
+
+
+def test_the_doctor_stops_on_a_cell_whose_cuda_has_no_cited_floor(
+    cu132_matrix: matrix.Matrix, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cell of a CUDA release that cudafacts does not cite is an error naming the cell, never an "ok". (Loading
+    matrix.toml may refuse such a cell already; the doctor does not rely on it: here the table loses its 13.2 row
+    after the matrix is loaded.)"""
+    monkeypatch.delitem(cudafacts.CUDA_DRIVERS, "cu132")
+    first = next(c.id for c in cu132_matrix.cells if c.cuda == "cu132")
+    with pytest.raises(doctor.UnknownCudaError) as err:
+        doctor.diagnose(cu132_matrix, doctor.Machine((), None, None, "none"), sm=120, driver="595.45.04")
+    assert str(err.value).startswith(f"cell {first} has cuda = 'cu132'") and "\n" not in str(err.value)
+    assert err.value.hint and "cudafacts.CUDA_DRIVERS" in err.value.hint and "source" in err.value.hint
+    # without a GPU and without --sm/--driver too, and through the command line as a one-line error
+    with pytest.raises(doctor.UnknownCudaError):
+        doctor.diagnose(cu132_matrix, doctor.Machine((), None, None, "none"))
+    monkeypatch.setattr(doctor, "collect", lambda: doctor.Machine((), None, None, "none", ()))
+    monkeypatch.setattr(matrix, "load", lambda path=None: cu132_matrix)
+    assert cli.main(["doctor", "--sm", "90", "--driver", "580.159.04"]) == ConfigError.exit_code
+    out = capsys.readouterr()
+    assert out.out == "" and out.err.startswith(f"error: cell {first} has cuda = 'cu132'")
+    assert "hint: add CUDA 13.2's row to cudafacts.CUDA_DRIVERS" in out.err
