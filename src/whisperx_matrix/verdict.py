@@ -399,7 +399,11 @@ def check_driver_minimum(claim: Claim, obs: Observations) -> Judgement:
         runtimes.setdefault(".".join(str(r["cuda_runtime"]).split(".")[:2]), c)
     for runtime in sorted(runtimes, key=_v):
         cite = next((d for d in CUDA_DRIVERS.values() if d.cuda == runtime), None)
-        if cite is not None:
+        if cite is None:
+            missing.append(
+                f"{runtimes[runtime]}: no cited driver floor for its CUDA {runtime} runtime (cudafacts.CUDA_DRIVERS)"
+            )
+        else:
             ev.append(
                 cited(
                     f"the CUDA {runtime} runtime runs from driver {cite.minor_compat_driver} (minor-version "
