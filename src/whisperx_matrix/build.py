@@ -110,6 +110,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
         return None
 
 
+def _read_selftest(path: Path) -> dict[str, Any] | None:
+    """A build's recorded self-test, or None where there is none or it is incomplete (the self-test was
+    interrupted before it judged: no ``passed``): then it runs again rather than being reported as a result."""
+    st = _read_json(path)
+    return st if st is not None and "passed" in st and (st["passed"] or "failure" in st) else None
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -363,7 +370,7 @@ def _build_locked(
 
     current = _read_json(link / STAMP) if link.is_symlink() else None
     if current is not None and current.get("key") == key and not force:
-        st = _read_json(final / SELFTEST)
+        st = _read_selftest(final / SELFTEST)
         checked = {"check": round(time.perf_counter() - t_start, 3)}
         if selftest and st is None:  # built with --no-selftest: the caller wants one, so it runs now
             st = _late_selftest(cell, final, checked, progress)
@@ -374,7 +381,7 @@ def _build_locked(
     if finished is not None and finished.get("key") == key and not force:
         # Built before with the same inputs: reuse it. A recorded self-test failure is deterministic for
         # the same lock and patches, so it is reported again rather than rebuilt (--force rebuilds).
-        st = _read_json(final / SELFTEST)
+        st = _read_selftest(final / SELFTEST)
         if st is not None and not st.get("passed") and selftest:
             raise SelfTestError(
                 f"cell {cell.id} failed its self-test: {st['failure']}",

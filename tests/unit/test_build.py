@@ -307,3 +307,21 @@ def test_a_cell_opting_in_to_a_patch_that_does_not_fit_it_stops_before_anything_
     with pytest.raises(PatchError, match="doc-recipe-cu128: opt_in_patches: 0002-alignment-numpy-trellis does not fit"):
         build.build(m, cell, selftest=False)
     assert not (tmp_path / "envs" / "doc-recipe-cu128").exists()
+
+
+def test_an_interrupted_self_test_record_is_not_a_result(tmp_path: Path) -> None:
+    """A self-test killed before it judged leaves a record without `passed` (seen after an interrupted matrix
+    run): it is read as no self-test, so it runs again, never reported as a failure with no cause."""
+    from whisperx_matrix.build import _read_selftest
+
+    path = tmp_path / "selftest.json"
+    for record, kept in (
+        ({"imports": {}, "python": "3.11", "transcription": {}, "versions": {}}, False),
+        ({"passed": False}, False),
+        ({"passed": False, "failure": "transcription failed: TypeError: x"}, True),
+        ({"passed": True}, True),
+    ):
+        path.write_text(json.dumps(record))
+        assert (_read_selftest(path) is not None) == kept, record
+    path.write_text("{not json")
+    assert _read_selftest(path) is None
