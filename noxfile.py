@@ -155,6 +155,13 @@ def doctor(session: nox.Session) -> None:
     session.run("python", "-m", "whisperx_matrix", "doctor", *session.posargs)
 
 
+@nox.session(default=False, reuse_venv=True)
+def watch(session: nox.Session) -> None:
+    """Releases newer than the locks as candidate cells, audited statically, with the verdicts they would change."""
+    _tool_venv(session)  # pip (its index client), uv and the audit's ELF reader
+    session.run("python", "-m", "whisperx_matrix", "watch", *session.posargs)
+
+
 @nox.session(venv_backend="none", default=False)
 def figures(session: nox.Session) -> None:
     """The READMEs' measured numbers, rendered from benchmarks/results/: `-- --check` (default) or `-- --update`."""

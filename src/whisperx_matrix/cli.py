@@ -27,6 +27,7 @@ COMMANDS = {
     "report": "whisperx_matrix.report",
     "figures": "whisperx_matrix.figures",
     "disk": "whisperx_matrix.diskuse",
+    "watch": "whisperx_matrix.watch",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

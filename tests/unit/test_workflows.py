@@ -38,8 +38,8 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
-def test_the_two_workflows_exist() -> None:
-    assert {p.name for p in FILES} == {"gpu-matrix.yml", "lock-refresh.yml"}
+def test_the_workflows_exist() -> None:
+    assert {p.name for p in FILES} == {"gpu-matrix.yml", "lock-refresh.yml", "watch.yml"}
 
 
 def test_zizmor_reports_nothing() -> None:
@@ -174,6 +174,28 @@ def test_lock_refresh_opens_a_pr_with_the_verdict_from_a_job_that_runs_no_new_co
     assert not any(w in str(s.get("run", "")) for s in pr_job["steps"] for w in ("nox", "pip", "python", "uv "))
     pr = next(s for s in pr_job["steps"] if str(s.get("uses", "")).startswith("peter-evans/create-pull-request@"))
     assert pr["with"]["add-paths"] == "constraints/" and "pr-body.md" in pr["with"]["body-path"]
+
+
+def test_watch_runs_weekly_read_only_and_opens_a_pr_from_a_job_that_runs_no_code() -> None:
+    """`nox -s watch` on a schedule: the job that reads the index and audits the new wheels has no write permission
+    and no secret; the one that may write runs no nox, pip, python or uv and takes text files only (the fragments
+    appended to matrix.toml, the locks copied), with the predicted verdict diff as the pull request's body."""
+    wf = _load(WORKFLOWS / "watch.yml")
+    assert {"schedule", "workflow_dispatch"} == set(wf["on"]) and wf["on"]["schedule"][0]["cron"]
+    watch, pr_job = wf["jobs"]["watch"], wf["jobs"]["pull-request"]
+    runs = " ".join(str(s.get("run", "")) for s in watch["steps"])
+    assert "-m whisperx_matrix watch" in runs and "--out watch-out" in runs
+    assert "--require-hashes" in runs  # hosted: hashed tools only
+    assert "permissions" not in watch and "secrets." not in str(watch) and "environment" not in watch
+    upload = next(s for s in watch["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@"))
+    assert "watch-out/cells/" in upload["with"]["path"] and "watch-out/watch.md" in upload["with"]["path"]
+    assert pr_job["needs"] == "watch" and pr_job["environment"] == "watch"
+    assert pr_job["permissions"] == {"contents": "write", "pull-requests": "write"}
+    assert "needs.watch.outputs.found" in pr_job["if"]
+    assert not any(w in str(s.get("run", "")) for s in pr_job["steps"] for w in ("nox", "pip", "python", "uv "))
+    pr = next(s for s in pr_job["steps"] if str(s.get("uses", "")).startswith("peter-evans/create-pull-request@"))
+    assert pr["with"]["body-path"] == "watch-out/watch.md"
+    assert set(pr["with"]["add-paths"].split()) == {"matrix.toml", "constraints/"}
 
 
 def test_no_job_uses_a_secret_and_only_gpu_jobs_are_self_hosted() -> None:
