@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from .. import freshness
 from .data import (
     CELL_LEGEND,
     CHECKS,
@@ -198,6 +199,13 @@ def render_html(result: Mapping[str, Any], png: bytes | None) -> str:
         "<h1>WhisperX matrix</h1>",
         f'<p class="headline" id="headline">{_h(headline(result))}</p>',
         f'<p class="meta">{_h(_provenance(result))}</p>',
+        *(
+            [
+                f'<p class="meta" id="freshness">{"<br>".join(_h(t) for t in freshness.lines(result.get("freshness")))}</p>'
+            ]
+            if result.get("freshness")
+            else []
+        ),
         *_claims(result),
         *_cells(result),
         *_checks(result, png),

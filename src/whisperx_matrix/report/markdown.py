@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from .. import freshness
 from ..fsutil import atomic_write_bytes
 from ..verdict import UNEXPECTED
 from .data import (
@@ -132,6 +133,8 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         f"**{_md(headline(result))}**",
         "",
         _md(_provenance(result)),
+        "",
+        *[_md(text) + "  " for text in freshness.lines(result.get("freshness"))],  # "  ": a Markdown line break
         "",
         "## Claims of the document",
         "",

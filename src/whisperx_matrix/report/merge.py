@@ -80,7 +80,9 @@ def merge_results(
     if len(descriptions) > 1:
         machine["description"] = " / ".join(descriptions)
     by_cells = {c["id"]: c for c in cells}
+    fresh = [r for r in results if r.get("freshness")]
     return {
+        **({"freshness": copy.deepcopy(max(fresh, key=_stamp)["freshness"])} if fresh else {}),
         "schema": SCHEMA,
         "generated_at": max(_stamp(r) for r in results),
         "target_sm": results[0].get("target_sm"),
