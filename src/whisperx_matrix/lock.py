@@ -175,8 +175,8 @@ def diff_inputs(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 @dataclass(frozen=True)
 class LockStatus:
-    """One lock's state. ``state``: fresh, stale, missing, floating (a nightly cell: resolved at run time, never
-    committed), unreachable, written, failed. ``infra`` names an infrastructure cause (the index or the network
+    """One lock's state. ``state``: fresh, stale, missing, floating (a nightly or latest cell: resolved at run time,
+    never committed), unreachable, written, failed. ``infra`` names an infrastructure cause (the index or the network
     could not be reached): that says nothing about the stack, unlike a resolver conflict."""
 
     lock_id: str
@@ -236,7 +236,7 @@ def check(matrix: Matrix, cells: Iterable[Cell]) -> list[LockStatus]:
                     lock_id,
                     ids,
                     "floating",
-                    f"resolved at run time from {cell.index.describe() if cell.index else 'its index'}{note}",
+                    f"resolved at run time from {cell.describe_index()}{note}",
                 )
             )
             continue
@@ -356,7 +356,9 @@ def compile_lock(matrix: Matrix, cell: Cell, *, upgrade: bool = False, dest: Pat
 
 
 def resolve_floating(matrix: Matrix, cell: Cell, dest: Path) -> LockStatus:
-    """Resolve a floating (nightly) cell now, from its index, into ``dest``: the lock its env is built from."""
+    """Resolve a floating cell now into ``dest``: the lock its env is built from. A nightly cell resolves from its
+    index (pre-releases allowed), a latest one from the default index alone, to the newest releases its
+    constraints allow (no pre-releases unless a requirement names one)."""
     return compile_lock(matrix, cell, upgrade=True, dest=dest)
 
 

@@ -17,11 +17,17 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from .cudafacts import CUDA_DRIVERS
 from .errors import ConfigError, UnknownCellError, did_you_mean
 from .tomlfile import TomlLocator, entry_id, read_toml
 
 SCHEMA = 1
-CHANNELS = ("stable", "nightly")
+# stable: locked and committed. nightly: floats on a named [indexes] entry (PyTorch's nightlies). latest: floats on
+# the default package index to the newest release the cell's constraints allow (what a user installs today).
+CHANNELS = ("stable", "nightly", "latest")
+FLOATING_CHANNELS = ("nightly", "latest")
+# The variables uv reads for its default index; reports say one is in force, never its value (they are committed).
+DEFAULT_INDEX_ENVS = ("UV_DEFAULT_INDEX", "UV_INDEX_URL")
 STATUSES = ("pass", "fail")
 _CUDA_RE = re.compile(r"^cu(\d{2})(\d)$")
 
@@ -61,6 +67,12 @@ class Index:
         return f"PyTorch index '{self.name}' ({where})"
 
 
+def describe_default_index() -> str:
+    """How reports name the default package index that a latest cell floats on: never by host."""
+    env = next((name for name in DEFAULT_INDEX_ENVS if os.environ.get(name)), None)
+    return "the default package index" + (f" (overridden by {env})" if env else "")
+
+
 @dataclass(frozen=True)
 class Expectation:
     status: str
@@ -94,12 +106,18 @@ class Cell:
 
     @property
     def floating(self) -> bool:
-        """Nightly cells float: resolved from their index at run time; their locks are never committed."""
-        return self.channel == "nightly"
+        """Nightly and latest cells float: resolved at run time (nightly from its index, latest from the default
+        one); their locks are never committed, and the result keeps the lock each run resolved."""
+        return self.channel in FLOATING_CHANNELS
+
+    def describe_index(self) -> str:
+        """The index the cell resolves from, as reports name it (by name or role, never by host)."""
+        return self.index.describe() if self.index is not None else describe_default_index()
 
     @property
-    def whisperx_version(self) -> Version:
-        return Version(self.pins["whisperx"])
+    def whisperx_version(self) -> Version | None:
+        """The pinned WhisperX, or None for a latest cell that lets it float."""
+        return Version(self.pins["whisperx"]) if "whisperx" in self.pins else None
 
     def expected(self, sm: int | None) -> Expectation:
         """The outcome required of this cell when judged for compute capability ``sm`` (e.g. 120)."""
@@ -219,8 +237,10 @@ def load(path: Path | None = None) -> Matrix:
 def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
     loc = TomlLocator(text, "cells")
 
-    def fail(msg: str, cell_id: object | None = None, key: str | None = None) -> ConfigError:
-        return ConfigError(f"{path.name}:{loc.line(cell_id, key)}: {msg}", hint=f"edit {path.name} (see its header)")
+    def fail(msg: str, cell_id: object | None = None, key: str | None = None, hint: str | None = None) -> ConfigError:
+        return ConfigError(
+            f"{path.name}:{loc.line(cell_id, key)}: {msg}", hint=hint or f"edit {path.name} (see its header)"
+        )
 
     if data.get("schema") != SCHEMA:
         raise fail(f"'schema' must be {SCHEMA}, got {data.get('schema')!r}", key="schema")
@@ -378,11 +398,22 @@ def _make_cell(
     if channel not in CHANNELS:
         raise fail(f"channel must be one of {', '.join(CHANNELS)}, got {channel!r}", cell_id, "channel")
     cuda = _str(raw, "cuda", fail, cell_id)
-    if not _CUDA_RE.match(cuda):
+    if not (match := _CUDA_RE.match(cuda)):
         raise fail(f"cuda must look like 'cu128', got {cuda!r}", cell_id, "cuda")
+    if cuda not in CUDA_DRIVERS:
+        # The doctor and the verdicts judge a machine's driver by this floor: a cell without one is unjudgeable.
+        raise fail(
+            f"cell {cell_id!r}: cuda {cuda!r} has no cited driver floor (known: {', '.join(CUDA_DRIVERS)})",
+            cell_id,
+            "cuda",
+            hint=f"add CUDA {match.group(1)}.{match.group(2)}'s driver floor, with its source, to "
+            "cudafacts.CUDA_DRIVERS (src/whisperx_matrix/cudafacts.py)",
+        )
     pins = raw.get("pins", {})
-    if not isinstance(pins, Mapping) or "whisperx" not in pins:
-        raise fail("pins must be a table that pins at least whisperx", cell_id, "pins")
+    if not isinstance(pins, Mapping) or ("whisperx" not in pins and channel != "latest"):
+        raise fail(
+            "pins must be a table that pins at least whisperx (only a latest cell may float it)", cell_id, "pins"
+        )
     for name, ver in pins.items():
         try:
             Version(str(ver))
@@ -398,6 +429,13 @@ def _make_cell(
         index = indexes[name]
     if channel == "nightly" and index is None:
         raise fail("a nightly cell needs an index (PyPI carries no torch nightlies)", cell_id, "channel")
+    if channel == "latest" and index is not None:
+        raise fail(
+            f"a latest cell floats on the default index and takes no index (got {index.name!r}; a cell on another "
+            "index is a nightly one)",
+            cell_id,
+            "index",
+        )
     python = str(raw["python"])
     requirements = raw.get("requirements", defaults.get("requirements", []))
     expect = _expectation(raw.get("expect", {"status": "pass"}), fail, cell_id, "expect")
@@ -412,6 +450,13 @@ def _make_cell(
     patches = raw.get("patches", True)
     if not isinstance(patches, bool):
         raise fail("patches must be true or false", cell_id, "patches")
+    if patches and "whisperx" not in pins:
+        raise fail(
+            "a cell that lets whisperx float takes no patches (the series is chosen by whisperx's version; "
+            "what a user installs has none): set patches = false",
+            cell_id,
+            "patches",
+        )
     opt_in_patches = _str_list(raw, "opt_in_patches", fail, cell_id)
     if opt_in_patches and not patches:
         raise fail("opt_in_patches needs patches = true (this cell takes no patch)", cell_id, "opt_in_patches")

@@ -238,7 +238,8 @@ def _since(t0: float) -> float:
 
 
 def stage_lock(m: matrices.Matrix, cell: matrices.Cell, cell_work: Path) -> tuple[Stage, Path | None]:
-    """Committed for stable cells (must be fresh); resolved now for floating (nightly) ones, kept in the result."""
+    """Committed for stable cells (must be fresh); resolved now for floating ones (nightly: from its index; latest:
+    from the default index), kept in the result with its sha256 so the run can be rebuilt (--lock-from)."""
     t0 = time.perf_counter()
     if cell.floating:
         lock_file = cell_work / "resolved-lock.txt"
@@ -250,10 +251,11 @@ def stage_lock(m: matrices.Matrix, cell: matrices.Cell, cell_work: Path) -> tupl
                 "lock", "fail", status.detail, [f"resolve-failed:{cell.id}"], evidence=[f"lock: {status.detail}"]
             ), None
         text = lock_file.read_text(encoding="utf-8")
-        note = cell.index.describe() if cell.index else None
+        note = cell.describe_index()  # by name or role, never by host: results are committed
         lock = {
             "floating": True,
-            "index": cell.index.name if cell.index else None,
+            "channel": cell.channel,
+            "index": cell.index.name if cell.index else None,  # None: the default index (index_note says so)
             "index_note": note,
             "sha256": locks.sha256_bytes(text.encode()),
             "text": text,

@@ -14,7 +14,7 @@ DATA_MODULES = {
     "errors": set(),
     "tomlfile": {"errors"},
     "cudafacts": set(),
-    "matrix": {"errors", "tomlfile"},
+    "matrix": {"errors", "tomlfile", "cudafacts"},
     "verdict": {"errors", "tomlfile", "matrix", "cudafacts"},
 }
 

@@ -207,6 +207,7 @@ def test_real_matrix_pins_the_whole_torch_family_per_cell() -> None:
         named = set(cell.pins) | {r.split("=")[0].split(">")[0].split("<")[0] for r in cell.overrides}
         if cell.channel == "stable":
             assert {"torch", "torchaudio"} <= named, cell.id
+            assert cell.whisperx_version is not None, cell.id
             if cell.whisperx_version.release >= (3, 7, 4):
                 assert "torchcodec" in named and ("pyannote-audio" in named), cell.id
 
@@ -318,3 +319,119 @@ def test_opt_in_patches_on_a_cell_without_patches_is_one_clear_error(tmp_path: P
     text = MINIMAL.replace("patches = false", 'patches = false\nopt_in_patches = ["0002-alignment-numpy-trellis"]')
     with pytest.raises(ConfigError, match=r"matrix.toml:\d+: .*opt_in_patches needs patches = true"):
         load_text(tmp_path, text)
+
+
+# --- channels: stable (locked), nightly (its index), latest (the default index) --------------------------
+
+CHANNEL_CELL = """
+[[cells]]
+id = "probe"
+channel = "{channel}"
+cuda = "cu128"
+{index}{pins}{patches}"""
+
+
+@pytest.mark.parametrize(
+    ("channel", "index", "whisperx", "patches", "outcome"),
+    [
+        # channel, names an index, pins whisperx, patches = false -> floating, or the error's words
+        ("stable", False, True, False, False),
+        ("stable", True, True, False, False),  # a stable cell on another index is still locked and committed
+        ("stable", False, False, True, "pins at least whisperx"),
+        ("nightly", True, True, False, True),
+        ("nightly", False, True, False, "a nightly cell needs an index"),
+        ("nightly", True, False, True, "pins at least whisperx"),
+        ("latest", False, True, False, True),
+        ("latest", False, False, True, True),  # what a user installs: whisperx floats too
+        ("latest", False, True, True, True),
+        ("latest", True, True, False, "a latest cell floats on the default index and takes no index"),
+        ("latest", False, False, False, "a cell that lets whisperx float takes no patches"),
+        ("beta", False, True, False, "channel must be one of stable, nightly, latest"),
+    ],
+)
+def test_channel_truth_table(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    channel: str,
+    index: bool,
+    whisperx: bool,
+    patches: bool,
+    outcome: bool | str,
+) -> None:
+    for var in ("WXM_TEST_NIGHTLY", *m.DEFAULT_INDEX_ENVS):
+        monkeypatch.delenv(var, raising=False)
+    text = MINIMAL + CHANNEL_CELL.format(
+        channel=channel,
+        index='index = "nightly"\n' if index else "",
+        pins='pins = { whisperx = "3.8.6" }\n' if whisperx else "",
+        patches="patches = false\n" if patches else "",
+    )
+    if isinstance(outcome, str):
+        with pytest.raises(ConfigError) as err:
+            load_text(tmp_path, text)
+        assert outcome in str(err.value) and "\n" not in str(err.value)
+        assert str(err.value).startswith("matrix.toml:") and err.value.hint
+        return
+    cell = load_text(tmp_path, text).get("probe")
+    assert cell.floating is outcome and cell.channel == channel
+    assert (cell.index is not None) is index
+    expected = (
+        "PyTorch index 'nightly' (set WXM_TEST_NIGHTLY to use a mirror)" if index else "the default package index"
+    )
+    assert cell.describe_index() == expected
+
+
+def test_a_latest_cell_with_an_index_names_its_line(tmp_path: Path) -> None:
+    text = MINIMAL + CHANNEL_CELL.format(channel="latest", index='index = "nightly"\n', pins="", patches="")
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    line = text.splitlines().index('index = "nightly"', text.splitlines().index('id = "probe"')) + 1
+    assert str(err.value).startswith(f"matrix.toml:{line}: a latest cell floats on the default index"), str(err.value)
+
+
+def test_a_cuda_without_a_cited_driver_floor_is_one_clear_error(tmp_path: Path) -> None:
+    """The doctor and the verdicts judge a driver by cudafacts.CUDA_DRIVERS: a cell's cuda must have its floor."""
+    from whisperx_matrix.cudafacts import CUDA_DRIVERS
+
+    assert "cu127" not in CUDA_DRIVERS
+    text = MINIMAL.replace('cuda = "cu130"', 'cuda = "cu127"', 1)
+    with pytest.raises(ConfigError) as err:
+        load_text(tmp_path, text)
+    line = text.splitlines().index('cuda = "cu127"') + 1
+    msg = str(err.value)
+    assert msg.startswith(f"matrix.toml:{line}: cell 'stable-cu130': cuda 'cu127' has no cited driver floor"), msg
+    assert "\n" not in msg
+    assert err.value.hint is not None and "CUDA 12.7" in err.value.hint and "cudafacts.CUDA_DRIVERS" in err.value.hint
+
+
+def test_every_real_cell_has_a_cited_driver_floor() -> None:
+    from whisperx_matrix.cudafacts import CUDA_DRIVERS
+
+    assert {c.cuda for c in MATRIX.cells} <= set(CUDA_DRIVERS)
+
+
+def test_real_matrix_has_what_users_install_today() -> None:
+    """#23: the cells for what `pip install whisperx` gives today float on the default index, unpinned and
+    unpatched; the cu132 cells pin the torch 2.15 family; one 3.12 cell goes without the av<19 amend."""
+    fresh = MATRIX.get("fresh-install")
+    assert fresh.channel == "latest" and fresh.floating and fresh.index is None
+    assert dict(fresh.pins) == {} and fresh.requires == () and fresh.overrides == () and not fresh.patches
+    assert fresh.requirements == ("requirements-base.txt",)
+    newest = MATRIX.get("pins-newest-torch")
+    assert newest.channel == "latest" and newest.index is None and not newest.patches
+    assert newest.requirement_lines() == ["torch==2.15.0"] and newest.overrides == ()
+    for cid in ("stable-cu132", "stable-cu132-py312", "stable-cu132-cublas12", "stable-cu132-cublas12-py312"):
+        cell = MATRIX.get(cid)
+        assert cell.channel == "stable" and cell.cuda == "cu132" and cell.lock_id == cid
+        assert "torch==2.15.0" in cell.overrides and "torchcodec==0.17.0" in cell.overrides
+    assert MATRIX.get("stable-cu132-cublas12").addons == MATRIX.get("stable-cu130-cublas12").addons
+    assert MATRIX.get("stable-cu132-cublas12").preload == MATRIX.get("stable-cu130-cublas12").preload
+    av19 = MATRIX.get("stable-cu128-py312-av19")
+    assert av19.python == "3.12" and not any(r.startswith("av") for r in av19.requires)
+    assert av19.pins == MATRIX.get("stable-cu128-py312").pins
+
+
+def test_floating_cells_commit_no_lock() -> None:
+    for cell in MATRIX.cells:
+        if cell.floating:
+            assert not (ROOT / "constraints" / f"{cell.lock_id}.txt").exists(), cell.id
