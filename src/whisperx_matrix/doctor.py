@@ -572,12 +572,12 @@ def fit_cell(
         reasons.append(kwhy)
     elif kfit == "ptx":
         limited.append(kwhy)
-    elif kfit == "unknown" and sm is not None and cell.channel != "nightly":
+    elif kfit == "unknown" and sm is not None and not cell.floating:
         limited.append(kwhy)
     expect = cell.expected(sm)
     if expect.status == "fail":
         reasons.append(f"expected to fail per matrix.toml: {expect.reason}")
-    if not has_lock and cell.channel != "nightly":
+    if not has_lock and not cell.floating:
         details.append(f"not locked yet: nox -s lock -- {cell.id}")
     verdict = OUT if reasons else LIMITED if limited else OK
     rank = (dfit != "full", kfit != "sass", _workarounds(cell), -_cuda_number(cell.cuda), order)

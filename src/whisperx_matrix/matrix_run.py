@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from . import build as builds
+from . import freshness, paths, preflight, speech, tools, ui, verdict
 from . import lock as locks
 from . import matrix as matrices
-from . import paths, preflight, speech, tools, ui, verdict
 from .errors import BuildError, FatalError, SelfTestError, UnexpectedOutcomeError
 
 RESULT_SCHEMA = 1
@@ -532,7 +532,10 @@ def run_matrix(
     suite: bool = True,
     claims_path: Path | None = None,
     probes: list[dict[str, Any]] | None = None,
+    fresh: bool = False,
 ) -> dict[str, Any]:
+    """Every selected cell, then the claims judged on them and the probes. ``fresh``: also read the index for
+    the report's freshness line (what the run judged against the newest releases; the CLI does it)."""
     t_run = time.perf_counter()
     claims = verdict.load_claims(claims_path or m.root / "claims.toml", m)  # rejected at load if it names a bad cell
     ld_cells = verdict.claim_cells(claims, "needs-ld-library-path")
@@ -577,6 +580,8 @@ def run_matrix(
         "totals": verdict.totals(ordered),
         "seconds": {"total": round(time.perf_counter() - t_run, 2), **stage_totals},
     }
+    if fresh:
+        result["freshness"] = freshness.collect(ordered)
     return result
 
 
@@ -638,7 +643,9 @@ def cmd_matrix(args: argparse.Namespace) -> int:
     preflight.check_system("matrix")
     sm = args.sm or m.target_sm
     jobs = args.jobs or max(1, min(len(cells), os.cpu_count() or 1))
-    result = run_matrix(m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes))
+    result = run_matrix(
+        m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes), fresh=not args.no_index
+    )
     from . import report
 
     written = report.write_report(result, Path(args.out))
@@ -733,6 +740,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="report folder (default: reports/)")
     p.add_argument("--no-suite", action="store_true", help="skip the in-cell pytest suite (builds and audits only)")
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's claims table from this run")
+    p.add_argument(
+        "--no-index",
+        action="store_true",
+        help="do not read the package index for the report's freshness line (what the run judged against the newest releases)",
+    )
     p.add_argument(
         "--probes",
         nargs="*",
