@@ -609,45 +609,23 @@ def print_summary(result: dict[str, Any]) -> None:
     print(ui.table(["CLAIM", "VERDICT", "THE DOCUMENT SAYS, AND THE EVIDENCE"], rows))
 
 
-def load_probes(files: list[str]) -> list[dict[str, Any]]:
-    """The GPU observations of recorded results: their probe records, and the GPU facts of each cell a GPU
-    machine ran (as a probe named after the cell and the GPU, so a cell id is never judged twice)."""
-    from . import report
-
-    out: list[dict[str, Any]] = []
-    for f in files:
-        data = report.load_result(Path(f))
-        out += data.get("probes", [])
-        gpu_name = ((data.get("machine") or {}).get("gpu") or {}).get("name") or "a GPU"
-        for cell in data.get("cells", []):
-            if (cell.get("gpu") or {}).get("present"):
-                tests = [t for t in (cell.get("suite") or {}).get("tests", []) if "gpu" in t["test"]]
-                out.append(
-                    {
-                        "label": f"{cell['id']} (the matrix, run on {gpu_name})",
-                        "generated_at": data.get("generated_at"),
-                        "python": cell.get("python"),
-                        "versions": cell.get("versions", {}),
-                        "gpu": cell["gpu"],
-                        "suite": {"cell": cell["id"], "tests": tests},
-                        "built_by": "the matrix",
-                        **({"ld_library_path": cell["ld_library_path"]} if cell.get("ld_library_path") else {}),
-                    }
-                )
-    return out
-
-
 def cmd_matrix(args: argparse.Namespace) -> int:
     m = matrices.load()
     cells = m.select(args.selectors)
     preflight.check_system("matrix")
     sm = args.sm or m.target_sm
     jobs = args.jobs or max(1, min(len(cells), os.cpu_count() or 1))
-    result = run_matrix(
-        m, cells, sm=sm, jobs=jobs, suite=not args.no_suite, probes=load_probes(args.probes), fresh=not args.no_index
-    )
     from . import report
 
+    result = run_matrix(
+        m,
+        cells,
+        sm=sm,
+        jobs=jobs,
+        suite=not args.no_suite,
+        probes=report.load_probes(args.probes),
+        fresh=not args.no_index,
+    )
     written = report.write_report(result, Path(args.out))
     if args.update_readme:
         report.update_readme(m.root / "README.md", result)

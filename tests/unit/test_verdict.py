@@ -482,7 +482,7 @@ def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) 
     """A GPU machine's matrix result: each cell's GPU facts become a probe named after the cell and the GPU."""
     import json
 
-    from whisperx_matrix import matrix_run
+    from whisperx_matrix import report
 
     result = {
         "schema": 1,
@@ -507,7 +507,7 @@ def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) 
     }
     path = tmp_path / "gpu.json"
     path.write_text(json.dumps(result))
-    probes = matrix_run.load_probes([str(path)])
+    probes = report.load_probes([str(path)])
     assert [p["label"] for p in probes] == ["h200", "stable-cu128-py312 (the matrix, run on NVIDIA H200)"]
     assert [t["test"] for t in probes[1]["suite"]["tests"]] == ["test_gpu_facts_are_recorded"]
     cells = {

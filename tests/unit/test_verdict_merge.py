@@ -23,7 +23,7 @@ def committed() -> dict:
     return json.loads(REPORT.read_text(encoding="utf-8"))
 
 
-def _merge(result: dict, tmp_path: Path) -> dict[str, dict]:
+def _merge(result: dict, tmp_path: Path, probes: list[Path] | None = None) -> dict[str, dict]:
     """The claims as `python -m whisperx_matrix report --merge` judges them on ``result``."""
     src = tmp_path / "in" / "changed.json"
     src.parent.mkdir(parents=True, exist_ok=True)
@@ -31,7 +31,8 @@ def _merge(result: dict, tmp_path: Path) -> dict[str, dict]:
     out = tmp_path / "out"
     env = os.environ | {"PYTHONPATH": str(ROOT / "src")}
     proc = subprocess.run(
-        [sys.executable, "-m", "whisperx_matrix", "report", "--merge", str(src), "--out", str(out)],
+        [sys.executable, "-m", "whisperx_matrix", "report", "--merge", str(src), "--out", str(out)]
+        + (["--probes", *map(str, probes)] if probes else []),
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -92,3 +93,18 @@ def test_torch_251_gaining_sm100_sass_flips_stable_251_sm90(committed: dict, tmp
     changed = copy.deepcopy(committed)
     _cell(changed, "option1-stable-cu124")["arch"]["packages"]["torch"]["sass"].append("sm_100")
     assert _merge(changed, tmp_path / "b")["stable-251-sm90"]["verdict"] == "contradicted"
+
+
+def test_gpu_runs_given_as_probes_complete_the_ld_library_path_evidence(committed: dict, tmp_path: Path) -> None:
+    """Without GPU records, the LD_LIBRARY_PATH comparison rests on CPU tests only (partial); the GPU workflow's
+    recorded run (reports/gpu: the suite with LD_LIBRARY_PATH unset and set, GPU tests included) completes it."""
+    cpu_only = copy.deepcopy(committed)
+    cpu_only["probes"] = []
+    judged = _merge(cpu_only, tmp_path / "a")["ld-library-path"]
+    assert judged["partial"] == "CPU tests only; no GPU run compared"
+    judged = _merge(cpu_only, tmp_path / "b", probes=[ROOT / "reports" / "gpu" / "matrix.json"])["ld-library-path"]
+    assert judged["verdict"] == "contradicted" and "partial" not in judged
+    assert any(
+        "(the matrix, run on NVIDIA H200)" in e["text"] and "on the GPU (test_gpu" in e["text"]
+        for e in judged["evidence"]
+    )

@@ -50,6 +50,7 @@ from .data import (
     COLOURS,
     FILES,
     LEGEND,
+    SCHEMA,
     VERDICT_KIND,
     ReportError,
     check_kind,
@@ -64,6 +65,7 @@ from .merge import (
     VOLATILE_KEYS,
     atomic_write_json,
     collect_inputs,
+    load_probes,
     load_result,
     matrix_judge,
     merge_results,
@@ -90,6 +92,7 @@ __all__ = [
     "claims_markdown",
     "collect_inputs",
     "headline",
+    "load_probes",
     "load_result",
     "matrix_judge",
     "merge_results",
@@ -140,9 +143,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.merge:
         paths = collect_inputs([Path(p) for p in args.merge], warn=say)
         order, judge = matrix_judge()  # a merge re-judges every claim on the union of the observations
-        result = merge_results(
-            [load_result(p) for p in paths], sources=[p.name for p in paths], order=order, judge=judge
-        )
+        inputs = [load_result(p) for p in paths]
+        if args.probes:  # recorded GPU runs, as probes (the matrix's --probes): their cells never replace ours
+            inputs.append(
+                {
+                    "schema": SCHEMA,
+                    "cells": [],
+                    "probes": load_probes(args.probes),
+                    "target_sm": inputs[0].get("target_sm"),
+                }
+            )
+            paths.append(Path("probes"))
+        result = merge_results(inputs, sources=[p.name for p in paths], order=order, judge=judge)
     else:
         result = load_result(Path(args.result))
     written = write_report(result, Path(args.out))
@@ -165,4 +177,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--merge", nargs="+", metavar="DIR_OR_JSON", help="result files, or folders searched for them")
     p.add_argument("--out", default="reports", metavar="DIR", help="output folder (default: reports)")
     p.add_argument("--readme", metavar="README.md", help="also update the claims block of this README")
+    p.add_argument(
+        "--probes",
+        nargs="+",
+        default=[],
+        metavar="RESULT.json",
+        help="with --merge: judge with the GPU observations of these recorded results too (as the matrix's --probes)",
+    )
     p.set_defaults(func=_run)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..fsutil import atomic_write_bytes
-from ..verdict import totals
+from ..verdict import is_gpu_test, totals
 from .data import SCHEMA, ReportError
 
 # ---------------------------------------------------------------------------------------------- merging
@@ -180,3 +180,29 @@ def collect_inputs(items: Sequence[Path], *, warn: Callable[[str], None] | None 
             hint="each CI job writes one result JSON; download them all into one folder",
         )
     return found
+
+
+def load_probes(files: list[str]) -> list[dict[str, Any]]:
+    """The GPU observations of recorded results: their probe records, and the GPU facts of each cell a GPU
+    machine ran (as a probe named after the cell and the GPU, so a cell id is never judged twice)."""
+    out: list[dict[str, Any]] = []
+    for f in files:
+        data = load_result(Path(f))
+        out += data.get("probes", [])
+        gpu_name = ((data.get("machine") or {}).get("gpu") or {}).get("name") or "a GPU"
+        for cell in data.get("cells", []):
+            if (cell.get("gpu") or {}).get("present"):
+                tests = [t for t in (cell.get("suite") or {}).get("tests", []) if is_gpu_test(t)]
+                out.append(
+                    {
+                        "label": f"{cell['id']} (the matrix, run on {gpu_name})",
+                        "generated_at": data.get("generated_at"),
+                        "python": cell.get("python"),
+                        "versions": cell.get("versions", {}),
+                        "gpu": cell["gpu"],
+                        "suite": {"cell": cell["id"], "tests": tests},
+                        "built_by": "the matrix",
+                        **({"ld_library_path": cell["ld_library_path"]} if cell.get("ld_library_path") else {}),
+                    }
+                )
+    return out
