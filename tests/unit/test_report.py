@@ -814,3 +814,21 @@ def test_the_html_fits_1280_px_and_leads_with_the_claims(tmp_path: Path) -> None
     for kind in ("mixed", "ok"):
         target = tuple(int(report.COLOURS[kind][i : i + 2], 16) for i in (1, 3, 5))
         assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb), kind
+
+
+def test_a_floating_cell_says_what_it_floated_to() -> None:
+    """A latest or nightly cell's row names the versions it resolved to at run time and its lock's digest."""
+    cell = {
+        "id": "fresh-install",
+        "expected": {"status": "pass"},
+        "observed": {"status": "pass", "reasons": []},
+        "verdict": "as-expected",
+        "versions": {"whisperx": "3.8.6", "torch": "2.8.0", "pyannote-audio": "4.0.7"},
+        "lock": {"floating": True, "index_note": "the default package index", "sha256": "sha256:" + "ab" * 32},
+    }
+    result = {"schema": 1, "target_sm": 120, "cells": [cell], "claims": []}
+    line = "floated to: whisperx 3.8.6, torch 2.8.0, pyannote-audio 4.0.7 (resolved at run time from the default package index; lock sha256 sha256:abababababab)"
+    assert line in report.render_markdown(result)
+    assert line in report.render_html(result, None)
+    stable = dict(cell, lock={"file": "constraints/stable-cu128.txt", "sha256": "sha256:00"})
+    assert "floated to" not in report.render_markdown(dict(result, cells=[stable]))

@@ -146,6 +146,25 @@ def unobserved_lines(obs: Mapping[str, Any] | None) -> list[str]:
     return [f"not observed: {ln}" for ln in _lines((obs or {}).get("unobserved"))]
 
 
+# What a floating cell's line names: the packages a user would ask about first.
+FLOATED = ("whisperx", "torch", "torchaudio", "pyannote-audio", "ctranslate2", "huggingface-hub")
+
+
+def observed_notes(cell: Mapping[str, Any]) -> list[str]:
+    """The lines under a cell's observed outcome: what a floating cell floated to (its resolved lock is kept in
+    the result, so ``--lock-from`` rebuilds it), then what it could not observe."""
+    lock = cell.get("lock") or {}
+    out = []
+    if lock.get("floating"):
+        versions = cell.get("versions") or {}
+        got = ", ".join(f"{name} {versions[name]}" for name in FLOATED if versions.get(name))
+        out.append(
+            f"floated to: {got or 'versions not recorded'} (resolved at run time from "
+            f"{lock.get('index_note') or lock.get('index') or 'its index'}; lock sha256 {str(lock.get('sha256'))[:19]})"
+        )
+    return out + unobserved_lines(cell.get("observed"))
+
+
 def _lines(value: Any) -> list[str]:
     """Evidence as a list of lines: a string is split at newlines, a list is flattened, an evidence item
     ({"basis", "text", ...}) becomes one line that starts with its basis (after ``context, not judged: `` when

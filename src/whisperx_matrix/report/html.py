@@ -26,9 +26,9 @@ from .data import (
     claim_lines,
     claim_verdict,
     headline,
+    observed_notes,
     probe_rows,
     redacted,
-    unobserved_lines,
 )
 from .markdown import _provenance
 
@@ -137,7 +137,7 @@ def _cells(result: Mapping[str, Any]) -> list[str]:
             f'<tr id="cell-{_h(c.get("id", "?"))}"><td>{_h_code(c.get("id", "?"))}<br><small>{_h(c.get("summary", ""))}'
             f"</small></td><td>{_h(es)} {_h_code(er)}</td>"
             f'<td class="obs">{_h(os_)} {", ".join(_h_code(r) for r in ors)}'
-            f"{_h_lines(unobserved_lines(c.get('observed')))}</td>"
+            f"{_h_lines(observed_notes(c))}</td>"
             f'<td class="v {VERDICT_KIND.get(verdict, "none")}">{_h(verdict)}</td>'
             f'<td class="ev">{_h_lines(_lines(c.get("evidence")))}</td></tr>'
         )

@@ -23,9 +23,9 @@ from .data import (
     claim_lines,
     claim_verdict,
     headline,
+    observed_notes,
     probe_rows,
     redacted,
-    unobserved_lines,
 )
 
 # ---------------------------------------------------------------------------------------------- Markdown
@@ -81,7 +81,7 @@ def cells_markdown(result: Mapping[str, Any]) -> str:
                 "<br>".join(
                     [
                         _md(os_) + (" " + ", ".join(_md_code(r) for r in ors) if ors else ""),
-                        *(_md(ln) for ln in unobserved_lines(c.get("observed"))),
+                        *(_md(ln) for ln in observed_notes(c)),
                     ]
                 ),
                 _md_verdict(str(c.get("verdict", "?"))),
