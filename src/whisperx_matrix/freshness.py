@@ -14,8 +14,8 @@ from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from . import releases
 from .errors import FatalError
-from .watch import releases
 
 # The packages whose freshness the report states: the torch family and the engines under WhisperX.
 KEY_PACKAGES = releases.WATCHED

@@ -32,7 +32,9 @@ def _imports(path: Path) -> set[str]:
                 out.add(
                     ".".join(full) if as_module.with_suffix(".py").exists() or as_module.is_dir() else ".".join(base)
                 )
-    return {m for m in out if m}
+    # Importing pkg.sub runs pkg/__init__.py first: its parent packages are imports too (not the module's own).
+    parents = {".".join(m.split(".")[:i]) for m in out for i in range(1, m.count(".") + 1)}
+    return {m for m in out | parents if m and m != ".".join(pkg)}
 
 
 def _graph() -> dict[str, set[str]]:

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from whisperx_matrix import releases as rel
 from whisperx_matrix import tools, verdict
 from whisperx_matrix.errors import NetworkError
 from whisperx_matrix.tomlfile import tomllib
 from whisperx_matrix.watch import candidates as cands
 from whisperx_matrix.watch import predict as pr
-from whisperx_matrix.watch import releases as rel
 
 
 def _pip(stdout: str = "", stderr: str = "", rc: int = 0):  # type: ignore[no-untyped-def]

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import paths, ui, verdict
+from .. import releases as rel
 from ..errors import ConfigError
 from ..fsutil import atomic_write_text
 from ..lock import read_pins
@@ -37,7 +38,6 @@ from ..matrix import Matrix
 from ..matrix import load as load_matrix
 from . import candidates as cands
 from . import predict as pr
-from . import releases as rel
 from .render import markdown, text
 
 SCHEMA = 1

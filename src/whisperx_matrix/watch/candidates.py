@@ -32,8 +32,8 @@ from .. import paths, tools
 from ..errors import NetworkError
 from ..lock import lock_path, read_pins
 from ..matrix import Cell, Matrix, parse
+from ..releases import COMPANIONS, TORCH, Release, cuda_tag, minor_line, newest_per_line
 from ..tomlfile import read_toml, tomllib
-from .releases import COMPANIONS, TORCH, Release, cuda_tag, minor_line, newest_per_line
 
 PREDICTED = "predicted from the static audit; measure before committing"
 MADE_BY = "nox -s watch"

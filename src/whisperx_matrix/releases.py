@@ -18,9 +18,9 @@ from pathlib import Path
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from .. import tools
-from ..errors import NetworkError, ToolMissingError
-from ..lock import read_pins
+from . import tools
+from .errors import NetworkError, ToolMissingError
+from .lock import read_pins
 
 # The packages whose releases are watched, besides every nvidia-* library the locks hold.
 TORCH = "torch"
