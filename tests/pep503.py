@@ -3,10 +3,13 @@ reach (PyTorch's nightly index). Real wheels, real HTTP, real hashes; only the i
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import http.server
 import os
 import threading
+import zipfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -56,3 +59,28 @@ def serve(root: Path) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+def make_wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
+    """A minimal valid wheel: one module, METADATA (with Requires-Dist), WHEEL and RECORD with hashes."""
+    dist = f"{name.replace('-', '_')}-{version}"
+    path = folder / f"{dist}-py3-none-any.whl"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
+        f"Requires-Dist: {r}\n" for r in requires
+    )
+    files = {
+        f"{name.replace('-', '_')}/__init__.py": f"__version__ = {version!r}\n".encode(),
+        f"{dist}.dist-info/METADATA": meta.encode(),
+        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for arc, data in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{arc},sha256={digest},{len(data)}")
+    record.append(f"{dist}.dist-info/RECORD,,")
+    folder.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as zf:
+        for arc, data in files.items():
+            zf.writestr(arc, data)
+        zf.writestr(f"{dist}.dist-info/RECORD", "\n".join(record) + "\n")
+    return path

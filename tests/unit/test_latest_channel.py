@@ -6,16 +6,13 @@ small wheels this test builds, one of them in three releases and a pre-release."
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
 from conftest import uv_available
-from pep503 import build_index
+from pep503 import build_index, make_wheel
 
 from whisperx_matrix import lock, matrix, matrix_run
 from whisperx_matrix.errors import LockError
@@ -43,40 +40,15 @@ patches = false
 """
 
 
-def _wheel(folder: Path, name: str, version: str, requires: tuple[str, ...] = ()) -> Path:
-    """A minimal valid wheel: one module, METADATA (with Requires-Dist), WHEEL and RECORD with hashes."""
-    dist = f"{name.replace('-', '_')}-{version}"
-    path = folder / f"{dist}-py3-none-any.whl"
-    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(
-        f"Requires-Dist: {r}\n" for r in requires
-    )
-    files = {
-        f"{name.replace('-', '_')}/__init__.py": f"__version__ = {version!r}\n".encode(),
-        f"{dist}.dist-info/METADATA": meta.encode(),
-        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for arc, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{arc},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    folder.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w") as zf:
-        for arc, data in files.items():
-            zf.writestr(arc, data)
-        zf.writestr(f"{dist}.dist-info/RECORD", "\n".join(record) + "\n")
-    return path
-
-
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> matrix.Matrix:
     """A project whose default index is a folder on disk: wxm-demo 1.0, 2.0 (needs wxm-dep), 3.0rc1."""
     made = tmp_path / "wheels"
     wheels = [
-        _wheel(made, "wxm-demo", "1.0"),
-        _wheel(made, "wxm-demo", "2.0", ("wxm-dep>=1",)),
-        _wheel(made, "wxm-demo", "3.0rc1"),
-        _wheel(made, "wxm-dep", "1.5"),
+        make_wheel(made, "wxm-demo", "1.0"),
+        make_wheel(made, "wxm-demo", "2.0", ("wxm-dep>=1",)),
+        make_wheel(made, "wxm-demo", "3.0rc1"),
+        make_wheel(made, "wxm-dep", "1.5"),
     ]
     index = build_index(tmp_path / "index", wheels)
     monkeypatch.setenv("UV_DEFAULT_INDEX", index.as_uri() + "/")

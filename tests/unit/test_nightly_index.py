@@ -5,40 +5,16 @@ build (empty packages with real wheel metadata), since no nightly torch can be d
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import zipfile
 from pathlib import Path
 
 import pytest
-from pep503 import build_index, serve
+from pep503 import build_index, make_wheel, serve
 
 from whisperx_matrix import lock, matrix
 
 pytestmark = pytest.mark.network  # whisperx and the rest resolve from the default index
 
 NIGHTLY = "2.10.0.dev20260101"
-
-
-def _wheel(folder: Path, name: str, version: str) -> Path:
-    """A minimal valid wheel: one module, METADATA, WHEEL and RECORD with hashes."""
-    dist = f"{name}-{version}"
-    path = folder / f"{dist}-py3-none-any.whl"
-    files = {
-        f"{name}/__init__.py": f"__version__ = {version!r}\n".encode(),
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode(),
-        f"{dist}.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = []
-    for arc, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record.append(f"{arc},sha256={digest},{len(data)}")
-    record.append(f"{dist}.dist-info/RECORD,,")
-    with zipfile.ZipFile(path, "w") as zf:
-        for arc, data in files.items():
-            zf.writestr(arc, data)
-        zf.writestr(f"{dist}.dist-info/RECORD", "\n".join(record) + "\n")
-    return path
 
 
 @pytest.fixture
@@ -48,7 +24,7 @@ def nightly_index(tmp_path: Path):  # type: ignore[no-untyped-def]
     wheels = []
     for name, version in (("torch", NIGHTLY), ("torchaudio", NIGHTLY), ("torchvision", "0.25.0.dev20260101")):
         (made / name).mkdir(parents=True)
-        wheels.append(_wheel(made / name, name, version))
+        wheels.append(make_wheel(made / name, name, version))
     with serve(build_index(tmp_path / "index", wheels)) as url:
         yield url
 
