@@ -77,6 +77,9 @@ def describe_default_index() -> str:
 class Expectation:
     status: str
     reason: str | None = None
+    # Other failures this cell is known to show beside ``reason`` (measured): they are expected in the report's
+    # checks, but only ``reason`` decides the verdict.
+    also: tuple[str, ...] = ()
 
     def describe(self) -> str:
         return self.status if self.reason is None else f"{self.status} ({self.reason})"
@@ -388,7 +391,12 @@ def _expectation(value: Any, fail: Any, cell_id: str, key: str) -> Expectation:
         raise fail(f"{key}: an expected failure needs a reason like 'missing-soname:libcublas.so.12'", cell_id, key)
     if status == "pass" and reason is not None:
         raise fail(f"{key}: an expected pass takes no reason", cell_id, key)
-    return Expectation(status=status, reason=reason)
+    also = value.get("also", [])
+    if not (isinstance(also, list) and all(isinstance(r, str) and ":" in r for r in also)) or (
+        also and status != "fail"
+    ):
+        raise fail(f"{key}.also: a list of further expected failure reasons, only with status fail", cell_id, key)
+    return Expectation(status=status, reason=reason, also=tuple(also))
 
 
 def _make_cell(

@@ -468,7 +468,7 @@ def finish_cell(
     """The cell's result from its stage records: observed reasons, what was not observed, and the verdict."""
     expected = cell.expected(sm)
     # Every failure this cell is expected to show on this target: the reason for any device and the target's own.
-    known = {e.reason for e in (cell.expect, expected) if e.reason}
+    known = {r for e in (cell.expect, expected) for r in (e.reason, *e.also) if r}
     by_name = {s.name: s for s in stages}
     out: dict[str, Any] = {
         "id": cell.id,

@@ -435,3 +435,18 @@ def test_floating_cells_commit_no_lock() -> None:
     for cell in MATRIX.cells:
         if cell.floating:
             assert not (ROOT / "constraints" / f"{cell.lock_id}.txt").exists(), cell.id
+
+
+def test_an_expectation_may_list_further_known_failures_that_do_not_decide() -> None:
+    cell = MATRIX.get("pins-newest-torch")
+    assert cell.expect.reason == "AttributeError:torchaudio.AudioMetaData"
+    assert cell.expect.also == ("missing-soname:libcublas.so.12",)
+    from whisperx_matrix.matrix import _expectation
+
+    def fail(msg: str, *_: object) -> ValueError:
+        return ValueError(msg)
+
+    with pytest.raises(ValueError, match="only with status fail"):
+        _expectation({"status": "pass", "also": ["missing-soname:x.so"]}, fail, "c", "expect")
+    with pytest.raises(ValueError, match="a list of further expected failure reasons"):
+        _expectation({"status": "fail", "reason": "a:b", "also": "missing-soname:x.so"}, fail, "c", "expect")
