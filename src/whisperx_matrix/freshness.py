@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import releases
 from .errors import FatalError
+from .lock import read_pins
 
 # The packages whose freshness the report states: the torch family and the engines under WhisperX.
 KEY_PACKAGES = releases.WATCHED
@@ -28,14 +31,28 @@ def _v(text: str) -> Version | None:
         return None
 
 
-def newest_judged(cells: Iterable[Mapping[str, Any]], name: str) -> tuple[str, str] | None:
+def judged_versions(cell: Mapping[str, Any], root: Path | None) -> dict[str, str]:
+    """Every version a cell was judged with: what its self-test recorded, and its lock's pins (a floating cell
+    keeps its resolved lock's text; a stable cell names its committed lock file under ``root``)."""
+    lock = cell.get("lock") or {}
+    text = lock.get("text") or ""
+    if not text and lock.get("file") and root is not None:
+        try:
+            text = (root / str(lock["file"])).read_text(encoding="utf-8")
+        except OSError:
+            text = ""
+    pins = {str(pin.name): pin.version for pin in read_pins(text)} if text else {}
+    return pins | {canonicalize_name(k): str(v) for k, v in (cell.get("versions") or {}).items() if v}
+
+
+def newest_judged(cells: Iterable[Mapping[str, Any]], name: str, root: Path | None = None) -> tuple[str, str] | None:
     """(version, cell) of the newest ``name`` any judged cell held (floating cells at what they floated to)."""
     best: tuple[Version, str, str] | None = None
     for cell in cells:
-        text = (cell.get("versions") or {}).get(name)
-        v = _v(str(text)) if text else None
-        if v is not None and (best is None or (v, str(cell.get("id"))) > best[:2]):
-            best = (v, str(cell.get("id")), str(text))
+        text = judged_versions(cell, root).get(canonicalize_name(name))
+        v = _v(text) if text else None
+        if v is not None and text and (best is None or (v, str(cell.get("id"))) > best[:2]):
+            best = (v, str(cell.get("id")), text)
     return (best[2], best[1]) if best else None
 
 
@@ -45,32 +62,33 @@ def newest_release(versions: Sequence[str]) -> str | None:
     return str(max(finals)) if finals else None
 
 
-def collect(
-    cells: Sequence[Mapping[str, Any]], *, names: Sequence[str] = KEY_PACKAGES, run: releases.Runner | None = None
-) -> dict[str, Any]:
-    """The freshness record of a run: per package the newest judged (with its cell) and the newest on the
-    index, and the packages the matrix is behind on. ``{"error": ...}`` where the index could not be read."""
+def collect(names: Sequence[str] = KEY_PACKAGES, *, run: releases.Runner | None = None) -> dict[str, Any]:
+    """What the index has now: the newest final release of each key package, and the day it was read.
+    ``{"error": ...}`` where the index could not be read (never a failure of the run)."""
     checked = time.strftime("%Y-%m-%d")
-    packages: dict[str, Any] = {}
     try:
-        for name in names:
-            judged = newest_judged(cells, name)
-            found = releases.pip_versions(name, run=run)
-            index = newest_release(found or [])
-            packages[name] = {
-                "judged": judged[0] if judged else None,
-                "judged_in": judged[1] if judged else None,
-                "index": index,
-                "behind": bool(index and judged and (_v(index) or Version("0")) > (_v(judged[0]) or Version("0"))),
-            }
+        index = {name: newest_release(releases.pip_versions(name, run=run) or []) for name in names}
     except FatalError as exc:  # a network or tool failure: the report says freshness is unknown, and why
         return {"checked": checked, "error": str(exc).splitlines()[0], "dates": releases.DATE_NOTE}
-    return {
-        "checked": checked,
-        "packages": packages,
-        "behind": [n for n, p in packages.items() if p["behind"]],
-        "dates": releases.DATE_NOTE,
-    }
+    return {"checked": checked, "index": index, "dates": releases.DATE_NOTE}
+
+
+def judge(cells: Sequence[Mapping[str, Any]], record: Mapping[str, Any], root: Path | None) -> dict[str, Any]:
+    """The freshness record with, per package, the newest release these cells judged beside the index's, and the
+    packages the matrix is behind on. Judged again on a merge's cells (the index part is kept as read)."""
+    out = {k: v for k, v in record.items() if k not in ("packages", "behind")}
+    if record.get("error") or not isinstance(record.get("index"), Mapping):
+        return out
+    packages: dict[str, Any] = {}
+    for name, index in record["index"].items():
+        judged = newest_judged(cells, name, root)
+        packages[name] = {
+            "judged": judged[0] if judged else None,
+            "judged_in": judged[1] if judged else None,
+            "index": index,
+            "behind": bool(index and judged and (_v(index) or Version("0")) > (_v(judged[0]) or Version("0"))),
+        }
+    return out | {"packages": packages, "behind": [n for n, p in packages.items() if p["behind"]]}
 
 
 def lines(record: Mapping[str, Any] | None) -> list[str]:

@@ -581,7 +581,7 @@ def run_matrix(
         "seconds": {"total": round(time.perf_counter() - t_run, 2), **stage_totals},
     }
     if fresh:
-        result["freshness"] = freshness.collect(ordered)
+        result["freshness"] = freshness.judge(ordered, freshness.collect(), m.root)
     return result
 
 

@@ -33,7 +33,7 @@ CELLS = [
 
 def test_behind_where_the_index_has_a_newer_final_release_than_any_cell_judged() -> None:
     run = _pip({"torch": "2.16.0rc1, 2.15.0, 2.13.0+cpu, 2.11.0, 2.8.0", "whisperx": "3.8.6, 3.8.7rc1, 3.8.5"})
-    record = freshness.collect(CELLS, names=("torch", "whisperx"), run=run)
+    record = freshness.judge(CELLS, freshness.collect(("torch", "whisperx"), run=run), None)
     assert record["packages"]["torch"] == {
         "judged": "2.11.0",
         "judged_in": "stable-cu130",
@@ -51,7 +51,7 @@ def test_behind_where_the_index_has_a_newer_final_release_than_any_cell_judged()
 
 
 def test_an_unreachable_index_is_recorded_and_never_fails_the_run() -> None:
-    record = freshness.collect(CELLS, names=("torch",), run=_pip({"torch": "offline"}))
+    record = freshness.judge(CELLS, freshness.collect(("torch",), run=_pip({"torch": "offline"})), None)
     assert "packages" not in record and "could not be reached" in record["error"]
     assert freshness.lines(record)[0].startswith("Freshness unknown: the index could not be read on ")
 
@@ -59,8 +59,25 @@ def test_an_unreachable_index_is_recorded_and_never_fails_the_run() -> None:
 def test_the_report_header_states_freshness_and_old_results_render_without_it() -> None:
     result = {"schema": 1, "target_sm": 120, "cells": [], "claims": [], "generated_at": "t"}
     assert "behind" not in report.render_markdown(result)
-    result["freshness"] = freshness.collect(CELLS, names=("torch",), run=_pip({"torch": "2.15.0"}))
+    result["freshness"] = freshness.judge(CELLS, freshness.collect(("torch",), run=_pip({"torch": "2.15.0"})), None)
     md, html = report.render_markdown(result), report.render_html(result, None)
     for page in (md, html):
         assert "The matrix is behind the index" in page and "newest on the index 2.15.0" in page
     assert md.index("behind the index") < md.index("## Claims of the document")
+
+
+def test_judged_again_on_other_cells_and_read_from_their_locks(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A merge judges the index as read against its own cells; a stable cell's committed lock and a floating
+    cell's kept lock count as judged versions too (torchvision is in no self-test record)."""
+    record = freshness.collect(("torch", "torchvision"), run=_pip({"torch": "2.15.0", "torchvision": "0.29.2"}))
+    (tmp_path / "constraints").mkdir()
+    (tmp_path / "constraints" / "stable-cu132.txt").write_text(
+        "torch==2.15.0 \\\n    --hash=sha256:00\ntorchvision==0.29.2\n"
+    )
+    cells = [
+        {"id": "stable-cu132", "versions": {"torch": "2.15.0"}, "lock": {"file": "constraints/stable-cu132.txt"}},
+        {"id": "fresh", "versions": {"torch": "2.8.0"}, "lock": {"floating": True, "text": "torchvision==0.23.0\n"}},
+    ]
+    judged = freshness.judge(cells, record, tmp_path)
+    assert judged["behind"] == [] and judged["packages"]["torchvision"]["judged_in"] == "stable-cu132"
+    assert freshness.judge(cells[1:], judged, tmp_path)["behind"] == ["torch", "torchvision"]

@@ -811,9 +811,13 @@ def test_the_html_fits_1280_px_and_leads_with_the_claims(tmp_path: Path) -> None
 
     with Image.open(shot) as img:  # the claims lead: a claim verdict's colour is on the first screen
         rgb = {c for _, c in img.convert("RGB").resize((128, 100)).getcolors(maxcolors=1_000_000) or []}
-    for kind in ("mixed", "ok"):
+
+    def shown(kind: str) -> bool:
         target = tuple(int(report.COLOURS[kind][i : i + 2], 16) for i in (1, 3, 5))
-        assert any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb), kind
+        return any(sum(abs(a - b) for a, b in zip(c, target, strict=True)) < 24 for c in rgb)
+
+    # Which verdicts fit on the first screen depends on the evidence's length; that some claim verdict does not.
+    assert any(shown(kind) for kind in set(report.CLAIM_KIND.values()) - {"none"}), sorted(rgb)[:20]
 
 
 def test_a_floating_cell_says_what_it_floated_to() -> None:

@@ -155,6 +155,11 @@ def _run(args: argparse.Namespace) -> int:
             )
             paths.append(Path("probes"))
         result = merge_results(inputs, sources=[p.name for p in paths], order=order, judge=judge)
+        if result.get("freshness"):  # the index as read by the latest run, judged against the merged cells
+            from .. import freshness
+            from ..matrix import find_matrix
+
+            result["freshness"] = freshness.judge(result["cells"], result["freshness"], find_matrix().parent)
     else:
         result = load_result(Path(args.result))
     written = write_report(result, Path(args.out))
