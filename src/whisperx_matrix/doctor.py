@@ -14,7 +14,7 @@ import glob
 import json
 import re
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
@@ -584,6 +584,38 @@ def fit_cell(
     return CellFit(cell.id, verdict, dfit, kfit, tuple(reasons or limited), tuple(details), rank)
 
 
+# The GPU workflow's committed run (the cells it built on a real GPU, with their suites' outcomes).
+GPU_REPORT = Path("reports") / "gpu" / "matrix.json"
+
+
+def gpu_measurements(path: Path) -> dict[str, list[str]]:
+    """What a recorded GPU run measured, per cell of matrix.toml (a Python variant counts for its cell):
+    ``measured on NVIDIA H200 (sm_90, driver 580.159.04): stable-cu132-cublas12-py312 as-expected``. Empty where
+    there is no such file; an unreadable one is skipped (it is evidence for the report, not needed here)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, list[str]] = {}
+    for rec in data.get("cells", []) if isinstance(data, dict) else []:
+        gpu = rec.get("gpu") or {}
+        if not gpu.get("present"):
+            continue
+        why = ", ".join((rec.get("observed") or {}).get("reasons") or [])
+        line = (
+            f"measured on {gpu.get('name')} (sm_{gpu.get('sm')}, driver {gpu.get('driver')}, "
+            f"torch CUDA {gpu.get('torch_cuda')}): {rec.get('id')} {rec.get('verdict')}{f' ({why})' if why else ''}"
+        )
+        for cid in {str(rec.get("id")), re.sub(r"-py\d+$", "", str(rec.get("id")))}:
+            out.setdefault(cid, []).append(line)
+    return out
+
+
+def _with_measured(fit: CellFit, measured: Mapping[str, list[str]]) -> CellFit:
+    lines = measured.get(fit.cell, [])
+    return replace(fit, details=fit.details + tuple(lines)) if lines else fit
+
+
 def diagnose(
     matrix: Matrix, machine: Machine, *, sm: int | None = None, driver: str | None = None, use_audit: bool = True
 ) -> Report:
@@ -596,8 +628,10 @@ def diagnose(
     driver = driver or machine.driver
     cuda = machine.cuda
     gpu_problem = gpu_driver_problem(sm, driver)
+    measured = gpu_measurements(matrix.root / GPU_REPORT)
     fits = [
-        fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i) for i, c in enumerate(matrix.cells)
+        _with_measured(fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i), measured)
+        for i, c in enumerate(matrix.cells)
     ]
     usable = sorted((f for f in fits if f.verdict != OUT), key=lambda f: f.rank)
     runs = driver_runs(driver)

@@ -569,3 +569,27 @@ def test_the_doctor_stops_on_a_cell_whose_cuda_has_no_cited_floor(
     out = capsys.readouterr()
     assert out.out == "" and out.err.startswith(f"error: cell {first} has cuda = 'cu132'")
     assert "hint: add CUDA 13.2's row to cudafacts.CUDA_DRIVERS" in out.err
+
+
+def test_the_committed_gpu_run_is_named_beside_each_cell_it_measured(tmp_path: Path) -> None:
+    """reports/gpu (the GPU workflow's run): a cell's Python variant measured there counts for the cell."""
+    path = tmp_path / "matrix.json"
+    gpu = {"present": True, "name": "NVIDIA H200", "sm": 90, "driver": "580.159.04", "torch_cuda": "13.2"}
+    cells = [
+        {"id": "stable-cu132-cublas12-py312", "verdict": "as-expected", "observed": {"reasons": []}, "gpu": gpu},
+        {
+            "id": "stable-cu132-py312",
+            "verdict": "failed-as-expected",
+            "gpu": gpu,
+            "observed": {"reasons": ["missing-soname:libcublas.so.12"]},
+        },
+        {"id": "stable-cu128", "verdict": "as-expected", "observed": {"reasons": []}, "gpu": {"present": False}},
+    ]
+    path.write_text(json.dumps({"cells": cells}))
+    measured = doctor.gpu_measurements(path)
+    assert measured["stable-cu132-cublas12"] == [
+        "measured on NVIDIA H200 (sm_90, driver 580.159.04, torch CUDA 13.2): stable-cu132-cublas12-py312 as-expected"
+    ]
+    assert measured["stable-cu132"][0].endswith("failed-as-expected (missing-soname:libcublas.so.12)")
+    assert "stable-cu128" not in measured  # no GPU in that run: nothing measured
+    assert doctor.gpu_measurements(tmp_path / "missing.json") == {}
