@@ -616,7 +616,8 @@ def check_pyannote_needs_4(claim: Claim, obs: Observations) -> Judgement:
     if state == "unobserved":
         return Judgement("not-testable", ev, [f"{s['new']}: {g}" for g in unobserved(new)])
     confirmed = s["reason"] in _reasons(old) and state == "passes"
-    return Judgement("confirmed" if confirmed else "contradicted", ev, partial=partial if confirmed else None)
+    gaps = [f"{s['new']}: {g}" for g in unobserved(new)] if confirmed and partial else []
+    return Judgement("confirmed" if confirmed else "contradicted", ev, gaps, partial if confirmed else None)
 
 
 def _failure_line(rec: Mapping[str, Any], needle: str) -> str:

@@ -378,7 +378,9 @@ def test_pyannote_claim_needs_cells_differing_in_pyannote_alone_and_the_stated_r
     )
     new = _cell("stable-cu130-cublas12", "cu130", "2.11.0", SM120)
     cells = {"stable-cu130-pyannote3": old, "stable-cu130-cublas12": new}
-    assert _judge("pyannote4-torch210", cells)["verdict"] == "confirmed"
+    result = _judge("pyannote4-torch210", cells)
+    assert result["verdict"] == "confirmed" and result["partial"] == "CPU and static only; GPU part not run"
+    assert result["missing"] == ["stable-cu130-cublas12: GPU part: not run (no GPU on this machine)"]
     old["observed"]["reasons"] = ["missing-soname:libcublas.so.12"]  # fails, but not for pyannote's reason
     assert _judge("pyannote4-torch210", cells)["verdict"] == "contradicted"
     old["versions"]["torch"] = "2.10.0"
@@ -516,3 +518,19 @@ def test_recorded_gpu_runs_feed_the_emulated_evidence_as_probes(tmp_path: Path) 
     }
     emulated = [e for e in _judge("option1-not-detected", cells, probes)["evidence"] if e["basis"] == "emulated"]
     assert [e["where"] for e in emulated] == ["probe h200", "probe stable-cu128-py312 (the matrix, run on NVIDIA H200)"]
+
+
+def test_every_partial_or_untestable_verdict_names_what_it_lacked() -> None:
+    """Over every check with the cells of a no-GPU run (GPU parts skipped): a partial or not-testable verdict
+    always lists what was missing."""
+    cells = {
+        cid: _cell(cid, "cu128", "2.8.0", SM120)
+        for cid in {c for claim in verdict.load_claims(ROOT / "claims.toml", MATRIX) for c in claim.cells}
+    }
+    cells["stable-cu130-pyannote3"].update(
+        observed={"status": "fail", "reasons": ["AttributeError:torchaudio.AudioMetaData"]},
+        versions=dict(cells["stable-cu130-pyannote3"]["versions"], **{"pyannote-audio": "3.4.0"}),
+    )
+    for claim in verdict.judge_claims(verdict.load_claims(ROOT / "claims.toml", MATRIX), cells):
+        if claim["verdict"] == "not-testable" or claim.get("partial"):
+            assert claim.get("missing"), claim["id"]
