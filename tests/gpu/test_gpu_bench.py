@@ -46,25 +46,21 @@ def _gpu_skip_reason() -> str | None:
     py = _cell_python()
     if not py.exists():
         return f"cell {CELL} is not built ({py} missing): nox -s env-{CELL}"
-    proc = subprocess.run(
-        [
-            str(py),
-            "-c",
-            f"import sys; sys.path.insert(0, {str(CELLSIDE)!r}); import gpuseen, torch; "
-            "print('OK' if torch.cuda.is_available() else 'ERR ' + gpuseen.torch_init_error(torch))",
-        ],
-        capture_output=True,
-        text=True,
-        env=_env(),
-        timeout=300,
-    )
-    if proc.stdout.strip() != "OK":
-        error = proc.stdout.strip().removeprefix("ERR ") or (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        pytest.fail(
-            f"{gpuseen.init_failed_reason(error)}: the machine shows a GPU ({seen.describe()}) but torch in cell "
-            f"{CELL} cannot initialise CUDA: {error}"
-        )
+    from whisperx_matrix import doctor, tools
+
+    # The doctor's own check, in the cell's python with the cells' environment (LD_LIBRARY_PATH unset, offline).
+    problem = doctor.torch_cuda_problem(py, runner=lambda args: tools.run(args, env=_env(), timeout=300))
+    if problem:
+        pytest.fail(f"{problem} (the machine shows a GPU: {seen.describe()})")
     return None
+
+
+@pytest.fixture(scope="module")
+def gpu_cell() -> Path:
+    reason = _gpu_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    return _cell_python()
 
 
 @pytest.fixture(scope="module")
