@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import re
 import subprocess
@@ -192,14 +191,10 @@ def known_sm(name: str) -> int | None:
 
 
 def device_signs() -> list[str]:
-    """The driver's own signs of a GPU that need no working driver stack: device nodes and GPU folders."""
+    """The driver's own signs of a GPU that need no working driver stack (gpuseen: the cell suite asks the same)."""
     from .cellside import gpuseen
 
-    return [
-        f"{what} {' '.join(found)}"
-        for pattern, what in ((gpuseen.DEVICE_NODES, "device nodes"), (gpuseen.DRIVER_GPUS, "driver GPU folders"))
-        if (found := sorted(glob.glob(pattern)))
-    ]
+    return gpuseen.driver_signs()
 
 
 def collect(

@@ -9,7 +9,7 @@ when the index was read instead. An unreachable index is recorded as such, never
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -45,14 +45,14 @@ def judged_versions(cell: Mapping[str, Any], root: Path | None) -> dict[str, str
     return pins | {canonicalize_name(k): str(v) for k, v in (cell.get("versions") or {}).items() if v}
 
 
-def newest_judged(cells: Iterable[Mapping[str, Any]], name: str, root: Path | None = None) -> tuple[str, str] | None:
-    """(version, cell) of the newest ``name`` any judged cell held (floating cells at what they floated to)."""
+def newest_judged(held: Mapping[str, Mapping[str, str]], name: str) -> tuple[str, str] | None:
+    """(version, cell) of the newest ``name`` any judged cell held (``held``: cell id -> judged_versions)."""
     best: tuple[Version, str, str] | None = None
-    for cell in cells:
-        text = judged_versions(cell, root).get(canonicalize_name(name))
+    for cell, versions in held.items():
+        text = versions.get(canonicalize_name(name))
         v = _v(text) if text else None
-        if v is not None and text and (best is None or (v, str(cell.get("id"))) > best[:2]):
-            best = (v, str(cell.get("id")), text)
+        if v is not None and text and (best is None or (v, cell) > best[:2]):
+            best = (v, cell, text)
     return (best[2], best[1]) if best else None
 
 
@@ -79,9 +79,10 @@ def judge(cells: Sequence[Mapping[str, Any]], record: Mapping[str, Any], root: P
     out = {k: v for k, v in record.items() if k not in ("packages", "behind")}
     if record.get("error") or not isinstance(record.get("index"), Mapping):
         return out
+    held = {str(c.get("id")): judged_versions(c, root) for c in cells}  # each cell's lock read once
     packages: dict[str, Any] = {}
     for name, index in record["index"].items():
-        judged = newest_judged(cells, name, root)
+        judged = newest_judged(held, name)
         packages[name] = {
             "judged": judged[0] if judged else None,
             "judged_in": judged[1] if judged else None,

@@ -49,19 +49,22 @@ def _smi_listing(timeout: float = 30) -> tuple[list[str], str]:
     return lines, f"nvidia-smi -L (exit {proc.returncode})"
 
 
+def driver_signs() -> list[str]:
+    """The driver's own signs of a GPU, which need no working driver stack: device nodes and GPU folders."""
+    return [
+        f"{what} {' '.join(found)}"
+        for pattern, what in ((DEVICE_NODES, "device nodes"), (DRIVER_GPUS, "driver GPU folders"))
+        if (found := sorted(glob.glob(pattern)))
+    ]
+
+
 def machine_gpus() -> Seen:
     """Every independent sign of an NVIDIA GPU: the device nodes, the driver's GPU folders, ``nvidia-smi -L``."""
-    shown, looked = [], []
-    for pattern, what in ((DEVICE_NODES, "device nodes"), (DRIVER_GPUS, "driver GPU folders")):
-        looked.append(pattern)
-        found = sorted(glob.glob(pattern))
-        if found:
-            shown.append(f"{what} {' '.join(found)}")
+    shown = driver_signs()
     lines, asked = _smi_listing()
-    looked.append(asked)
     if lines:
         shown.append(f"nvidia-smi: {'; '.join(lines)}")
-    return Seen(shown, looked)
+    return Seen(shown, [DEVICE_NODES, DRIVER_GPUS, asked])
 
 
 def torch_init_error(torch: object) -> str:
