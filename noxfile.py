@@ -169,6 +169,12 @@ def figures(session: nox.Session) -> None:
 
 
 @nox.session(venv_backend="none", default=False)
+def cache(session: nox.Session) -> None:
+    """The matrix's results cache: `-- list`, `-- prune [--older-than 30d]`, `-- clear` (only its own files)."""
+    _cli(session, "cache", *(session.posargs or ["list"]))
+
+
+@nox.session(venv_backend="none", default=False)
 def disk(session: nox.Session) -> None:
     """What the project keeps on disk, hardlinks counted once: `-- --json FILE`, `-- --since FILE`."""
     _cli(session, "disk", *session.posargs)
@@ -178,3 +184,9 @@ def disk(session: nox.Session) -> None:
 def wheelhouse(session: nox.Session) -> None:
     """Download every locked wheel of the cells into a folder: `-- CELL... --dest DIR` (then build --offline)."""
     _cli(session, "wheelhouse", *session.posargs)
+
+
+@nox.session(name="gpu-bundle", venv_backend="none", default=False)
+def gpu_bundle(session: nox.Session) -> None:
+    """All an offline GPU run needs, as parts a device call carries: `-- CELL... [--jobs ...] [--patch]`."""
+    _cli(session, "gpu-bundle", *session.posargs)

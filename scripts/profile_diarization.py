@@ -1,7 +1,7 @@
 """Where the diarization stage spends its time (issue #7 asks for a profile of the top stage).
 
 Run with a cell's python: envs/stable-cu128/bin/python scripts/profile_diarization.py AUDIO.wav OUT.json [cpu|cuda]
-Uses the benchmark's own synthetic-weight pipeline (bench_transcribe.synthetic_diarization), profiles one run
+Uses the benchmark's own synthetic-weight pipeline (benchkit.synthetic_diarization), profiles one run
 with cProfile, and sums the time under pyannote's three steps: segmentation, embeddings, clustering.
 """
 
@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src" / "whisperx_matrix" / "cellside"))
-import bench_transcribe  # noqa: E402  (a standalone script of the package, importable by path)
+import benchkit  # noqa: E402  (the cellside scripts' shared helpers, stdlib at import, importable by path)
 
 STEPS = {"segmentation": "get_segmentations", "embeddings": "get_embeddings", "clustering": "__call__ (clustering)"}
 
@@ -25,7 +25,7 @@ def main(audio: str, out: str, device: str = "cpu") -> None:
     import whisperx
 
     wave = torch.from_numpy(whisperx.load_audio(audio))[None]
-    pipe = bench_transcribe.synthetic_diarization(device, 32)
+    pipe = benchkit.synthetic_diarization(device, 32)
     pipe({"waveform": wave[:, : 16000 * 10], "sample_rate": 16000})  # warm-up
     prof = cProfile.Profile()
     t0 = time.perf_counter()

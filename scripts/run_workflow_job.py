@@ -4,14 +4,16 @@
 The steps, their `env:` and their `if:` come from the workflow file itself, never from a copy of its commands,
 so a run here tests the workflow as written. For a machine that stands in for the self-hosted GPU runner (the
 lent GPU machine has no network and no GitHub): `actions/checkout` is the checkout this runs in,
-`actions/upload-artifact` copies its `path` into ARTIFACTS/<name>, and `actions/download-artifact` copies the
-artifacts matching its `pattern` back. Any other action is an error.
+`actions/upload-artifact` copies its `path` into ARTIFACTS/<name>, `actions/download-artifact` copies the
+artifacts matching its `pattern` back, and `actions/cache/restore` and `actions/cache/save` keep `path` in
+CACHES/<key> (a saved key is never overwritten, as on GitHub). Any other action is an error.
 
     run_workflow_job.py .github/workflows/gpu-matrix.yml cell --matrix cell=stable-cu128-py312 \
         --artifacts /tmp/artifacts --record steps.json
 
 Expressions: ${{ matrix.X }}, ${{ inputs.X }}, ${{ secrets.X }} (from this environment, never printed),
-${{ github.ref }}, and always()/success()/failure() in `if:`. Anything else stops the run with its text.
+${{ github.ref }}, ${{ steps.ID.outputs.X }} (what a step with that id wrote to $GITHUB_OUTPUT, or an action's
+outputs), and always()/success()/failure() in `if:`. Anything else stops the run with its text.
 Needs PyYAML.
 """
 
@@ -42,6 +44,9 @@ class WorkflowError(Exception):
 def substitute(text: str, context: dict[str, dict[str, str]]) -> str:
     def one(m: re.Match[str]) -> str:
         expr = m.group(1)
+        step = re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr)
+        if step:
+            return context.get("steps", {}).get(f"{step.group(1)}.{step.group(2)}", "")
         scope, _, key = expr.partition(".")
         if scope in context and key and re.fullmatch(r"[\w-]+", key):
             return context[scope].get(key, "")
@@ -70,7 +75,35 @@ def _copy(src: Path, dest: Path) -> None:
         shutil.copy2(src, dest)
 
 
-def run_action(uses: str, with_: dict[str, str], artifacts: Path, say: Any) -> int:
+def run_action(
+    uses: str, with_: dict[str, str], artifacts: Path, say: Any, caches: Path | None = None
+) -> tuple[int, dict[str, str]]:
+    """One action's exit code and outputs."""
+    name = uses.split("@", 1)[0]
+    if name in ("actions/cache/restore", "actions/cache/save"):
+        if caches is None:
+            raise WorkflowError(f"{uses} needs --caches (where the stand-in keeps saved caches)")
+        key, path = with_["key"], Path(with_["path"])
+        stored = caches / key
+        if name == "actions/cache/restore":
+            hit = stored.is_dir()
+            if hit:
+                _copy(stored, path)
+            say(f"  cache restore {key}: {'hit' if hit else 'miss'}")
+            return 0, {"cache-hit": "true" if hit else "false", "cache-primary-key": key}
+        if stored.exists():
+            say(f"  cache save {key}: already saved (a key is never overwritten)")
+            return 0, {}
+        if not path.exists():
+            say(f"  cache save {key}: nothing at {path}")
+            return 0, {}
+        _copy(path, stored)
+        say(f"  cache save {key}: {path}")
+        return 0, {}
+    return run_action_plain(uses, with_, artifacts, say), {}
+
+
+def run_action_plain(uses: str, with_: dict[str, str], artifacts: Path, say: Any) -> int:
     name = uses.split("@", 1)[0]
     if name == "actions/checkout":
         say("  checkout: this checkout")
@@ -104,6 +137,7 @@ def run_job(
     inputs: dict[str, str],
     artifacts: Path,
     record: Path | None = None,
+    caches: Path | None = None,
 ) -> int:
     data = yaml.safe_load(workflow.read_text(encoding="utf-8"))
     jobs = data.get("jobs") or {}
@@ -116,6 +150,7 @@ def run_job(
         "inputs": inputs,
         "secrets": secrets,
         "github": {"ref": os.environ.get("GITHUB_REF", "refs/heads/main")},
+        "steps": {},  # "ID.NAME" -> a step's output
     }
     base_env = dict(os.environ)
     for scope in (data.get("env") or {}, spec.get("env") or {}):
@@ -134,12 +169,16 @@ def run_job(
         t0 = time.perf_counter()
         if "uses" in step:
             with_ = {k: substitute(str(v), context) for k, v in (step.get("with") or {}).items()}
-            rc = run_action(step["uses"], with_, artifacts, say)
+            rc, got = run_action(step["uses"], with_, artifacts, say, caches)
         else:
             env = dict(base_env, GITHUB_OUTPUT=str(outputs))
             env.update({k: substitute(str(v), context) for k, v in (step.get("env") or {}).items()})
             script = substitute(str(step["run"]), context)
+            outputs.write_text("")
             rc = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script], env=env).returncode
+            got = dict(ln.split("=", 1) for ln in outputs.read_text().splitlines() if "=" in ln)
+        if step.get("id"):
+            context["steps"].update({f"{step['id']}.{k}": v for k, v in got.items()})
         seconds = round(time.perf_counter() - t0, 1)
         steps_out.append({"step": name, "rc": rc, "seconds": seconds})
         say(f"::step {i} {name}: exit {rc} [{seconds} s]")
@@ -169,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input", nargs="*", default=[], metavar="KEY=VALUE")
     p.add_argument("--artifacts", type=Path, default=Path("artifacts"), help="where artifacts are kept between jobs")
     p.add_argument("--record", type=Path, help="write each step's exit code and seconds here (JSON)")
+    p.add_argument("--caches", type=Path, default=None, help="where actions/cache keeps saved keys (a folder)")
     args = p.parse_args(argv)
     try:
         return run_job(
@@ -178,6 +218,7 @@ def main(argv: list[str] | None = None) -> int:
             inputs=_pairs(args.input),
             artifacts=args.artifacts,
             record=args.record,
+            caches=args.caches,
         )
     except (WorkflowError, KeyError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -2,15 +2,37 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+
+_RESULTS_KEY = pytest.StashKey[str]()  # the session's results-cache folder, removed at the end
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The test session starts from an empty results cache (issue #24), so a green run built and ran every cell it
+    needed once, whatever earlier runs left; within the session one result per key serves every test. Set on the
+    controller only: xdist's workers start after this and inherit the variable (and share the cache)."""
+    if hasattr(config, "workerinput"):
+        return
+    folder = tempfile.mkdtemp(prefix="wxm-test-results-")
+    os.environ["WXM_RESULTS_CACHE"] = folder
+    config.stash[_RESULTS_KEY] = folder
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    folder = config.stash.get(_RESULTS_KEY, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
 
 TINY_MATRIX = """\
 schema = 1

@@ -24,10 +24,12 @@ COMMANDS = {
     "audit": "whisperx_matrix.audit",
     "doctor": "whisperx_matrix.doctor",
     "wheelhouse": "whisperx_matrix.wheelhouse",
+    "gpu-bundle": "whisperx_matrix.gpubundle",
     "report": "whisperx_matrix.report",
     "figures": "whisperx_matrix.figures",
     "disk": "whisperx_matrix.diskuse",
     "watch": "whisperx_matrix.watch",
+    "cache": "whisperx_matrix.cache_cli",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from . import build as builds
-from . import freshness, paths, preflight, speech, tools, ui, verdict
+from . import freshness, paths, preflight, resultcache, speech, tools, ui, verdict
 from . import lock as locks
 from . import matrix as matrices
 from .errors import BuildError, FatalError, SelfTestError, UnexpectedOutcomeError
@@ -424,19 +424,113 @@ def stage_ld_compare(
     return comparison
 
 
+@dataclass
+class CacheContext:
+    """The results cache and the key inputs shared by every cell of one run (read once: machine, code, patches)."""
+
+    cache: resultcache.ResultCache
+    machine: dict[str, Any]
+    code: str
+    patches: str
+    read: bool = True  # False (--no-cache): run every cell, and store what it finds
+
+    @classmethod
+    def for_run(cls, m: matrices.Matrix, *, read: bool = True) -> CacheContext:
+        return cls(
+            resultcache.ResultCache(),
+            resultcache.machine_inputs(),
+            resultcache.code_hash(m.root),
+            resultcache.patches_hash(m.root),
+            read,
+        )
+
+    def inputs(
+        self, m: matrices.Matrix, cell: matrices.Cell, lock: Stage, *, sm: int, suite: bool, ld_compare: bool
+    ) -> dict[str, Any]:
+        """The cell's key inputs (resultcache.key_inputs), once its lock stage has passed."""
+        return resultcache.key_inputs(
+            m,
+            cell,
+            lock_sha256=lock.record["lock"]["sha256"],
+            sm=sm,
+            suite=suite,
+            ld_compare=ld_compare,
+            machine=self.machine,
+            code=self.code,
+            patches=self.patches,
+        )
+
+
+def cell_keys(m: matrices.Matrix, cells: list[matrices.Cell], *, sm: int, suite: bool = True) -> dict[str, str | None]:
+    """Each cell's results-cache key as `nox -s matrix` would compute it here (a floating cell's lock resolved
+    now); None where the lock stage does not pass (not testable: nothing to look up). The GPU workflow keys
+    actions/cache with it, so its runner runs only the cells whose inputs changed."""
+    claims = verdict.load_claims(m.root / "claims.toml", m)
+    ld_cells = verdict.claim_cells(claims, "needs-ld-library-path")
+    ctx = CacheContext.for_run(m)
+    keys: dict[str, str | None] = {}
+    with tempfile.TemporaryDirectory(prefix="cell-keys-", dir=paths.cache_dir()) as tmp:
+        for cell in cells:
+            (Path(tmp) / cell.id).mkdir()
+            lock, _ = stage_lock(m, cell, Path(tmp) / cell.id)
+            keys[cell.id] = (
+                resultcache.key_of(
+                    ctx.inputs(m, cell, lock, sm=sm, suite=suite, ld_compare=verdict.names_cell(cell.id, ld_cells))
+                )
+                if lock.status == "pass"
+                else None
+            )
+    return keys
+
+
 def run_cell(
-    m: matrices.Matrix, cell: matrices.Cell, *, sm: int, work: Path, suite: bool = True, ld_compare: bool = False
+    m: matrices.Matrix,
+    cell: matrices.Cell,
+    *,
+    sm: int,
+    work: Path,
+    suite: bool = True,
+    ld_compare: bool = False,
+    cache: CacheContext | None = None,
 ) -> dict[str, Any]:
     """Every stage for one cell, in order, each a Stage record; a stage that cannot run says why and the rest
-    are skipped. ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's folders."""
+    are skipped. ``ld_compare`` also runs the suite with LD_LIBRARY_PATH set to the guide's folders. With
+    ``cache``, once the lock is known (resolved now for a floating cell) the cell's key is looked up: a hit is the
+    stored record with a ``cached`` mark; a miss runs and stores its result. The key is claimed while it runs, so
+    two runs at once (pytest workers, CI shards) never build and run the same cell twice: the second waits and
+    takes the first's result."""
     t_cell = time.perf_counter()
     cell_work = work / cell.id
     cell_work.mkdir(parents=True, exist_ok=True)
-    stages: list[Stage] = []
-    rec: dict[str, Any] = {"versions": {}, "seconds": {}}
-
     lock, lock_file = stage_lock(m, cell, cell_work)
-    stages.append(lock)
+    if lock.status != "pass" or cache is None:
+        return _run_stages(m, cell, lock, lock_file, sm=sm, cell_work=cell_work, suite=suite, ld=ld_compare, t=t_cell)
+    inputs = cache.inputs(m, cell, lock, sm=sm, suite=suite, ld_compare=ld_compare)
+    key = resultcache.key_of(inputs)
+    with cache.cache.claim(key):
+        hit = cache.cache.get(key) if cache.read else None
+        if hit is not None:
+            return hit
+        out = _run_stages(m, cell, lock, lock_file, sm=sm, cell_work=cell_work, suite=suite, ld=ld_compare, t=t_cell)
+        cache.cache.put(key, inputs, out)
+        return out
+
+
+def _run_stages(
+    m: matrices.Matrix,
+    cell: matrices.Cell,
+    lock: Stage,
+    lock_file: Path | None,
+    *,
+    sm: int,
+    cell_work: Path,
+    suite: bool,
+    ld: bool,
+    t: float,
+) -> dict[str, Any]:
+    """The stages after the lock: build and self-test, the static audits, the suite (and its LD comparison)."""
+    stages: list[Stage] = [lock]
+    rec: dict[str, Any] = {"versions": {}, "seconds": {}}
     if lock.status == "pass":
         built = stage_build(m, cell, lock_file)
         stages += [built.build, built.selftest]
@@ -450,7 +544,7 @@ def run_cell(
                 env = suite_env(cell.id, sm, cell_work, static_answers(report, site))
                 ran = stage_suite(m, cell, built.env, cell_work, env)
                 stages.append(ran)
-                if ld_compare:
+                if ld:
                     t0 = time.perf_counter()
                     ran.record["ld_library_path"] = stage_ld_compare(
                         m, cell, built.env, cell_work, env, ran.record.get("suite")
@@ -459,7 +553,7 @@ def run_cell(
                 rec["seconds"]["suite"] = ran.seconds
             else:
                 stages.append(Stage("suite", "skip", skipped="--no-suite was given"))
-    return finish_cell(cell, sm, stages, rec, t_cell)
+    return finish_cell(cell, sm, stages, rec, t)
 
 
 def finish_cell(
@@ -533,9 +627,11 @@ def run_matrix(
     claims_path: Path | None = None,
     probes: list[dict[str, Any]] | None = None,
     fresh: bool = False,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Every selected cell, then the claims judged on them and the probes. ``fresh``: also read the index for
-    the report's freshness line (what the run judged against the newest releases; the CLI does it)."""
+    the report's freshness line (what the run judged against the newest releases; the CLI does it).
+    ``use_cache``: answer a cell whose key is in the results cache from it (resultcache), store the rest."""
     t_run = time.perf_counter()
     claims = verdict.load_claims(claims_path or m.root / "claims.toml", m)  # rejected at load if it names a bad cell
     ld_cells = verdict.claim_cells(claims, "needs-ld-library-path")
@@ -545,10 +641,23 @@ def run_matrix(
     tools.require("ffmpeg")
     speech.selftest_speech()  # made once, before the workers need it
     results: dict[str, dict[str, Any]] = {}
-    ui.say(f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time")
+    ctx = CacheContext.for_run(m, read=use_cache)
+    ui.say(
+        f"matrix: {len(cells)} cells, target sm_{sm}, {jobs} at a time; results cache {ctx.cache.folder}"
+        + ("" if use_cache else " (not read: --no-cache)")
+    )
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool, ui.progress(len(cells), "matrix") as bar:
         futures = {
-            pool.submit(run_cell, m, c, sm=sm, work=work, suite=suite, ld_compare=verdict.names_cell(c.id, ld_cells)): c
+            pool.submit(
+                run_cell,
+                m,
+                c,
+                sm=sm,
+                work=work,
+                suite=suite,
+                ld_compare=verdict.names_cell(c.id, ld_cells),
+                cache=ctx,
+            ): c
             for c in cells
         }
         for n, fut in enumerate(concurrent.futures.as_completed(futures), 1):
@@ -556,6 +665,7 @@ def run_matrix(
             rec = fut.result()  # a bug in a stage stops the run: it is never recorded as an outcome
             results[cell.id] = rec
             mark = "UNEXPECTED " if rec["unexpected"] else ""
+            mark += f"(cached from {rec['cached']['from']}) " if rec.get("cached") else ""
             why = ", ".join(rec["observed"]["reasons"]) or rec["observed"].get("note", "")
             ui.say(
                 f"[{n}/{len(cells)}] {cell.id}: {mark}{rec['verdict']}{f' ({why})' if why else ''} "
@@ -578,6 +688,7 @@ def run_matrix(
         "probes": list(probes or []),
         "claims": verdict.judge_claims(claims, results, probes or []),
         "totals": verdict.totals(ordered),
+        "cached_cells": sum(bool(r.get("cached")) for r in ordered),
         "seconds": {"total": round(time.perf_counter() - t_run, 2), **stage_totals},
     }
     if fresh:
@@ -589,8 +700,9 @@ def print_summary(result: dict[str, Any]) -> None:
     t = result["totals"]
     print(
         f"\n{t['cells']} cells on sm_{result['target_sm']}: {t['as_expected']} as expected, "
-        f"{t['unexpected']} unexpected, {t['not_testable']} not testable here "
-        f"[{result['seconds']['total']:.0f} s]\n"
+        f"{t['unexpected']} unexpected, {t['not_testable']} not testable here"
+        + (f", {result['cached_cells']} from the results cache" if result.get("cached_cells") else "")
+        + f" [{result['seconds']['total']:.0f} s]\n"
     )
     rows = []
     for r in result["cells"]:
@@ -625,6 +737,7 @@ def cmd_matrix(args: argparse.Namespace) -> int:
         suite=not args.no_suite,
         probes=report.load_probes(args.probes),
         fresh=not args.no_index,
+        use_cache=not args.no_cache,
     )
     written = report.write_report(result, Path(args.out))
     if args.update_readme:
@@ -718,6 +831,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="reports", help="report folder (default: reports/)")
     p.add_argument("--no-suite", action="store_true", help="skip the in-cell pytest suite (builds and audits only)")
     p.add_argument("--update-readme", action="store_true", help="rewrite README.md's claims table from this run")
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run every cell, even one whose key is in the results cache (the results are still stored)",
+    )
     p.add_argument(
         "--no-index",
         action="store_true",

@@ -17,9 +17,9 @@ ROOT = Path(__file__).resolve().parents[2]
 CELLS = ["stable-cu128", "stable-cu130"]
 
 
-def _run(out: Path) -> tuple[str, str]:
+def _run(out: Path, *, use_cache: bool = False) -> tuple[str, str]:
     m = matrix.load(ROOT / "matrix.toml")
-    result = matrix_run.run_matrix(m, m.select(CELLS), sm=120, jobs=2)
+    result = matrix_run.run_matrix(m, m.select(CELLS), sm=120, jobs=2, use_cache=use_cache)
     report.write_report(result, out)
     data = json.loads((out / "matrix.json").read_text())
     md = (out / "matrix.md").read_text().replace(data["generated_at"], "<time>")
@@ -27,9 +27,19 @@ def _run(out: Path) -> tuple[str, str]:
 
 
 def test_two_runs_write_identical_reports_apart_from_times(tmp_path: Path) -> None:
-    _run(tmp_path / "warm")  # builds what is missing, so the two compared runs do the same work
-    first, second = _run(tmp_path / "a"), _run(tmp_path / "b")
+    _run(tmp_path / "warm", use_cache=True)  # builds what is missing, so the two compared runs do the same work
+    first, second = _run(tmp_path / "a"), _run(tmp_path / "b")  # both real: the results cache is not read
     assert first[0] == second[0]
     assert first[1] == second[1]
     data = json.loads(first[0])
     assert [c["id"] for c in data["cells"]] == CELLS and data["claims"]  # the comparison is over real content
+    # the second real run stored its cells (--no-cache still writes): a cached run renders as that run did, the
+    # line that says the cells came from the cache aside
+    cached = _run(tmp_path / "c", use_cache=True)
+    assert cached[0] == second[0]
+    line = f"{len(CELLS)} of {len(CELLS)} cells answered from the results cache"
+    assert line in cached[1] and line not in second[1]
+    lines = cached[1].split("\n")
+    at = next(i for i, ln in enumerate(lines) if ln.startswith(line))
+    del lines[at : at + 2]  # the line and the blank line after it
+    assert "\n".join(lines) == second[1]

@@ -2,7 +2,7 @@
 counting, the one-line bad-input errors, and the orchestration's summaries.
 
 bench_transcribe.py runs in a cell's python; it imports only the standard library at import time, so it is
-loaded here from its file. Nothing is mocked except what cannot exist on a machine without a GPU: a CUDA
+loaded here from its file, with its helpers beside it (benchkit.py, transcribe_modes.py). Nothing is mocked except what cannot exist on a machine without a GPU: a CUDA
 out-of-memory error (a stand-in class named like torch's) and nvidia-smi's output; the tests say so in their names.
 """
 
@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "src" / "whisperx_matrix" / "cellside" / "bench_transcribe.py"
+CELLSIDE = ROOT / "src" / "whisperx_matrix" / "cellside"
+SCRIPT = CELLSIDE / "bench_transcribe.py"
 
 
 def _load():
@@ -28,15 +29,17 @@ def _load():
     return mod
 
 
-bt = _load()
+bt = _load()  # puts cellside/ on sys.path, as the script does in a cell: its helpers import by name
+kit = importlib.import_module("benchkit")  # the helpers shared with bench_pipeline.py
+tm = importlib.import_module("transcribe_modes")  # the stage timer and the stages
 
 
 def test_rtf_is_audio_seconds_per_wall_second():
-    assert bt.rtf(60.0, 30.0) == 2.0
-    assert bt.rtf(30.0, 60.0) == 0.5
-    assert bt.rtf(596.0, 596.0 / 235) == 235.0
-    assert bt.rtf(10.0, 0.0) is None
-    assert bt.rtf(10.0, -1.0) is None
+    assert kit.rtf(60.0, 30.0) == 2.0
+    assert kit.rtf(30.0, 60.0) == 0.5
+    assert kit.rtf(596.0, 596.0 / 235) == 235.0
+    assert kit.rtf(10.0, 0.0) is None
+    assert kit.rtf(10.0, -1.0) is None
 
 
 def test_stage_table_has_a_row_per_stage_and_dashes_for_missing_values():
@@ -65,14 +68,14 @@ def test_is_oom_for_ctranslate2_message_and_for_a_stand_in_of_torchs_OutOfMemory
     class OutOfMemoryError(RuntimeError):  # stands in for torch.cuda.OutOfMemoryError: no GPU on this machine
         pass
 
-    assert bt.is_oom(RuntimeError("CUDA failed with error out of memory"))
-    assert bt.is_oom(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
-    assert not bt.is_oom(RuntimeError("Library libcublas.so.12 is not found or cannot be loaded"))
-    assert not bt.is_oom(ValueError("out of memory"))
+    assert kit.is_oom(RuntimeError("CUDA failed with error out of memory"))
+    assert kit.is_oom(OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    assert not kit.is_oom(RuntimeError("Library libcublas.so.12 is not found or cannot be loaded"))
+    assert not kit.is_oom(ValueError("out of memory"))
 
 
 def test_an_oom_is_recorded_as_such_without_numbers_and_the_sweep_goes_on():
-    bench = bt.Bench("cpu")
+    bench = tm.Bench("cpu")
     results = {}
     for bs in (8, 64, 16):
 
@@ -93,7 +96,7 @@ def test_an_oom_is_recorded_as_such_without_numbers_and_the_sweep_goes_on():
 
 
 def test_a_failing_stage_is_an_error_not_an_oom():
-    bench = bt.Bench("cpu")
+    bench = tm.Bench("cpu")
     rec, _ = bench.measure("align", 30.0, lambda: 1 / 0, engine="torch", weights="synthetic")
     assert rec["status"] == "error" and rec["error"].startswith("ZeroDivisionError")
     assert rec["weights"] == "synthetic"
@@ -101,7 +104,7 @@ def test_a_failing_stage_is_an_error_not_an_oom():
 
 def test_token_counting_sums_encoded_lengths_and_skips_blank_texts():
     encode = lambda t: t.split()  # noqa: E731 - a whitespace "tokenizer": the sum is what matters
-    assert bt.count_text_tokens(encode, [" hello there", "", "   ", "general kenobi you are"]) == 6
+    assert kit.count_text_tokens(encode, [" hello there", "", "   ", "general kenobi you are"]) == 6
     assert "re-tokenised" in bt.TOKEN_COUNT_METHOD["text_tokens"]
     assert "segment.tokens" in bt.TOKEN_COUNT_METHOD["sequential_tokens"]
 
@@ -117,7 +120,7 @@ def test_counting_generator_counts_decoded_tokens_and_passes_the_rest_through():
         def generate(self, features, prompts, **kw):
             return [Result(n) for n in features]
 
-    c = bt.CountingGenerator(Engine())
+    c = kit.CountingGenerator(Engine())
     assert [len(r.sequences_ids[0]) for r in c.generate([56, 40], None, max_length=56)] == [56, 40]
     c.generate([10], None)
     assert (c.tokens, c.windows) == (106, 3)
@@ -127,33 +130,33 @@ def test_counting_generator_counts_decoded_tokens_and_passes_the_rest_through():
 
 
 def test_normalise_words_for_wer():
-    assert bt.normalise_words("Good idea. I will write a SUMMARY,  today!") == "good idea i will write a summary today"
+    assert tm.normalise_words("Good idea. I will write a SUMMARY,  today!") == "good idea i will write a summary today"
 
 
 def test_batch_size_parsing():
     assert bt.parse_batch_sizes("16") == [16]
     assert bt.parse_batch_sizes("16, 8,32,64") == [16, 8, 32, 64]
     for bad in ("", "x", "0", "8,-1"):
-        with pytest.raises(bt.BenchError):
+        with pytest.raises(kit.BenchError):
             bt.parse_batch_sizes(bad)
 
 
 def test_unknown_model_and_non_ct2_folder_are_one_line_errors(tmp_path):
-    with pytest.raises(bt.BenchError, match="unknown model 'large-v9'"):
-        bt.resolve_model("large-v9")
-    with pytest.raises(bt.BenchError, match="no model.bin"):
-        bt.resolve_model(str(tmp_path))
+    with pytest.raises(kit.BenchError, match="unknown model 'large-v9'"):
+        kit.resolve_model("large-v9")
+    with pytest.raises(kit.BenchError, match="no model.bin"):
+        kit.resolve_model(str(tmp_path))
     (tmp_path / "model.bin").write_bytes(b"")
-    assert bt.resolve_model(str(tmp_path)) == (str(tmp_path.resolve()), "real")
-    (tmp_path / bt.SYNTHETIC_MARK).write_text("{}")
-    assert bt.resolve_model(str(tmp_path))[1] == "synthetic"
+    assert kit.resolve_model(str(tmp_path)) == (str(tmp_path.resolve()), "real")
+    (tmp_path / kit.SYNTHETIC_MARK).write_text("{}")
+    assert kit.resolve_model(str(tmp_path))[1] == "synthetic"
 
 
 def test_cuda_asked_without_a_gpu_is_refused():
-    with pytest.raises(bt.BenchError, match="no CUDA GPU"):
-        bt.check_device("cuda", False)
-    bt.check_device("cpu", False)
-    bt.check_device("cuda", True)
+    with pytest.raises(kit.BenchError, match="no CUDA GPU"):
+        kit.check_device("cuda", False)
+    kit.check_device("cpu", False)
+    kit.check_device("cuda", True)
 
 
 def _run_script(python: str, args: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
@@ -197,8 +200,8 @@ def test_smi_process_memory_parses_a_fake_nvidia_smi_no_gpu_here():
     class Out:  # nvidia-smi's csv output, made up: there is no GPU on this machine
         stdout = "4242, 1536\n999, 80\n4242, 512\n"
 
-    assert bt.smi_process_memory(4242, run=lambda *a, **k: Out()) == 2048 * 2**20
-    assert bt.smi_process_memory(7, run=lambda *a, **k: Out()) is None
+    assert kit.smi_process_memory(4242, run=lambda *a, **k: Out()) == 2048 * 2**20
+    assert kit.smi_process_memory(7, run=lambda *a, **k: Out()) is None
 
 
 @pytest.mark.slow
@@ -281,7 +284,7 @@ def test_summary_and_cpu_targets_judge_dialogue_files_only():
     one = s["per_file"]["dialogue-1min.wav"]
     assert one["batched_over_sequential"] == 2.0
     assert one["partial_rtf"] == 3.0 and one["pipeline_stages"] == ["vad+asr (batched)", "align"]
-    assert one["partial_stages"] == "vad+asr+align" and "whole_pipeline_rtf" not in one  # no diarization: partial
+    assert one["partial_stages"] == "vad+asr+align" and "stage_sum_rtf" not in one  # no diarization: partial
     targets = bench.transcribe_targets({"device": "cpu", "result": result})
     assert set(targets) == set(bench.CPU_TARGETS)
     assert targets["cpu_faster_than_real_time"]["slowest_rtf"] == 6.0  # sample.wav's 0.5x is not a dialogue file
@@ -427,7 +430,7 @@ def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_
         nvmlDeviceGetComputeRunningProcesses=lambda h: [Proc(p) for p in listed["pids"]],
     )
     monkeypatch.setitem(sys.modules, "pynvml", fake)
-    s = bt.Sampler(gpu=True)
+    s = kit.Sampler(gpu=True)
     assert s.gpu_now() == 700 * 2**20 and s.gpu_source == "nvml-process"
     listed["pids"] = [1]  # NVML lists another pid namespace's pids (a container)
     assert s.gpu_now() == 900 * 2**20 and s.gpu_source.startswith("nvml-device-used")
@@ -437,12 +440,12 @@ def test_sampler_reads_process_memory_from_a_fake_nvml_and_falls_back_to_device_
 def test_the_cuda_jit_cache_state_is_recorded_with_the_first_call(tmp_path: Path) -> None:
     """An empty, a warm and a disabled cache, read from real folders (no GPU needed to read a folder)."""
     fresh = tmp_path / "jit"
-    assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)}) == {
+    assert kit.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)}) == {
         "path": "CUDA_CACHE_PATH",
         "entries": 0,
         "state": "empty",
     }
     (fresh / "a").mkdir(parents=True)
     (fresh / "a" / "entry.bin").write_bytes(b"x")
-    assert bt.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)})["state"] == "warm"
-    assert bt.cuda_jit_cache_state({"CUDA_CACHE_DISABLE": "1"})["state"] == "disabled"
+    assert kit.cuda_jit_cache_state({"CUDA_CACHE_PATH": str(fresh)})["state"] == "warm"
+    assert kit.cuda_jit_cache_state({"CUDA_CACHE_DISABLE": "1"})["state"] == "disabled"

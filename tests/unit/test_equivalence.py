@@ -100,26 +100,48 @@ def test_word_timing_delta_names_unmatched_words_and_a_timestamp_only_one_run_ha
     assert got["unmatched_words"] == 1 and got["timestamp_presence_differs"] == 1
 
 
+WORDS = "one two three four five six seven eight nine ten eleven twelve".split()
+TEXT = " ".join(WORDS)
+TIMED = tuple((w, round(i * 0.3, 2), round(i * 0.3 + 0.25, 2)) for i, w in enumerate(WORDS))
+
+
 def _outputs(
-    text: str = "one two three",
+    text: str = TEXT,
     turns=((0.0, 2.0, "A"), (2.0, 4.0, "B")),
-    words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.5)),
+    words=TIMED,
+    speakers: tuple[str, ...] | None = None,
 ) -> dict:
-    return {"text": text, "turns": [list(t) for t in turns], "words": [list(w) for w in words]}
+    """A pipeline's outputs as bench_pipeline.py records them: twelve words, two speakers (A then B, as the turns)."""
+    speakers = speakers or tuple("A" if w[1] < 2.0 else "B" for w in words)
+    return {
+        "text": text,
+        "segments": [text],
+        "turns": [list(t) for t in turns],
+        "words": [list(w) for w in words],
+        "speaker_words": [[*w, s] for w, s in zip(words, speakers, strict=True)],
+    }
+
+
+def _moved(by_s: float) -> tuple:
+    """The reference's words with the last word's end moved by ``by_s`` seconds."""
+    words = list(_outputs()["words"])
+    words[-1] = [*words[-1][:2], words[-1][2] + by_s]
+    return tuple(tuple(w) for w in words)
 
 
 def test_equivalence_passes_for_the_same_outputs() -> None:
     got = eq.equivalence(_outputs(), _outputs())
     assert got["passes"] and got["transcript"]["wer"] == 0 and got["speaker_turns"]["der"] == 0
-    assert got["word_timings"]["max_delta_ms"] == 0
+    assert got["word_timings"]["max_delta_ms"] == 0 and got["word_speakers"]["speaker_differs"] == 0
+    assert got["segment_texts"]["differing"] == 0 and got["size"]["reference_words"] == 12
 
 
 @pytest.mark.parametrize(
     "other",
     [
-        _outputs(text="one two four"),  # WER > 0
+        _outputs(text=TEXT.replace("three", "four")),  # WER > 0
         _outputs(turns=((0.0, 2.1, "A"), (2.1, 4.0, "B"))),  # DER 2.5%
-        _outputs(words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.521))),  # 21 ms
+        _outputs(words=_moved(0.021)),  # 21 ms
     ],
 )
 def test_equivalence_fails_past_any_bar(other: dict) -> None:
@@ -127,12 +149,53 @@ def test_equivalence_fails_past_any_bar(other: dict) -> None:
 
 
 def test_equivalence_holds_just_inside_the_bars() -> None:
-    other = _outputs(
-        turns=((0.0, 2.03, "A"), (2.03, 4.0, "B")),  # DER 0.75%
-        words=(("one", 0.0, 0.5), ("two", 0.6, 1.0), ("three", 1.1, 1.52)),
-    )
+    other = _outputs(turns=((0.0, 2.03, "A"), (2.03, 4.0, "B")), words=_moved(0.0199))  # DER 0.75%, 20 ms
     got = eq.equivalence(_outputs(), other)
     assert got["speaker_turns"]["der"] == pytest.approx(0.0075) and got["passes"]
+
+
+def test_empty_against_empty_is_not_equivalence() -> None:
+    """#22: the 11-29 large-v3-shaped runs compared 47 words; empty outputs once scored perfect."""
+    empty = {"text": "", "segments": [], "turns": [], "words": [], "speaker_words": []}
+    got = eq.equivalence(empty, empty)
+    assert got["transcript"]["wer"] == 0 and not got["passes"]  # every measure agrees, and still it fails
+    assert got["size"]["reference_words"] == 0
+
+
+def test_an_output_under_nine_tenths_of_the_reference_fails() -> None:
+    short = _outputs()
+    for key in ("words", "speaker_words"):
+        short[key] = short[key][:10]  # 10 of 12 words: 83%
+    got = eq.equivalence(_outputs(), short)
+    assert got["size"]["other_words"] == 10 and not got["passes"]
+    assert eq.size_passes({"reference_words": 12, "other_words": 11}) is True  # 92%
+
+
+def test_one_word_given_to_the_other_speaker_fails() -> None:
+    speakers = ["A" if i < 7 else "B" for i in range(12)]
+    swapped = list(speakers)
+    swapped[3] = "B"
+    got = eq.equivalence(_outputs(speakers=tuple(speakers)), _outputs(speakers=tuple(swapped)))
+    assert got["word_speakers"]["speaker_differs"] == 1 and not got["passes"]
+    assert got["word_speakers"]["first_difference"] == {"word": "four", "at_s": 0.9, "reference": "A", "other": "B"}
+
+
+def test_speaker_labels_are_compared_after_a_one_to_one_mapping() -> None:
+    speakers = tuple("A" if i < 7 else "B" for i in range(12))
+    renamed = tuple({"A": "SPEAKER_01", "B": "SPEAKER_00"}[s] for s in speakers)
+    got = eq.equivalence(_outputs(speakers=speakers), _outputs(speakers=renamed))
+    assert got["word_speakers"]["speaker_differs"] == 0 and got["passes"]
+    merged = tuple("SPEAKER_00" for _ in speakers)  # one speaker for all: B's words cannot map to it too
+    assert (
+        eq.equivalence(_outputs(speakers=speakers), _outputs(speakers=merged))["word_speakers"]["speaker_differs"] == 5
+    )
+
+
+def test_a_changed_segment_fails_even_when_the_words_agree() -> None:
+    other = _outputs()
+    other["segments"] = [" ".join(WORDS[:6]), " ".join(WORDS[6:])]
+    assert eq.equivalence(_outputs(), other)["segment_texts"]["differing"] == 2
+    assert not eq.equivalence(_outputs(), other)["passes"]
 
 
 def test_equivalence_fails_when_one_run_lacks_an_output_and_when_nothing_is_compared() -> None:
@@ -170,15 +233,18 @@ def test_levers_handed_over_lose_those_this_run_found_not_equivalent() -> None:
 def test_a_transcript_with_wer_zero_but_other_punctuation_is_not_the_same_transcript() -> None:
     """What the H200 showed: CTranslate2 at batch 32 changed punctuation (and, with random weights, tokens that
     normalising drops) with WER 0; alignment reads the raw text, so the words moved."""
-    got = eq.equivalence(_outputs(text="one, two three"), _outputs(text="one two three."))
+    got = eq.equivalence(_outputs(text=TEXT.replace("one", "one,")), _outputs(text=TEXT + "."))
     assert got["transcript"]["wer"] == 0 and got["transcript"]["identical"] is False
     assert not got["passes"]
 
 
 def test_judge_re_reads_a_stored_block_from_its_measured_fields() -> None:
-    stored = eq.equivalence(_outputs(), _outputs(text="one two three!"))
+    stored = eq.equivalence(_outputs(), _outputs(text=TEXT + "!"))
     stored["passes"] = True  # what an older bar (WER alone) wrote
     assert eq.judge(stored) is False
     assert eq.judge(eq.equivalence(_outputs(), _outputs())) is True
     assert eq.judge({"thresholds": {}}) is False  # nothing compared
     assert eq.judge({"speaker_turns": {"missing_in": "other"}}) is False
+    old = eq.equivalence(_outputs(), _outputs())
+    del old["size"]  # a block written before #22 had no size check: nothing shows it was not empty
+    assert eq.judge(old) is False

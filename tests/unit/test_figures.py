@@ -339,15 +339,17 @@ def test_older_transcribe_figures_point_to_the_whole_pipeline_measured_since() -
     path = r["pipeline"].path
     targets = json.loads((ROOT / path).read_text(encoding="utf-8"))["targets"]
     tiny, large = targets["whole_pipeline_tiny_en"], targets["whole_pipeline_large_v3"]
-    assert (tiny["rtf"], tiny["met"], tiny["min_rtf"], large["rtf"]) == (86.12, True, 70, 97.16)
+    # re-judged by #22's bar: tiny.en's 86.1x short of 100x; the large-v3-shaped run decoded a near-empty transcript
+    assert (tiny["rtf"], tiny["met"], tiny["min_rtf"], large["rtf"]) == (86.12, False, 100, None)
     top = " ".join(pipeline_since(r).split())
     assert top.endswith(
-        f"[`{path}`]({path})): the whole pipeline with tiny.en at 86.1x, meeting the 70x target; large-v3-shaped 97.2x."
+        f"[`{path}`]({path})): the whole pipeline with tiny.en at 86.1x, short of the 100x target; "
+        "large-v3-shaped not measured."
     ), top
     beside = " ".join(pipeline_since(r, beside_results=True).split())
     assert beside.endswith(
-        f"`{r['pipeline'].name}`): the whole pipeline with tiny.en at 86.1x, meeting the 70x target; "
-        "large-v3-shaped 97.2x."
+        f"`{r['pipeline'].name}`): the whole pipeline with tiny.en at 86.1x, short of the 100x target; "
+        "large-v3-shaped not measured."
     ), beside
     without = figures.Results({k: v for k, v in r.docs.items() if k != "pipeline"})
     assert pipeline_since(without) == ""

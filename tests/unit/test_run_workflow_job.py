@@ -73,7 +73,9 @@ def test_a_job_runs_its_own_steps_with_env_matrix_secrets_and_artifacts(
 
 def test_unknown_expressions_and_actions_are_refused(tmp_path: Path) -> None:
     with pytest.raises(rwj.WorkflowError, match="expression not supported"):
-        rwj.substitute("${{ steps.x.outputs.y }}", {"matrix": {}})
+        rwj.substitute("${{ github.workspace.x }}", {"matrix": {}})
+    with pytest.raises(rwj.WorkflowError, match="expression not supported"):
+        rwj.substitute("${{ steps.x.conclusion }}", {"matrix": {}})
     with pytest.raises(rwj.WorkflowError, match="action not supported"):
         rwj.run_action("docker/build-push-action@v6", {}, tmp_path, print)
 
@@ -90,8 +92,63 @@ def test_the_real_gpu_workflow_is_understood() -> None:
                     "actions/checkout",
                     "actions/upload-artifact",
                     "actions/download-artifact",
+                    "actions/cache/restore",
+                    "actions/cache/save",
                 )
             else:
-                ctx = {"matrix": {"cell": "x"}, "inputs": {}, "secrets": {}, "github": {"ref": "x"}}
+                ctx = {"matrix": {"cell": "x"}, "inputs": {}, "secrets": {}, "github": {"ref": "x"}, "steps": {}}
                 for value in [step["run"], *(step.get("env") or {}).values()]:
                     rwj.substitute(str(value), ctx)
+
+
+CACHED = """\
+name: t
+jobs:
+  cell:
+    runs-on: [self-hosted]
+    steps:
+      - id: key
+        run: echo "key=k-$(cat input.txt)" >> "$GITHUB_OUTPUT"
+      - uses: actions/cache/restore@0000000000000000000000000000000000000000
+        id: restore
+        with:
+          path: store
+          key: ${{ steps.key.outputs.key }}
+      - name: work, only on a miss
+        env:
+          HIT: ${{ steps.restore.outputs.cache-hit }}
+        run: |
+          mkdir -p store
+          if [ "$HIT" != true ]; then echo "ran $(cat input.txt)" >> runs.log; echo "$(cat input.txt)" > store/result; fi
+      - if: always()
+        uses: actions/cache/save@0000000000000000000000000000000000000000
+        with:
+          path: store
+          key: ${{ steps.key.outputs.key }}
+"""
+
+
+def test_cache_actions_restore_what_a_key_saved_and_step_outputs_reach_later_steps(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stand-in for actions/cache: a key saved by one run is restored by the next, so the work runs once per
+    input; a new input is a new key and runs again; a saved key is never overwritten."""
+    wf = tmp_path / "wf.yml"
+    wf.write_text(CACHED)
+    monkeypatch.chdir(tmp_path)
+    caches = tmp_path / "caches"
+
+    def job() -> int:
+        import shutil
+
+        shutil.rmtree(tmp_path / "store", ignore_errors=True)  # a fresh workspace, as an ephemeral runner has
+        return rwj.run_job(wf, "cell", matrix={}, inputs={}, artifacts=tmp_path / "arts", caches=caches)
+
+    (tmp_path / "input.txt").write_text("a")
+    assert job() == 0 and job() == 0
+    assert (tmp_path / "runs.log").read_text() == "ran a\n"  # the second job restored k-a and ran nothing
+    assert (caches / "k-a" / "result").read_text() == "a\n"
+    (tmp_path / "input.txt").write_text("b")
+    assert job() == 0
+    assert (tmp_path / "runs.log").read_text() == "ran a\nran b\n"
+    assert sorted(p.name for p in caches.iterdir()) == ["k-a", "k-b"]

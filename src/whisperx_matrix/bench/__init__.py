@@ -19,12 +19,16 @@ from .build_bench import bench_build, plot_build
 from .common import _write, machine_info
 from .matrix_bench import bench_matrix, plot_matrix
 from .pipeline import (
+    PIPELINE_STAGES,
     budget_mib,
     cmd_pipeline,
+    keep_outputs,
     pipeline_plan,
     pipeline_run_figures,
     process_peak,
+    recheck,
     resolve_combine,
+    resolve_force_tokens,
     settings_for_budget,
     stage_opt_in_alignment,
     summarise_pipeline,
@@ -39,7 +43,11 @@ __all__ = [
     "bench_build",
     "bench_matrix",
     "budget_mib",
+    "PIPELINE_STAGES",
     "cmd_pipeline",
+    "keep_outputs",
+    "recheck",
+    "resolve_force_tokens",
     "cmd_transcribe",
     "machine_info",
     "parse_minutes",
@@ -181,5 +189,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     w.add_argument("--work", default=None, metavar="DIR", help="the steps' raw results (resumable)")
     w.add_argument("--assemble-only", action="store_true", help="only write the results file from --work")
+    w.add_argument(
+        "--rejudge",
+        nargs="+",
+        default=None,
+        metavar="FILE",
+        help="re-derive these results files' summary, equivalence verdicts and targets by this version's code "
+        "(measured fields untouched), and exit",
+    )
     w.add_argument("--levers", default="all", help="the tiny.en sweep's levers: all, or a comma list")
     p.set_defaults(func=cmd_bench)

@@ -24,7 +24,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # -I leaves the script's folder off sys.path
 
-from bench_pipeline import load_patched_alignment  # noqa: E402 - stdlib at import, like this script
+from pipeline_setup import load_patched_alignment  # noqa: E402 - stdlib at import, like this script
 
 SHAPES = ((1500, 100), (1500, 300), (1500, 450), (1500, 600))
 CLASSES = 32

@@ -9,7 +9,15 @@ The issue's bar (#15), for a speed-up to be kept: against the reference configur
   with WER 0, and with random weights that moved 8 of 47 aligned words);
 - the same speaker turns: DER between the two runs' turns under 1% (no collar, overlap scored);
 - word timings within 20 ms (every word of one run matched to the same word of the other).
-This is run-to-run equivalence, so synthetic (random) weights are fine; it says nothing about accuracy.
+Since #22, what users read is compared too:
+- the same segments (their texts, in order);
+- the same speaker on every word, after a one-to-one mapping of the two runs' speaker labels (labels are arbitrary
+  per run): one word given to another speaker fails;
+- a minimum size: the reference must have at least MIN_REFERENCE_WORDS words, and the other run at least
+  MIN_SIZE_RATIO of the reference's. Empty against empty is not "the same", it is nothing measured.
+This is run-to-run equivalence, so synthetic (random) weights are fine; it says nothing about accuracy. With random
+speaker-embedding weights and the speaker count given, the same turns prove the same speech regions split the
+same way by these weights; they do not prove that real embeddings would cluster the same.
 """
 
 from __future__ import annotations
@@ -25,6 +33,8 @@ MAX_DER = 0.01  # strictly below
 MAX_WORD_DELTA_MS = 20.0
 DER_FRAME_S = 0.01
 GREEDY_ABOVE = 8  # speaker counts above this are mapped greedily (permutations grow as n!)
+MIN_REFERENCE_WORDS = 10  # below this, a comparison proves nothing about a pipeline (the 47-word runs of 11-29)
+MIN_SIZE_RATIO = 0.9  # the other run's words against the reference's
 
 Turn = tuple[float, float, str]
 Word = tuple[str, "float | None", "float | None"]
@@ -179,6 +189,73 @@ def word_timing_delta(reference: Sequence[Word], other: Sequence[Word]) -> dict[
     }
 
 
+def word_speakers(reference: Sequence[Sequence[Any]], other: Sequence[Sequence[Any]]) -> dict[str, Any]:
+    """The speaker of each word, what a user reads: words ([text, start, end, speaker]) matched in order by their
+    normalised text, the other run's labels mapped one to one onto the reference's (maximising the words that
+    agree), then every matched word whose speaker differs counted. Words without a speaker in one run and not the
+    other count as differing too."""
+    a = [" ".join(normalise_words(str(w[0]))) for w in reference]
+    b = [" ".join(normalise_words(str(w[0]))) for w in other]
+    pairs: list[tuple[Any, Any, int]] = []
+    for block in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks():
+        pairs += [(reference[block.a + i][3], other[block.b + i][3], block.a + i) for i in range(block.size)]
+    together: dict[tuple[str, str], int] = {}
+    for r, o, _ in pairs:
+        if r is not None and o is not None:
+            together[(str(r), str(o))] = together.get((str(r), str(o)), 0) + 1
+    ref_spk = sorted({str(r) for r, _, _ in pairs if r is not None})
+    oth_spk = sorted({str(o) for _, o, _ in pairs if o is not None})
+    mapping, method = best_mapping(together, ref_spk, oth_spk)
+    differing = [
+        (i, r, o)
+        for r, o, i in pairs
+        if (None if o is None else mapping.get(str(o))) != (None if r is None else str(r))
+    ]
+    first = differing[0] if differing else None
+    return {
+        "matched_words": len(pairs),
+        "reference_words": len(reference),
+        "other_words": len(other),
+        "unmatched_words": len(reference) + len(other) - 2 * len(pairs),
+        "speaker_differs": len(differing),
+        "first_difference": None
+        if first is None
+        else {"word": reference[first[0]][0], "at_s": reference[first[0]][1], "reference": first[1], "other": first[2]},
+        "mapping": method,
+    }
+
+
+def segment_texts(reference: Sequence[str], other: Sequence[str]) -> dict[str, Any]:
+    """The segments a user reads: their texts, in order; ``differing`` counts positions whose texts differ."""
+    differing = sum(1 for x, y in zip(reference, other, strict=False) if x != y) + abs(len(reference) - len(other))
+    return {"reference_segments": len(reference), "other_segments": len(other), "differing": differing}
+
+
+def output_words(outputs: dict[str, Any]) -> int | None:
+    """How many words an output holds: the speaker-labelled words, else the aligned words, else the transcript's."""
+    for key in ("speaker_words", "words"):
+        if key in outputs:
+            return len(outputs[key])
+    return len(normalise_words(outputs["text"])) if "text" in outputs else None
+
+
+def size_between(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """The size check: the reference's words and the other run's (``output_words``), with the bar they face."""
+    return {
+        "reference_words": output_words(reference),
+        "other_words": output_words(other),
+        "min_reference_words": MIN_REFERENCE_WORDS,
+        "min_ratio": MIN_SIZE_RATIO,
+    }
+
+
+def size_passes(size: dict[str, Any] | None) -> bool:
+    if not size or size.get("reference_words") is None or size.get("other_words") is None:
+        return False
+    ref, oth = size["reference_words"], size["other_words"]
+    return ref >= MIN_REFERENCE_WORDS and oth >= MIN_SIZE_RATIO * ref
+
+
 def judge(block: dict[str, Any]) -> bool:
     """Whether an equivalence block (as ``equivalence`` writes it) is within the bar, from its measured fields alone:
     the host re-judges stored blocks with this, so a change of the bar applies to every result file on merge."""
@@ -197,28 +274,60 @@ def judge(block: dict[str, Any]) -> bool:
             and w.get("unmatched_words") == 0
             and w.get("timestamp_presence_differs") == 0
         )
-    return bool(checks) and all(checks)
+    sp = block.get("word_speakers")
+    if sp is not None:
+        checks.append("speaker_differs" in sp and sp["speaker_differs"] == 0 and sp.get("unmatched_words") == 0)
+    sg = block.get("segment_texts")
+    if sg is not None:
+        checks.append("differing" in sg and sg["differing"] == 0)
+    # a block without a size check (written before #22) or below the minimum size fails: nothing was shown equal
+    checks.append(size_passes(block.get("size")))
+    return all(checks) and len(checks) > 1
 
 
 def equivalence(reference: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
-    """Compare two runs' outputs (``text``, ``turns``, ``words`` as the pipeline records them); ``passes`` only when
-    every output both runs have is within the bar, and at least one output was compared. An output one run has and
-    the other lacks fails."""
+    """Compare two runs' outputs (``text``, ``segments``, ``turns``, ``words``, ``speaker_words`` as the pipeline
+    records them); ``passes`` only when every output both runs have is within the bar, at least one output was
+    compared, and both are big enough (``size_between``). An output one run has and the other lacks fails."""
     out: dict[str, Any] = {
-        "thresholds": {"wer": f"== {MAX_WER:g}", "der": f"< {MAX_DER:g}", "word_delta_ms": f"<= {MAX_WORD_DELTA_MS:g}"}
+        "thresholds": {
+            "wer": f"== {MAX_WER:g}",
+            "der": f"< {MAX_DER:g}",
+            "word_delta_ms": f"<= {MAX_WORD_DELTA_MS:g}",
+            "word_speakers": "every word the same speaker (labels mapped one to one)",
+            "size": f"reference >= {MIN_REFERENCE_WORDS} words, other >= {MIN_SIZE_RATIO:g} x reference",
+        }
     }
     compared: list[tuple[str, str, Any]] = [
         ("text", "transcript", wer_between),
         ("turns", "speaker_turns", der_between),
         ("words", "word_timings", word_timing_delta),
+        ("segments", "segment_texts", segment_texts),
+        ("speaker_words", "word_speakers", word_speakers),
     ]
     for key, name, measure in compared:
         if key in reference and key in other:
             out[name] = measure(reference[key], other[key])
         elif key in reference or key in other:  # a block without its measure fails judge()
             out[name] = {"missing_in": "other" if key in reference else "reference"}
+    out["size"] = size_between(reference, other)
     out["passes"] = judge(out)
     return out
+
+
+STAGE_OUTPUTS = {
+    "vad+asr": ["text", "segments"],
+    "align": ["words"],
+    "diarize": ["turns"],
+    "assign_speakers": ["speaker_words"],
+}
+
+
+def compare_stages(reference: dict[str, Any], other: dict[str, Any], stages: Sequence[str]) -> dict[str, Any]:
+    """``equivalence`` on the outputs of ``stages`` only (what a run that re-ran those stages changed): the
+    pipeline's comparison, and the host's re-check of kept outputs."""
+    want = [k for st in stages for k in STAGE_OUTPUTS.get(st, [])]
+    return equivalence({k: reference[k] for k in want if k in reference}, {k: other[k] for k in want if k in other})
 
 
 def pick_levers(trials: Sequence[dict[str, Any]], *, min_gain: float = 0.03) -> list[str]:

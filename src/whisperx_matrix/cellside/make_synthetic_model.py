@@ -11,8 +11,10 @@ The vocabulary is 51864 (tiny.en's, so that its tokenizer and vocabulary files f
 51866: the two extra rows change the output projection by 0.004%). Needs transformers<5, tokenizers,
 ctranslate2 and torch. Standard library at import time; no import of whisperx_matrix. The folder gets a
 whisperx-matrix-synthetic.json marker, so bench_transcribe.py labels every figure from it "synthetic".
-Random weights may decode up to the 448-token limit in a window: run the benchmark with --max-new-tokens 100
-(see TOKENS_PER_WINDOW_CAP); it reports the tokens really decoded per window.
+Random weights may decode up to the 448-token limit in a window, or stop at once: the whole-pipeline benchmark
+forces tiny.en's real tokens per window on the same file (bench_pipeline.py --force-tokens-per-window, issue #22);
+the transcription benchmark caps at --max-new-tokens 100 (TOKENS_PER_WINDOW_CAP). Both report the tokens really
+decoded per window.
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # -I leaves the script's folder off sys.path
+
+import benchkit as bt  # noqa: E402
 
 # Tokens per 30 s window: our synthetic dialogue gives ~45-60 with tiny.en (real weights). Random weights stop at
 # end-of-text at random, so the cap is set above that: FACTS measured, on the H100, ~56 decoded per window on
@@ -57,7 +63,15 @@ def tiny_en_dir(given: str | None) -> Path:
     return Path(get_model_path())
 
 
-def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0, shape: dict | None = None) -> dict:
+def build(
+    out: Path,
+    tiny: Path,
+    vocab: int,
+    quantization: str,
+    seed: int = 0,
+    shape: dict | None = None,
+    word_tokens_only: bool = False,
+) -> dict:
     import ctranslate2
     import torch
     import transformers
@@ -91,6 +105,18 @@ def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0, s
     )
     model = WhisperForConditionalGeneration(cfg).half()
     params = sum(p.numel() for p in model.parameters())
+    zeroed = 0
+    if word_tokens_only:
+        # Every token but those that start an ASCII word gets a zero embedding row; the output projection shares
+        # it, so their logits are 0 and one of 31,000 random word logits always wins: each decoded token is a word,
+        # with no suppression list for CTranslate2 to build at every step (bench_pipeline's forced decoding).
+        words = set(bt.word_token_ids(bt.read_vocabulary(tiny)))
+        rows = model.model.decoder.embed_tokens.weight
+        drop = torch.tensor([i for i in range(rows.shape[0]) if i not in words])
+        with torch.no_grad():
+            rows[drop] = 0
+        zeroed = int(drop.numel())
+        say(f"word tokens only: {zeroed} of {rows.shape[0]} embedding rows zeroed ({len(words)} word tokens left)")
     with tempfile.TemporaryDirectory(prefix="wxm-synth-") as tmp:
         hf = Path(tmp) / "hf"
         model.save_pretrained(hf)
@@ -136,6 +162,8 @@ def build(out: Path, tiny: Path, vocab: int, quantization: str, seed: int = 0, s
         "seed": seed,
         "max_new_tokens_to_use": TOKENS_PER_WINDOW_CAP,
         "tokenizer_from": "tiny.en",
+        "word_tokens_only": word_tokens_only,
+        "non_word_rows_zeroed": zeroed,
         "transformers": transformers.__version__,
         "ctranslate2": ctranslate2.__version__,
         "build_s": round(time.perf_counter() - t0, 1),
@@ -152,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--vocab", type=int, default=51864, choices=(51864, 51866))
     p.add_argument("--quantization", default="float16")
     p.add_argument("--shape", default=None, help=argparse.SUPPRESS)  # JSON overrides, for a quick test of the recipe
+    p.add_argument(
+        "--word-tokens-only",
+        action="store_true",
+        help="zero every embedding row but the ASCII word-start tokens', so each decoded token is a word (the "
+        "whole-pipeline benchmark's forced decoding; the transcription benchmark uses the model as is)",
+    )
     a = p.parse_args(argv)
     print(
         json.dumps(
@@ -161,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
                 a.vocab,
                 a.quantization,
                 shape=json.loads(a.shape) if a.shape else None,
+                word_tokens_only=a.word_tokens_only,
             )
         )
     )

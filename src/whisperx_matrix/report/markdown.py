@@ -132,6 +132,15 @@ def render_markdown(result: Mapping[str, Any]) -> str:
         "",
         f"**{_md(headline(result))}**",
         "",
+        *(
+            [
+                f"{result['cached_cells']} of {len(result.get('cells', []))} cells answered from the results cache "
+                "(the same key: lock, cell entry, patches, code, sm, Python and machine; `--no-cache` runs them).",
+                "",
+            ]
+            if result.get("cached_cells")
+            else []
+        ),
         _md(_provenance(result)),
         "",
         *[_md(text) + "  " for text in freshness.lines(result.get("freshness"))],  # "  ": a Markdown line break

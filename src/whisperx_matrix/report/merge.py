@@ -115,7 +115,7 @@ def matrix_judge(root: Path | None = None) -> tuple[list[str], Judge]:
 
 # Keys whose values may differ between two runs of the same inputs: when and how long, and whether a build was
 # made or reused. Everything else in a result is a function of the inputs.
-VOLATILE_KEYS = frozenset({"generated_at", "seconds", "built_at", "work", "merged_from"})
+VOLATILE_KEYS = frozenset({"generated_at", "seconds", "built_at", "work", "merged_from", "cached", "cached_cells"})
 
 
 def without_volatile(data: Any) -> Any:
