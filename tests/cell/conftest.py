@@ -104,3 +104,12 @@ def cpu_pipeline():  # type: ignore[no-untyped-def]
         language="en",
         threads=max(1, min(4, os.cpu_count() or 1)),
     )
+
+
+@pytest.fixture(scope="session")
+def cpu_transcript(cpu_pipeline):  # type: ignore[no-untyped-def]
+    """The CPU transcription of the speech sample, once per suite: the word-error-rate test judges it and the
+    diarization test gives its words speakers (the same call twice cost every cell about 3 s)."""
+    import whisperx
+
+    return cpu_pipeline.transcribe(whisperx.load_audio(env("WXM_SPEECH_WAV")), batch_size=4)

@@ -62,11 +62,10 @@ def test_vad_model_loads(cpu_pipeline) -> None:  # type: ignore[no-untyped-def]
     assert cpu_pipeline.vad_model is not None
 
 
-def test_cpu_transcription_word_error_rate(cpu_pipeline) -> None:  # type: ignore[no-untyped-def]
+def test_cpu_transcription_word_error_rate(cpu_transcript) -> None:  # type: ignore[no-untyped-def]
     import jiwer
-    import whisperx
 
-    segments = cpu_pipeline.transcribe(whisperx.load_audio(env("WXM_SPEECH_WAV")), batch_size=4)["segments"]
+    segments = cpu_transcript["segments"]
     hypothesis = " ".join(s["text"].strip() for s in segments)
     reference = open(env("WXM_SPEECH_TEXT"), encoding="utf-8").read()
     wer = jiwer.wer(_words(reference), _words(hypothesis))

@@ -127,10 +127,10 @@ def _words_over_segments(segments: list[dict[str, Any]]) -> list[dict[str, Any]]
     return out
 
 
-def test_whisperx_diarization_runs_offline_with_random_embedding_weights(tmp_path: Path, cpu_pipeline: Any) -> None:
+def test_whisperx_diarization_runs_offline_with_random_embedding_weights(tmp_path: Path, cpu_transcript: Any) -> None:
     """whisperx.diarize.DiarizationPipeline(model_name=<local pipeline>, device="cpu"), called with no auth
     argument as a user without a token would, then run on the speech sample; then whisperx.assign_word_speakers
-    on a CPU transcription of it. Random embedding weights: the labels are not judged, only that it ran (at least
+    on the suite's CPU transcription of it. Random embedding weights: the labels are not judged, only that it ran (at least
     one speaker turn, words that got a speaker)."""
     import whisperx
     from whisperx.diarize import DiarizationPipeline
@@ -150,9 +150,7 @@ def test_whisperx_diarization_runs_offline_with_random_embedding_weights(tmp_pat
     seconds["diarize"] = time.perf_counter() - t0
     assert len(diarize_df) >= 1, "no-speaker-turn: the diarization found no speaker turn in 16 s of speech"
 
-    t0 = time.perf_counter()
-    segments = cpu_pipeline.transcribe(audio, batch_size=4)["segments"]
-    seconds["transcribe"] = time.perf_counter() - t0
+    segments = cpu_transcript["segments"]
     assert segments, "no-speech: the CPU transcription found no segment"
 
     result = whisperx.assign_word_speakers(diarize_df, {"segments": _words_over_segments(segments)})

@@ -127,6 +127,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
         path = _write("audit", data, results_dir)
         print(json.dumps(data, indent=2))
         print(f"written: {path}")
+    elif args.kind == "workflow-cache":
+        from .workflow_cache import bench_workflow_cache
+
+        data = bench_workflow_cache(m.root, cell=args.cell) | {"machine": info, "date": time.strftime("%Y-%m-%d")}
+        path = _write("workflow-cache", data, results_dir)
+        print(json.dumps(data["targets"], indent=2))
+        print(f"written: {path}")
     elif args.kind == "matrix":
         data = bench_matrix(m, sm=args.sm)
         data["machine"] = info
@@ -141,10 +148,13 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench",
-        help="benchmarks: build | audit | matrix | transcribe | pipeline | trellis (ratios against baselines in the "
-        "same run); summarise: recompute the transcribe files' summary and targets",
+        help="benchmarks: build | audit | matrix | workflow-cache | transcribe | pipeline | trellis (ratios against "
+        "baselines in the same run); summarise: recompute the transcribe files' summary and targets",
     )
-    p.add_argument("kind", choices=("build", "audit", "matrix", "transcribe", "pipeline", "trellis", "summarise"))
+    p.add_argument(
+        "kind",
+        choices=("build", "audit", "matrix", "workflow-cache", "transcribe", "pipeline", "trellis", "summarise"),
+    )
     p.add_argument("--results", metavar="DIR", help="where results go (default: benchmarks/results/)")
     p.add_argument("--cell", default="stable-cu128")
     p.add_argument("--sm", type=int, default=120)
