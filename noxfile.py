@@ -112,7 +112,7 @@ def report(session: nox.Session) -> None:
 @nox.session(default=False, reuse_venv=True, tags=["bench"])
 def bench(session: nox.Session) -> None:
     """Benchmarks, each against its baseline in the same run: `-- build`, `-- audit`."""
-    _tool_venv(session, "report")
+    _tool_venv(session, "bench")
     session.run("python", "-m", "whisperx_matrix", "bench", *(session.posargs or ["build"]))
 
 

@@ -68,7 +68,7 @@ def _one_push(root: Path, work: Path, cell: str, caches: Path, change: str, touc
             "--caches",
             str(caches),
             "--record",
-            str(work / f"{clone.name}-steps.json"),
+            str(work / f"{clone.name}-steps.json"),  # the runner writes it once the steps have run
         ],
         cwd=clone,
         env=env,
@@ -76,10 +76,16 @@ def _one_push(root: Path, work: Path, cell: str, caches: Path, change: str, touc
         text=True,
     )
     wall = time.perf_counter() - t0
+    record = work / f"{clone.name}-steps.json"
+    if not record.is_file():  # the runner script stopped before any step (a workflow it cannot read, no PyYAML)
+        raise FatalError(
+            f"the workflow runner stopped before the job's steps: {(proc.stderr or proc.stdout).strip()[-300:]}",
+            hint="run scripts/run_workflow_job.py by hand in a clone to see why",
+        )
     report = clone / "reports" / cell / "matrix.json"
     result = json.loads(report.read_text(encoding="utf-8")) if report.is_file() else {}
     cells = result.get("cells", [])
-    steps = json.loads((work / f"{clone.name}-steps.json").read_text(encoding="utf-8"))["steps"]
+    steps = json.loads(record.read_text(encoding="utf-8"))["steps"]
     keys_after = {p.name for p in caches.iterdir()} if caches.is_dir() else set()
     return {
         "change": change,
