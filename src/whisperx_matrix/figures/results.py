@@ -25,6 +25,8 @@ KINDS = {
     "build": "build-*.json",
     "audit": "audit-*.json",
     "matrix": "matrix-*.json",
+    # `nox -s bench -- workflow-cache` (#24): the GPU workflow's cell job run three times, its results cache shared
+    "workflow-cache": "workflow-cache-*.json",
     "profile": "profile-diarization-*.json",
     "disk": "disk-tests-*.json",
     # `nox -s bench -- transcribe` run by the gpu-matrix workflow's bench jobs, inside a cell the product built

@@ -338,6 +338,8 @@ def files_table(r: Results) -> str:
         f"{'; '.join(f'“{k}” {_met(d.data)}' for k, d in m.items('targets'))} | tiny.en real |"
     )
 
+    rows.append(_workflow_cache_row(r["workflow-cache"]))
+
     steps = prof.sub("steps_s")
     conv = _conv2d(prof)
     rows.append(
@@ -381,3 +383,20 @@ def files_table(r: Results) -> str:
             f"{mib(mem_t.num('lowest_peak_mib'))} (whole process) | {pl_weights} |"
         )
     return "\n".join(rows)
+
+
+def _workflow_cache_row(wc: Doc) -> str:
+    """The GPU workflow's results cache: three pushes through its real cell job, one actions/cache store."""
+    pushes = "; ".join(
+        f"{p.text('change')}"
+        + (f" (`{'`, `'.join(str(c) for c in p.get('changed_paths'))}`)" if p.get("changed_paths") else "")
+        + f": {raw(p.num('cells_run'))} cell run, {raw(p.num('cells_from_cache'))} from the cache, job "
+        f"{sec(p.num('wall_s'))} s"
+        for p in (wc.sub("pushes", i) for i in range(len(wc.get("pushes"))))
+    )
+    return (
+        f"| `{wc.name}` | the GPU workflow's `{wc.text('job')}` job (`{wc.text('workflow')}`, as written, through "
+        f"`scripts/run_workflow_job.py`) for `{wc.text('cell')}`, three pushes in fresh clones sharing one "
+        f"actions/cache store | dev machine, {raw(wc.num('machine', 'cores'))} cores, no GPU | {pushes}; "
+        f"{'; '.join(f'“{k}” {_met(d.data)}' for k, d in wc.items('targets'))} | tiny.en real |"
+    )
