@@ -43,21 +43,23 @@ def _site_name(spec: str) -> str:
 
 
 @functools.cache
-def installed(spec: str) -> Path:
+def installed(spec: str, platform: str | None = None) -> Path:
     """A site-packages-like folder holding one wheel (``name==version``, ``.*`` allowed), installed by uv with
     --no-deps --target from uv's own cache: hardlinks, so a wheel the cells already use costs no second copy.
     Kept under ``cache_dir()/sites`` between runs. Each process installs into its own temporary folder and
     renames it into place, so an interrupted install is never mistaken for a finished one, and two pytest
     workers wanting the same wheel do not write into each other's files (the old extractor's ``.part`` files
-    did: a FileNotFoundError under ``-n 2``)."""
+    did: a FileNotFoundError under ``-n 2``). ``platform``: another machine's wheel, e.g. ``aarch64-manylinux_2_28``."""
     root = cache_dir() / "sites"
-    done = root / _site_name(spec)
+    done = root / (_site_name(spec) + (f"-{platform}" if platform else ""))
     if (done / ".complete").is_file():
         return done
     root.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=done.name + ".", suffix=".part", dir=root))
     try:
         args = [uv_bin(), "pip", "install", "--quiet", "--no-deps", "--link-mode", "hardlink"]
+        if platform:  # another machine's wheel (``aarch64-manylinux_2_28``), for this Python's version
+            args += ["--python-platform", platform, "--python-version", f"{sys.version_info[0]}.{sys.version_info[1]}"]
         proc = run([*args, "--python", sys.executable, "--target", str(partial), spec], env=uv_env())
         if not proc.ok:
             raise NetworkError(f"uv pip install {spec} failed: {proc.last_error_line()}")

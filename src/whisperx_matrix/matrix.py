@@ -46,6 +46,7 @@ _CELL_FIELDS = {
     "preload",
     "expect",
     "expect_sm",
+    "expect_platform",
     *_LOCK_FIELDS,
 }
 
@@ -106,6 +107,11 @@ class Cell:
     expect: Expectation = Expectation("pass")
     expect_sm: Mapping[int, Expectation] = field(default_factory=dict)
     lock_id: str = ""
+
+    @property
+    def arch(self) -> str:
+        """The machine the cell's wheels are for: ``x86_64`` or ``aarch64``."""
+        return platform_arch(self.platform)
 
     @property
     def floating(self) -> bool:
@@ -266,13 +272,26 @@ def parse(data: Mapping[str, Any], *, path: Path, text: str = "") -> Matrix:
     for cell_id in by_id:
         merged, lock_id = _resolve_extends(cell_id, by_id, fail)
         # A list of Pythons is an axis: the first keeps the cell's id, each other one is the cell `<id>-pyXY`
-        # with its own lock (the cibuildwheel way: identifiers carry the interpreter).
-        for i, python in enumerate(_pythons(merged, defaults, fail, cell_id)):
-            suffix = "" if i == 0 else f"-py{python.replace('.', '')}"
+        # with its own lock (the cibuildwheel way: identifiers carry the interpreter). A list of platforms is
+        # another, crossed with it: each platform after the first adds `-<arch>` (`stable-cu132-py312-aarch64`).
+        variants = [
+            (python, platform, ("" if i == 0 else f"-py{python.replace('.', '')}") + ("" if j == 0 else f"-{arch}"))
+            for j, (platform, arch) in enumerate(_platforms(merged, defaults, fail, cell_id))
+            for i, python in enumerate(_pythons(merged, defaults, fail, cell_id))
+        ]
+        for python, platform, suffix in variants:
             vid, vlock = cell_id + suffix, lock_id + suffix
-            variant = _amended(
-                dict(merged, python=python, aliases=[a + suffix for a in merged.get("aliases", [])]), vid, amends
+            fields = dict(
+                merged,
+                python=python,
+                platform=platform,
+                expect=_platform_expect(merged, platform, fail, cell_id),
+                aliases=[a + suffix for a in merged.get("aliases", [])],
             )
+            fields.pop("expect_platform", None)
+            if fields["expect"] is None:
+                fields.pop("expect")
+            variant = _amended(fields, vid, amends)
             cell = _make_cell(vid, variant, defaults, indexes, fail)
             if vlock != vid:
                 parent = built.get(vlock)
@@ -302,6 +321,39 @@ def _pythons(raw: Mapping[str, Any], defaults: Mapping[str, Any], fail: Any, cel
     if len(set(versions)) != len(versions):
         raise fail(f"python lists a version twice: {value!r}", cell_id, "python")
     return list(versions)
+
+
+PLATFORM_RE = re.compile(r"(x86_64|aarch64)-manylinux_2_\d+")
+
+
+def platform_arch(platform: str) -> str:
+    """The machine part of a uv platform (``aarch64-manylinux_2_28`` -> ``aarch64``)."""
+    return platform.split("-", 1)[0]
+
+
+def _platforms(raw: Mapping[str, Any], defaults: Mapping[str, Any], fail: Any, cell_id: str) -> list[tuple[str, str]]:
+    """(platform, arch) for each platform of the cell: one, or a list whose first keeps the cell's id."""
+    value = raw.get("platform", defaults.get("platform", "x86_64-manylinux_2_28"))
+    platforms = value if isinstance(value, list) else [value]
+    if not platforms or not all(isinstance(p, str) and PLATFORM_RE.fullmatch(p) for p in platforms):
+        raise fail(
+            f'platform must be a uv platform like "aarch64-manylinux_2_28" or a list of them, got {value!r}',
+            cell_id,
+            "platform",
+        )
+    arches = [platform_arch(p) for p in platforms]
+    if len(set(arches)) != len(arches):
+        raise fail(f"platform lists a machine twice: {value!r}", cell_id, "platform")
+    return list(zip(platforms, arches, strict=True))
+
+
+def _platform_expect(raw: Mapping[str, Any], platform: str, fail: Any, cell_id: str) -> Any:
+    """The cell's ``expect`` for this platform: ``expect_platform.<arch>`` where given (the outcome measured there),
+    else the cell's own (None: the default)."""
+    table = raw.get("expect_platform", {})
+    if not isinstance(table, Mapping) or not all(k in ("x86_64", "aarch64") for k in table):
+        raise fail("expect_platform must be a table keyed by machine (x86_64, aarch64)", cell_id, "expect_platform")
+    return table.get(platform_arch(platform), raw.get("expect"))
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ def _arch_summary(report: Any) -> dict[str, Any]:
         "torch_arch_list": list(arch.torch_arch_list or []),
         "files": arch.files,
         "seconds": arch.seconds,
+        **({"cpu_only": list(arch.cpu_only)} if arch.cpu_only else {}),
     }
 
 
@@ -268,6 +269,19 @@ def stage_lock(m: matrices.Matrix, cell: matrices.Cell, cell_work: Path) -> tupl
         return Stage("lock", "infra", skipped=why), None
     path = locks.lock_path(m, cell)
     lock = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(path.read_bytes())}
+    refused = locks.unresolvable(path.read_text(encoding="utf-8"))
+    if refused is not None:
+        # The resolver's answer, recorded in the lock: the cell's pins have no wheel for its platform.
+        reason = locks.unresolvable_reason(refused, cell.lock_id)
+        return Stage(
+            "lock",
+            "fail",
+            f"constraints/{path.name} records that it does not resolve for {cell.platform}",
+            [reason],
+            seconds=_since(t0),
+            evidence=[f"lock ({cell.platform}): {refused}"],
+            record={"lock": lock | {"unresolvable": refused}},
+        ), None
     return Stage(
         "lock", "pass", f"constraints/{cell.lock_id}.txt is fresh", seconds=_since(t0), record={"lock": lock}
     ), None
@@ -323,24 +337,28 @@ def stage_build(m: matrices.Matrix, cell: matrices.Cell, lock_file: Path | None)
     return Built(build, selftest, env_dir, versions, seconds)
 
 
-def stage_audit(cell: matrices.Cell, env_dir: Path, sm: int) -> tuple[Stage, Stage, Any]:
+def stage_audit(cell: matrices.Cell, site: Path, sm: int, *, python: Path | None) -> tuple[Stage, Stage, Any]:
     """The static audits (no GPU needed): torch's and every package's kernels against sm, and the library
-    closure. Returns the arch and closure stages and the audit report (the suite checks its answers)."""
+    closure. Returns the arch and closure stages and the audit report (the suite checks its answers). ``python``:
+    the env's interpreter (torch's own arch list is read with it); None for wheels of another platform, whose
+    closure is judged with that platform's loader (SearchEnv.foreign)."""
     from .audit import audit_site
+    from .audit.loader import SearchEnv
 
     t0 = time.perf_counter()
-    site = paths.site_packages(env_dir)
+    foreign = cell.arch != native_arch()
     report = audit_site(
         site,
         sm,
-        python=env_dir / "bin" / "python",
-        ld_library_path=os.environ.get("LD_LIBRARY_PATH"),
+        python=python,
+        ld_library_path=None if foreign else os.environ.get("LD_LIBRARY_PATH"),
         progress=False,
         label=cell.id,
+        env=SearchEnv.foreign(cell.arch) if foreign else None,
     )
     arch, closure = _arch_summary(report), _closure_summary(report)
     seconds = _since(t0)
-    arch_reasons = [r for r in report.reasons if r.startswith("arch-unsupported")]
+    arch_reasons = [r for r in report.reasons if r.startswith(("arch-unsupported", "no-cuda-build"))]
     closure_reasons = [r for r in report.reasons if r.startswith("missing-soname")]
     torch_arch = arch["packages"].get("torch", {})
     arch_evidence = [
@@ -352,6 +370,9 @@ def stage_audit(cell: matrices.Cell, env_dir: Path, sm: int) -> tuple[Stage, Sta
         )
         for name, pkg in sorted(arch["packages"].items())
         if not pkg["runnable"]
+    ] + [
+        f"{name}: a CPU-only build: none of its libraries carries GPU code (no fatbin), so device='cuda' cannot use it"
+        for name in arch.get("cpu_only", [])
     ]
     arch_stage = Stage(
         "arch",
@@ -531,12 +552,16 @@ def _run_stages(
     """The stages after the lock: build and self-test, the static audits, the suite (and its LD comparison)."""
     stages: list[Stage] = [lock]
     rec: dict[str, Any] = {"versions": {}, "seconds": {}}
-    if lock.status == "pass":
+    if lock.status == "pass" and cell.arch != native_arch():
+        stages += _static_stages(m, cell, lock_file, sm=sm, rec=rec)
+    elif lock.status == "pass":
         built = stage_build(m, cell, lock_file)
         stages += [built.build, built.selftest]
         rec["versions"], rec["seconds"] = built.versions, built.seconds
         if built.env is not None:
-            arch, closure, report = stage_audit(cell, built.env, sm)
+            arch, closure, report = stage_audit(
+                cell, paths.site_packages(built.env), sm, python=built.env / "bin" / "python"
+            )
             stages += [arch, closure]
             rec["seconds"]["audit"] = closure.seconds
             if suite:
@@ -556,6 +581,52 @@ def _run_stages(
     return finish_cell(cell, sm, stages, rec, t)
 
 
+def native_arch() -> str:
+    """This machine's architecture as the platforms name it (``x86_64``, ``aarch64``)."""
+    machine = platform.machine().lower()
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
+
+
+# The versions a cell record names (the self-test reads them in the env; a foreign cell's come from its lock).
+_VERSION_DISTS = ("torch", "torchaudio", "ctranslate2", "faster-whisper", "pyannote-audio", "whisperx")
+
+
+def _static_stages(
+    m: matrices.Matrix, cell: matrices.Cell, lock_file: Path | None, *, sm: int, rec: dict[str, Any]
+) -> list[Stage]:
+    """A cell for another machine (aarch64 wheels on this x86_64 one): its locked wheels are fetched, unpacked and
+    audited statically (kernels, library closure with that platform's loader); nothing is built or run, and the
+    build, self-test and suite say so. A static failure decides the cell; the absence of one decides nothing."""
+    from .wheelsite import install_site
+
+    here = native_arch()
+    not_run = f"not-run: platform {cell.arch} (this machine is {here})"
+    lock_path = lock_file or locks.lock_path(m, cell)
+    t0 = time.perf_counter()
+    site, why = install_site(lock_path, cell)
+    if site is None:
+        infra = why.startswith(("package index unreachable", "disk full"))
+        fetch = (
+            Stage("build", "infra", skipped=f"fetching the {cell.arch} wheels: {why}")
+            if infra
+            else Stage("build", "fail", why, [f"fetch-failed:{cell.id}"], evidence=[f"fetch: {why}"])
+        )
+        return [fetch, Stage("selftest", "skip", skipped=not_run)]
+    pins = {str(p.name): str(p.version) for p in locks.read_pins(lock_path.read_text(encoding="utf-8"))}
+    rec["versions"] = {d: pins[d] for d in _VERSION_DISTS if d in pins}
+    rec["seconds"]["build"] = _since(t0)
+    wheels = f"its {len(pins)} locked wheels fetched for {cell.platform} and judged statically"
+    arch, closure, _ = stage_audit(cell, site, sm, python=None)
+    rec["seconds"]["audit"] = closure.seconds
+    return [
+        Stage("build", "skip", skipped=f"{not_run}: {wheels}"),
+        Stage("selftest", "skip", skipped=not_run),
+        arch,
+        closure,
+        Stage("suite", "skip", skipped=f"{not_run}: the kernels and the library closure were judged statically"),
+    ]
+
+
 def finish_cell(
     cell: matrices.Cell, sm: int, stages: list[Stage], rec: dict[str, Any], t_cell: float
 ) -> dict[str, Any]:
@@ -570,6 +641,7 @@ def finish_cell(
         "channel": cell.channel,
         "cuda": cell.cuda,
         "python": cell.python,
+        "platform": cell.platform,
         "expected": {"status": expected.status, "reason": expected.reason},
         "checks": {},
         "versions": rec.get("versions", {}),
@@ -639,6 +711,9 @@ def run_matrix(
     paths.cache_dir().mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="matrix-work-", dir=paths.cache_dir()))
     tools.require("ffmpeg")
+    # Found once, before the workers: the uv package's finder reads sysconfig, whose first read is not thread-safe
+    # on Python 3.11 (two cells starting at once crashed in it with "can only concatenate str (not NoneType)").
+    tools.uv_bin()
     speech.selftest_speech()  # made once, before the workers need it
     results: dict[str, dict[str, Any]] = {}
     ctx = CacheContext.for_run(m, read=use_cache)

@@ -174,3 +174,24 @@ def test_a_wrong_expectation_makes_the_matrix_exit_non_zero(tmp_path: Path) -> N
     verdicts = {c["id"]: c["verdict"] for c in report["cells"]}
     assert verdicts == {"option1-stable-cu124": "unexpected-failure", "stable-cu128": "incomplete"}
     assert report["totals"]["incomplete"] == 1
+
+
+def test_aarch64_cells_are_judged_statically_and_say_what_was_not_run(result: dict) -> None:
+    """linux-aarch64 cells on this x86_64 machine (#25): locked for their platform, their wheels fetched and
+    audited, nothing built or run. The working cell's pins have no aarch64 solution (torchcodec 0.7.0); today's
+    newest stable resolves, its torch carries SASS for every ARM data-centre and desktop GPU, and CTranslate2's
+    aarch64 wheel is a CPU-only build."""
+    pinned = _cell(result, "stable-cu128-aarch64")
+    assert pinned["verdict"] == "failed-as-expected"
+    assert pinned["observed"]["reasons"] == ["no-wheel-for-platform:torchcodec==0.7.0"]
+    newest = _cell(result, "stable-cu132-py312-aarch64")
+    assert newest["verdict"] == "failed-as-expected" and newest["platform"] == "aarch64-manylinux_2_28"
+    assert newest["observed"]["reasons"] == ["no-cuda-build:ctranslate2"]
+    checks = newest["checks"]
+    assert checks["closure"]["status"] == "pass" and checks["arch"]["status"] == "fail"
+    for name in ("build", "selftest", "suite"):
+        assert checks[name]["status"] == "skip" and "not-run: platform aarch64" in checks[name]["detail"]
+    assert any("suite: not run (not-run: platform aarch64" in u for u in newest["observed"]["unobserved"])
+    sass = set(newest["arch"]["packages"]["torch"]["sass"])
+    assert {"sm_90", "sm_100", "sm_110", "sm_121a"} <= sass  # GH200, GB200, Jetson Thor, DGX Spark
+    assert newest["arch"]["cpu_only"] == ["ctranslate2"] and newest["versions"]["torch"] == "2.15.0"

@@ -142,3 +142,29 @@ def test_default_index_down_is_named_as_such(tiny_project: Path, monkeypatch: py
     [status] = lock.lock_all(m, [m.get("tiny")])
     assert status.state == "failed" and status.infra == "network"
     assert status.detail.startswith("package index unreachable"), status.detail
+
+
+@pytest.mark.network
+def test_pins_without_a_wheel_for_the_platform_are_recorded_as_the_lock(tiny_project: Path) -> None:
+    """uv's real answer for a pin that has no wheel for the cell's platform (torchcodec 0.7.0 on linux-aarch64) is
+    the cell's lock: written with its header, fresh until the inputs change, read by the matrix as the cell's
+    failure with a reason token, and refused by the build in one line."""
+    toml = tiny_project / "matrix.toml"
+    toml.write_text(
+        toml.read_text().replace(
+            'pins = { whisperx = "3.8.6" }\npatches',
+            'pins = { whisperx = "3.8.6" }\nrequires = ["torchcodec==0.7.0"]\n'
+            'platform = ["x86_64-manylinux_2_28", "aarch64-manylinux_2_28"]\npatches',
+            1,
+        )
+    )
+    m = matrix.load(toml)
+    cell = m.get("tiny-aarch64")
+    [status] = lock.lock_all(m, [cell])
+    assert (status.state, status.detail) == ("unresolvable", "no-wheel-for-platform:torchcodec==0.7.0")
+    text = (tiny_project / "constraints" / "tiny-aarch64.txt").read_text()
+    why = lock.unresolvable(text)
+    assert why is not None and why.startswith("Because torchcodec==0.7.0 has no wheels with a matching platform tag")
+    assert not lock.read_pins(text) and lock.check(m, [cell])[0].state == "fresh"
+    with pytest.raises(LockError, match=r"does not resolve for aarch64-manylinux_2_28: Because torchcodec"):
+        lock.ensure_fresh(m, cell)

@@ -296,6 +296,56 @@ def test_real_matrix_runs_the_working_cells_on_python_312_with_the_av_pin() -> N
     assert all("av<19" in c.requires and c.python == "3.12" for c in py312.values())
 
 
+PLATFORM_AXIS = PYTHON_AXIS.replace(
+    'python = ["3.11", "3.12"]\naliases = ["cu128"]',
+    'python = ["3.11", "3.12"]\nplatform = ["x86_64-manylinux_2_28", "aarch64-manylinux_2_28"]\naliases = ["cu128"]\n'
+    'expect_platform = { aarch64 = { status = "fail", reason = "no-cuda-build:ctranslate2" } }',
+)
+
+
+def test_platform_list_is_an_axis_crossed_with_python_with_its_own_ids_locks_and_expectations(tmp_path: Path) -> None:
+    path = tmp_path / "matrix.toml"
+    path.write_text(PLATFORM_AXIS)
+    mx = m.load(path)
+    by = {c.id: c for c in mx.cells}
+    assert [c.id for c in mx.select("*-aarch64")] == [
+        "base-aarch64",
+        "base-py312-aarch64",
+        "base-unpatched-aarch64",
+        "base-unpatched-py312-aarch64",
+        "only-311-aarch64",
+    ]
+    arm = by["base-py312-aarch64"]
+    assert (arm.python, arm.platform, arm.arch) == ("3.12", "aarch64-manylinux_2_28", "aarch64")
+    assert arm.lock_id == "base-py312-aarch64" and by["base-unpatched-py312-aarch64"].lock_id == "base-py312-aarch64"
+    assert arm.aliases == ("cu128-py312-aarch64",) and arm.lock_inputs()["platform"] == "aarch64-manylinux_2_28"
+    # the platform's own expectation, inherited through extends; the first platform keeps the cell's
+    assert arm.expect == m.Expectation("fail", "no-cuda-build:ctranslate2") and by["base"].expect.status == "pass"
+    assert by["base"].arch == "x86_64" and by["base"].id == "base"
+    # the '*-py312' amend does not reach '*-py312-aarch64' (the platform suffix comes last)
+    assert "av<19" in by["base-py312"].requires and "av<19" not in arm.requires
+
+
+@pytest.mark.parametrize(
+    ("new", "message"),
+    [
+        ('platform = ["x86_64-manylinux_2_28", "x86_64-manylinux_2_34"]', "platform lists a machine twice"),
+        ('platform = ["linux-arm"]', "platform must be a uv platform like"),
+    ],
+)
+def test_platform_axis_errors_name_the_field(tmp_path: Path, new: str, message: str) -> None:
+    path = tmp_path / "matrix.toml"
+    path.write_text(PLATFORM_AXIS.replace('platform = ["x86_64-manylinux_2_28", "aarch64-manylinux_2_28"]', new))
+    with pytest.raises(ConfigError, match=message):
+        m.load(path)
+
+
+def test_real_matrix_has_aarch64_cells_for_the_working_cell_and_todays_newest_stable() -> None:
+    arm = {c.id: c for c in MATRIX.select("*-aarch64")}
+    assert {"stable-cu128-aarch64", "stable-cu132-aarch64", "stable-cu132-py312-aarch64"} <= set(arm)
+    assert all(c.platform == "aarch64-manylinux_2_28" and c.expect.reason for c in arm.values())  # measured
+
+
 def test_cells_listing_shows_every_target_not_only_sm_120() -> None:
     """`nox -s cells` on a CPU or sm_90 machine must not show only the sm_120 expectation as if it were the rule."""
     from whisperx_matrix.cells_cli import expectations

@@ -131,8 +131,10 @@ def audit_site(
     torch_archs: bool = True,
     progress: bool | None = None,
     label: str | None = None,
+    env: SearchEnv | None = None,
 ) -> AuditReport:
-    """Run the audits on one site-packages folder. Never raises for what it finds: findings are data."""
+    """Run the audits on one site-packages folder. Never raises for what it finds: findings are data. ``env``: the
+    loader's system side (default: this machine's; ``SearchEnv.foreign("aarch64")`` for another platform's wheels)."""
     if kind not in KINDS:
         raise ConfigError(f"unknown audit kind {kind!r}", hint=f"one of {', '.join(KINDS)}")
     found = _from_path(Path(site))  # a venv is accepted too
@@ -150,6 +152,7 @@ def audit_site(
             ld_library_path=ld_library_path,
             python=python,
             files=files,
+            env=env,
             progress=progress,
         )
         image = closure.process
@@ -160,7 +163,7 @@ def audit_site(
             image = simulate(
                 site,
                 entries if entries is not None else default_entries(site),
-                env=SearchEnv.system(None, python=python),
+                env=env or SearchEnv.system(None, python=python),
                 preload=preload if preload is not None else read_preload(site),
             )
         used = {item.path for item in image.loaded} if image.entries else None
@@ -169,6 +172,7 @@ def audit_site(
         )
         if arch.reason:
             reasons.append(arch.reason)
+        reasons.extend(f"no-cuda-build:{name}" for name in arch.cpu_only)
     if closure is not None:
         reasons.extend(f"missing-soname:{name}" for name in closure.missing)
     return AuditReport(

@@ -74,6 +74,9 @@ class ArchAudit:
     seconds: float
     torch_arch_list: tuple[str, ...] | None = None  # torch._C._cuda_getArchFlags() in the cell's python
     notes: tuple[str, ...] = ()
+    # Packages of the GPU stack that are installed but carry no GPU code at all: a CPU-only build (PyPI's torch
+    # 2.8.0 for linux-aarch64, CTranslate2 4.8.5's aarch64 wheel). Each is a reason "no-cuda-build:<name>".
+    cpu_only: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,6 +214,18 @@ def arch_origins(libs: Iterable[LibraryArch]) -> tuple[tuple[tuple[str, ...], tu
     return tuple(sorted(((k, tuple(v)) for k, v in groups.items()), key=lambda g: (_arch_key(g[1][0]), g[0])))
 
 
+# What WhisperX runs on the GPU: torch (alignment, diarization, VAD) and CTranslate2 (faster-whisper's ASR).
+GPU_STACK = ("torch", "ctranslate2")
+
+
+def cpu_only_packages(root: Path, packages: Iterable[PackageArch]) -> tuple[str, ...]:
+    """The GPU stack's packages installed under ``root`` (a dist-info of that name) with no GPU code in any of their
+    libraries: ``device="cuda"`` cannot work with them, whatever the GPU."""
+    with_gpu = {p.package.split()[0] for p in packages if p.status != NO_GPU_CODE}
+    installed = {name for name in GPU_STACK if any(root.glob(f"{name}-*.dist-info"))}
+    return tuple(name for name in GPU_STACK if name in installed and name not in with_gpu)
+
+
 def audit_arch(
     root: Path,
     sm: int | str | Arch = 120,
@@ -263,6 +278,7 @@ def audit_arch(
         seconds=round(time.perf_counter() - start, 3),
         torch_arch_list=tuple(torch_list) if torch_list is not None else None,
         notes=tuple(notes),
+        cpu_only=cpu_only_packages(root, packages),
     )
 
 

@@ -13,7 +13,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .. import ui
@@ -49,6 +49,8 @@ class ProcessImage:
     # CUDA libraries (ones a wheel would provide) found outside the cell, e.g. a toolkit in ld.so.cache:
     # the cell works here only thanks to this machine.
     from_system: tuple[str, ...] = ()
+    # Sonames a foreign platform's host provides (its system libraries by the manylinux policy): not auditable here
+    from_host: tuple[str, ...] = ()
 
     @property
     def runnable(self) -> bool:
@@ -223,6 +225,7 @@ def simulate(
         mixed_cuda=len(majors) > 1,
         via_ld_library_path=tuple(rel(p) for p in dict.fromkeys(proc.via_ld_library_path)),
         from_system=tuple(item.path for item in loaded if item.path.startswith("/") and wheel_provided(item.soname)),
+        from_host=tuple(sorted(proc.from_host)),
     )
 
 
@@ -295,15 +298,7 @@ def audit_closure(
     with_env = None
     depends = None
     if ld_library_path:
-        env2 = SearchEnv(
-            ld_library_path=split_path_list(ld_library_path),
-            cache=base.cache,
-            default_dirs=base.default_dirs,
-            lib=base.lib,
-            platform=base.platform,
-            exe_rpath=base.exe_rpath,
-            exe_origin=base.exe_origin,
-        )
+        env2 = replace(base, ld_library_path=split_path_list(ld_library_path))
         with_env = simulate(root, entries, env=env2, preload=preload, objects=objects, owners=owners, tree=tree)
         # It depends on LD_LIBRARY_PATH when the variable changes what is missing or what gets loaded.
         depends = (not image.runnable and with_env.runnable) or bool(with_env.via_ld_library_path)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from .. import tools
 from . import elf
-from .sonames import is_driver, known_for, provider
+from .sonames import INTERPRETERS, MANYLINUX_2_28_HOST, is_driver, known_for, provider
 
 # --- the search environment ---------------------------------------------------------------------------
 
@@ -59,6 +59,21 @@ class SearchEnv:
     platform: str = "x86_64"  # $PLATFORM (AT_PLATFORM)
     exe_rpath: tuple[str, ...] = ()  # the executable's DT_RPATH, searched after the loader chain
     exe_origin: str = ""
+    # Sonames the target host provides and this machine cannot show (a foreign platform's system libraries):
+    # never missing, never loaded, listed as taken from the host.
+    host: frozenset[str] = frozenset()
+
+    @classmethod
+    def foreign(cls, arch: str) -> SearchEnv:
+        """The loader of a manylinux_2_28 ``arch`` host judged from this machine: no ld.so.cache and no system
+        folder to search (none of this machine's libraries can load into an ``arch`` process: ld.so skips another
+        machine's objects), the policy's system libraries and the interpreter taken from the host."""
+        return cls(
+            default_dirs=(),
+            lib="lib64" if arch == "x86_64" else "lib",
+            platform=arch,
+            host=frozenset((*MANYLINUX_2_28_HOST, INTERPRETERS[arch])),
+        )
 
     @classmethod
     def system(cls, ld_library_path: str | None = None, *, python: Path | None = None) -> SearchEnv:
@@ -238,6 +253,7 @@ class Process:
         self.missing: list[Missing] = []
         self.optional_missing: list[Missing] = []
         self.via_ld_library_path: list[str] = []
+        self.from_host: set[str] = set()  # sonames the target host provides (SearchEnv.host)
         self.tree = tree or {}  # basename -> paths in the audited tree (to say "present but not found")
         self._exists: dict[str, bool] = {}
         self._pending: deque[Node] = deque()
@@ -253,6 +269,7 @@ class Process:
         twin._by_name = dict(self._by_name)
         twin._by_file = dict(self._by_file)
         twin._exists = self._exists  # a cache of os.path.isfile, valid for both
+        twin.from_host = self.from_host
         return twin
 
     # -- loading
@@ -367,6 +384,9 @@ class Process:
 
     def _record_missing(self, name: str, caller: Node, how: str) -> None:
         if is_driver(name):
+            return
+        if name in self.env.host:
+            self.from_host.add(name)
             return
         nodes = caller.chain()
         chain = tuple(n.path for n in nodes)

@@ -13,6 +13,40 @@ from dataclasses import dataclass
 DRIVER_SONAMES = ("libcuda.so*", "libnvidia-*.so*", "libnvcuvid.so*", "libcudadebugger.so*", "libnvoptix.so*")
 
 
+# What a manylinux_2_28 host provides, so a wheel may need it without shipping it: auditwheel's policy for
+# manylinux_2_28 (auditwheel 6.8.2, src/auditwheel/policy/manylinux-policy.json, "lib_whitelist"; a unit test
+# compares this table with the installed auditwheel's file), plus the ELF interpreter of each machine. The closure
+# audit of a foreign platform (aarch64 wheels judged on this x86_64 machine) takes these from the host, since no
+# aarch64 system library exists here; on the native platform the real system libraries are searched instead.
+MANYLINUX_2_28_HOST = (
+    "libatomic.so.1",
+    "libgcc_s.so.1",
+    "libstdc++.so.6",
+    "libm.so.6",
+    "libmvec.so.1",
+    "libanl.so.1",
+    "libdl.so.2",
+    "librt.so.1",
+    "libc.so.6",
+    "libnsl.so.1",
+    "libutil.so.1",
+    "libpthread.so.0",
+    "libX11.so.6",
+    "libXext.so.6",
+    "libXrender.so.1",
+    "libICE.so.6",
+    "libSM.so.6",
+    "libGL.so.1",
+    "libgobject-2.0.so.0",
+    "libgthread-2.0.so.0",
+    "libglib-2.0.so.0",
+    "libresolv.so.2",
+    "libexpat.so.1",
+    "libz.so.1",
+)
+INTERPRETERS = {"x86_64": "ld-linux-x86-64.so.2", "aarch64": "ld-linux-aarch64.so.1"}
+
+
 @dataclass(frozen=True)
 class KnownDlopen:
     """Libraries an object loads with dlopen, found in its strings by ``soname_re``; required at run time."""

@@ -8,18 +8,13 @@ claim or an outcome that rests on them is "not predictable statically", never a 
 
 from __future__ import annotations
 
-import hashlib
-import os
-import shutil
-import sys
-import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from .. import paths, tools, verdict
+from .. import verdict
 from ..audit import AuditReport, audit_arch, audit_closure
 from ..audit import elf as elf_files
 from ..audit.fatbin import Arch
@@ -27,6 +22,7 @@ from ..audit.loader import SearchEnv
 from ..lock import LockStatus, compile_lock, read_pins
 from ..matrix import Cell, Matrix
 from ..matrix_run import Stage, _arch_summary, _closure_summary, _named_by_library, finish_cell
+from ..wheelsite import install_site
 
 STATIC_ONLY = "static only: build and suite not run"
 # Checks that read only what the static audit gives (torch's kernels, the closure, the CUDA runtime, cited tables);
@@ -71,46 +67,6 @@ class Prediction:
 def lock_candidate(matrix: Matrix, cell: Cell, dest: Path) -> LockStatus:
     """Resolve the candidate as ``nox -s lock`` would (the same code), into ``dest``; outcomes are data."""
     return compile_lock(matrix, cell, upgrade=True, dest=dest)
-
-
-def install_site(lock: Path, cell: Cell) -> tuple[Path | None, str]:
-    """Every wheel of the lock, without dependencies, into one site-packages-like folder of our cache (uv
-    hardlinks them from its own cache; nothing is built into a venv, nothing runs). Keyed by the lock's pins and
-    hashes, so a repeat is instant. (folder, "") or (None, why)."""
-    body = "\n".join(p.spec() + " " + " ".join(sorted(p.hashes)) for p in read_pins(lock.read_text(encoding="utf-8")))
-    key = hashlib.sha256(f"{cell.python} {cell.platform}\n{body}".encode()).hexdigest()[:16]
-    root = paths.cache_dir() / "watch" / "sites"
-    done = root / key
-    if (done / ".complete").is_file():
-        return done, ""
-    root.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=key + ".", suffix=".part", dir=root))
-    try:
-        args = [tools.uv_bin(), "pip", "install", "--quiet", "--no-deps", "--link-mode", "hardlink"]
-        args += [
-            "--python",
-            sys.executable,
-            "--python-version",
-            cell.python,
-            "--python-platform",
-            cell.platform,
-            "--target",
-            str(partial),
-        ]
-        proc = tools.run([*args, "-r", str(lock)], env=tools.uv_env())
-        if not proc.ok:
-            cause = proc.infra_cause()
-            what = {"network": "package index unreachable", "disk": "disk full"}.get(cause or "", "uv install failed")
-            return None, f"{what}: {proc.last_error_line()}"
-        (partial / ".complete").write_text(lock.name + "\n", encoding="utf-8")
-        try:
-            os.replace(partial, done)
-        except OSError:
-            if not (done / ".complete").is_file():
-                raise
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-    return done, ""
 
 
 # --- the audit and the record ---------------------------------------------------------------------------
