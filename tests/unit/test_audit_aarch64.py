@@ -10,6 +10,7 @@ from importlib import resources
 
 import pytest
 import wheelcache
+from audit_elves import as_cuobjdump_names, cuobjdump_list
 
 from whisperx_matrix.audit import audit_arch, audit_closure
 from whisperx_matrix.audit.loader import SearchEnv
@@ -59,3 +60,17 @@ def test_a_foreign_loader_searches_no_folder_of_this_machine() -> None:
     env = SearchEnv.foreign("aarch64")
     assert env.default_dirs == () and not env.cache and env.platform == "aarch64" and env.lib == "lib"
     assert "ld-linux-aarch64.so.1" in env.host and "libcublas.so.12" not in env.host
+
+
+@pytest.mark.network
+@pytest.mark.slow  # cuobjdump reads the 0.5 GB library in about 6 s
+def test_the_fatbin_audit_agrees_with_cuobjdump_on_torchs_aarch64_library() -> None:
+    """The kernels the aarch64 cells are judged by (torch 2.15.0's libtorch_cuda.so for linux-aarch64, the wheel
+    the stable-cu132 aarch64 locks take), read by NVIDIA's own cuobjdump: the same cubins and PTX, by name."""
+    tool = wheelcache.cuobjdump()
+    if tool is None:
+        pytest.skip("no cuobjdump (neither on PATH nor from the nvidia-cuda-cuobjdump wheel)")
+    lib = wheelcache.installed("torch==2.15.0", platform=AARCH64) / "torch" / "lib" / "libtorch_cuda.so"
+    ours = as_cuobjdump_names(lib)
+    assert ours and sorted(ours) == sorted(cuobjdump_list(tool, lib))
+    assert {"sm_90", "sm_100", "sm_110", "sm_121a"} <= set(ours)  # GH200, GB200, Jetson Thor, DGX Spark
