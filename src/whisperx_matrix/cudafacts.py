@@ -68,6 +68,12 @@ KNOWN_GPUS: dict[str, int] = {
     "H100": 90,
     "H200": 90,
     "B200": 100,
+    # linux-aarch64 machines (the matrix judges their cells statically: `nox -s doctor -- --platform aarch64`).
+    # Jetson Thor was sm_101 in CUDA 12.8-12.9; CUDA 13.0 renamed it sm_110 (CUDA 13.0 release notes).
+    "GH200": 90,
+    "GB200": 100,
+    "Jetson AGX Thor": 110,
+    "DGX Spark (GB10)": 121,
     "GeForce RTX 5070": 120,
     "GeForce RTX 5080": 120,
     "GeForce RTX 5090": 120,

@@ -25,7 +25,7 @@ from . import lock as locks
 from . import paths, tools, ui
 from .cudafacts import CUDA_DRIVERS, CUDA_DRIVERS_SOURCE, GPU_DRIVER_BRANCH, KNOWN_GPUS, TORCH_ARCHS, CudaDriver
 from .errors import ConfigError
-from .matrix import Cell, Matrix
+from .matrix import Cell, Matrix, native_arch
 
 # --- kernels per cell ---------------------------------------------------------------------------------
 
@@ -479,8 +479,31 @@ def audit_kernels(matrix: Matrix, cell: Cell, sm: int) -> Kernels | None:
     return Kernels(tuple(libs[0].sass), tuple(p.split()[0] for p in libs[0].ptx), f"audit of envs/{cell.id}")
 
 
+# The committed matrix report: for a cell of another platform (aarch64), the static audit of its own wheels.
+MATRIX_REPORT = Path("reports") / "matrix.json"
+
+
+def report_kernels(matrix: Matrix, cell: Cell) -> Kernels | None:
+    """torch's kernels as the committed matrix report's static audit read them from the cell's own wheels, or None
+    (no report, no record of the cell, or a torch without GPU code)."""
+    try:
+        data = json.loads((matrix.root / MATRIX_REPORT).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    rec = next((c for c in data.get("cells", []) if c.get("id") == cell.id), None) if isinstance(data, dict) else None
+    torch = (((rec or {}).get("arch") or {}).get("packages") or {}).get("torch") or {}
+    if not torch.get("sass") and not torch.get("ptx"):
+        return None
+    ptx = tuple(p.split()[0] for p in torch.get("ptx") or [])
+    return Kernels(tuple(torch.get("sass") or []), ptx, f"static audit of its {cell.arch} wheels ({MATRIX_REPORT})")
+
+
 def cell_kernels(matrix: Matrix, cell: Cell, sm: int | None, *, use_audit: bool = True) -> Kernels | None:
-    """The built env's audit where there is one; else the table of measured torch builds, saying so."""
+    """The built env's audit where there is one; else the table of measured torch builds, saying so. A cell of
+    another platform is never built here: the committed report's static audit of its wheels speaks for it (the
+    table's rows are x86_64 wheels; torch's aarch64 builds carry other kernels)."""
+    if cell.arch != native_arch():
+        return report_kernels(matrix, cell)
     note = ""
     if use_audit and sm is not None and (paths.envs_dir(matrix.root) / cell.id).exists():
         try:
@@ -612,11 +635,20 @@ def _with_measured(fit: CellFit, measured: Mapping[str, list[str]]) -> CellFit:
 
 
 def diagnose(
-    matrix: Matrix, machine: Machine, *, sm: int | None = None, driver: str | None = None, use_audit: bool = True
+    matrix: Matrix,
+    machine: Machine,
+    *,
+    sm: int | None = None,
+    driver: str | None = None,
+    use_audit: bool = True,
+    platform: str | None = None,
 ) -> Report:
-    """Judge every cell for this machine; ``sm``/``driver`` override what was probed (or stand in for it).
+    """Judge every cell of this machine's platform (``platform``: another one, e.g. ``aarch64`` for a GH200 or a
+    DGX Spark) for this machine; ``sm``/``driver`` override what was probed (or stand in for it).
     UnknownCudaError where a cell's CUDA release has no cited driver floor (never a silent pass)."""
-    for c in matrix.cells:
+    arch = platform or native_arch()
+    cells = [c for c in matrix.cells if c.arch == arch]
+    for c in cells:
         cuda_floor(c.cuda, c.id)
     probed_sm = next((g.sm for g in machine.gpus if g.sm is not None), None)
     sm = sm if sm is not None else probed_sm
@@ -626,7 +658,7 @@ def diagnose(
     measured = gpu_measurements(matrix.root / GPU_REPORT)
     fits = [
         _with_measured(fit_cell(matrix, c, sm, driver, gpu_problem, use_audit=use_audit, order=i), measured)
-        for i, c in enumerate(matrix.cells)
+        for i, c in enumerate(cells)
     ]
     usable = sorted((f for f in fits if f.verdict != OUT), key=lambda f: f.rank)
     runs = driver_runs(driver)
@@ -643,7 +675,12 @@ def diagnose(
             runs,
         )
     if not usable:
-        why = gpu_problem or "no cell of matrix.toml can run here (see the reasons per cell)"
+        why = gpu_problem or (
+            f"no {arch} cell of matrix.toml can run here: "
+            + "; ".join(f"{f.cell}: {f.reasons[0]}" for f in fits if f.reasons)
+            if fits
+            else f"matrix.toml has no {arch} cell"
+        )
         if gpu_problem:
             why += f"; upgrade the driver to the {GPU_DRIVER_BRANCH[(sm or 0) // 10][0]} series or later"
         return Report(machine, sm, driver, cuda, gpu_problem, tuple(fits), None, why, runs)
@@ -741,7 +778,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     machine = collect()
     matrix = matrices.load()
-    report = diagnose(matrix, machine, sm=args.sm, driver=args.driver, use_audit=not args.no_audit)
+    report = diagnose(
+        matrix, machine, sm=args.sm, driver=args.driver, use_audit=not args.no_audit, platform=args.platform
+    )
     if (
         machine.gpus
         and report.recommended
@@ -758,6 +797,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("doctor", help="read this machine's GPU and driver, and name the cell to use here")
     p.add_argument("--sm", type=int, help="judge for this compute capability (e.g. 120) instead of the GPU's")
     p.add_argument("--driver", help="judge for this driver version (e.g. 575.51.03) instead of the installed one")
+    p.add_argument(
+        "--platform",
+        choices=("x86_64", "aarch64"),
+        help="judge the cells of this platform (default: this machine's): aarch64 for GH200, GB200, Jetson Thor, "
+        "DGX Spark",
+    )
     p.add_argument("--json", action="store_true", help="the report as JSON")
     p.add_argument("--no-audit", action="store_true", help="use the built-in arch table even for built cells")
     p.add_argument(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import platform as _platform
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -329,6 +330,12 @@ PLATFORM_RE = re.compile(r"(x86_64|aarch64)-manylinux_2_\d+")
 def platform_arch(platform: str) -> str:
     """The machine part of a uv platform (``aarch64-manylinux_2_28`` -> ``aarch64``)."""
     return platform.split("-", 1)[0]
+
+
+def native_arch() -> str:
+    """This machine's architecture as the platforms name it (``x86_64``, ``aarch64``)."""
+    machine = _platform.machine().lower()
+    return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
 
 
 def _platforms(raw: Mapping[str, Any], defaults: Mapping[str, Any], fail: Any, cell_id: str) -> list[tuple[str, str]]:

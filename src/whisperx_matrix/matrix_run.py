@@ -346,7 +346,7 @@ def stage_audit(cell: matrices.Cell, site: Path, sm: int, *, python: Path | None
     from .audit.loader import SearchEnv
 
     t0 = time.perf_counter()
-    foreign = cell.arch != native_arch()
+    foreign = cell.arch != matrices.native_arch()
     report = audit_site(
         site,
         sm,
@@ -552,7 +552,7 @@ def _run_stages(
     """The stages after the lock: build and self-test, the static audits, the suite (and its LD comparison)."""
     stages: list[Stage] = [lock]
     rec: dict[str, Any] = {"versions": {}, "seconds": {}}
-    if lock.status == "pass" and cell.arch != native_arch():
+    if lock.status == "pass" and cell.arch != matrices.native_arch():
         stages += _static_stages(m, cell, lock_file, sm=sm, rec=rec)
     elif lock.status == "pass":
         built = stage_build(m, cell, lock_file)
@@ -581,12 +581,6 @@ def _run_stages(
     return finish_cell(cell, sm, stages, rec, t)
 
 
-def native_arch() -> str:
-    """This machine's architecture as the platforms name it (``x86_64``, ``aarch64``)."""
-    machine = platform.machine().lower()
-    return {"arm64": "aarch64", "amd64": "x86_64"}.get(machine, machine)
-
-
 # The versions a cell record names (the self-test reads them in the env; a foreign cell's come from its lock).
 _VERSION_DISTS = ("torch", "torchaudio", "ctranslate2", "faster-whisper", "pyannote-audio", "whisperx")
 
@@ -599,7 +593,7 @@ def _static_stages(
     build, self-test and suite say so. A static failure decides the cell; the absence of one decides nothing."""
     from .wheelsite import install_site
 
-    here = native_arch()
+    here = matrices.native_arch()
     not_run = f"not-run: platform {cell.arch} (this machine is {here})"
     lock_path = lock_file or locks.lock_path(m, cell)
     t0 = time.perf_counter()

@@ -593,3 +593,18 @@ def test_the_committed_gpu_run_is_named_beside_each_cell_it_measured(tmp_path: P
     assert measured["stable-cu132"][0].endswith("failed-as-expected (missing-soname:libcublas.so.12)")
     assert "stable-cu128" not in measured  # no GPU in that run: nothing measured
     assert doctor.gpu_measurements(tmp_path / "missing.json") == {}
+
+
+def test_an_arm_gpu_is_judged_against_the_aarch64_cells_and_told_what_stands_in_the_way() -> None:
+    """`nox -s doctor -- --sm 121 --platform aarch64` (a DGX Spark) from this x86_64 machine: only the aarch64
+    cells are judged, none can run, and the answer names each one's measured reason; by default the doctor judges
+    this machine's own platform and never offers an aarch64 cell here."""
+    m = matrix.load(ROOT / "matrix.toml")
+    none = doctor.Machine((), None, None, "none")
+    arm = doctor.diagnose(m, none, sm=121, driver="580.95.05", platform="aarch64")
+    assert arm.cells and all(f.cell.endswith("-aarch64") for f in arm.cells)
+    assert arm.recommended is None and arm.why.startswith("no aarch64 cell of matrix.toml can run here")
+    assert "stable-cu132-py312-aarch64: expected to fail per matrix.toml: no-cuda-build:ctranslate2" in arm.why
+    here = doctor.diagnose(m, none, sm=120, driver="580.95.05")
+    assert here.recommended is not None and not any(f.cell.endswith("-aarch64") for f in here.cells)
+    assert cudafacts.KNOWN_GPUS["DGX Spark (GB10)"] == 121 and cudafacts.KNOWN_GPUS["Jetson AGX Thor"] == 110

@@ -130,17 +130,18 @@ def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
     cells = _table_rows(md, "cell")
     assert [r[0] for r in cells] == [f"`{c['id']}`" for c in sample["cells"]]
     by_id = {r[0].strip("`"): r for r in cells}
-    assert all(len(r) == 5 for r in cells)
-    assert by_id["stable-cu130"][1:4] == ["fail `missing-soname:libcublas.so.12`", "pass", "**unexpected-pass**"]
-    assert by_id["option1-stable-cu124"][1:4] == [
+    assert all(len(r) == 6 for r in cells)
+    assert {r[1] for r in cells} == {"x86_64"}  # the platform column: results before the axis were all x86_64
+    assert by_id["stable-cu130"][2:5] == ["fail `missing-soname:libcublas.so.12`", "pass", "**unexpected-pass**"]
+    assert by_id["option1-stable-cu124"][2:5] == [
         "fail `arch-unsupported:sm_120`",
         "fail `arch-unsupported:sm_120`",
         "failed-as-expected",
     ]
-    assert by_id["doc-recipe-cu128-unpatched"][3] == "**wrong-reason**"
-    assert by_id["stable-cu126"][1:4] == ["pass", "fail `arch-unsupported:sm_120`", "**unexpected-failure**"]
-    assert by_id["nightly-cu130"][3] == "not-testable"
-    assert "&lt;- ctranslate2/libctranslate2.so.4.6.0" in by_id["stable-cu130"][4]  # raw '<' never reaches the PR
+    assert by_id["doc-recipe-cu128-unpatched"][4] == "**wrong-reason**"
+    assert by_id["stable-cu126"][2:5] == ["pass", "fail `arch-unsupported:sm_120`", "**unexpected-failure**"]
+    assert by_id["nightly-cu130"][4] == "not-testable"
+    assert "&lt;- ctranslate2/libctranslate2.so.4.6.0" in by_id["stable-cu130"][5]  # raw '<' never reaches the PR
 
     claims = _table_rows(md, "claim")
     assert [r[0].split("<br>")[0] for r in claims] == [f"`{c['id']}`" for c in sample["claims"]]
@@ -157,7 +158,7 @@ def test_markdown_headline_cells_and_claims(sample: dict[str, Any]) -> None:
 def test_markdown_cells_escape_pipes_and_newlines(sample: dict[str, Any]) -> None:
     sample["cells"][0]["evidence"] = ["a | b", "two\nlines", "*all* of _it_, use_auth_token"]
     row = _table_rows(report.render_markdown(sample), "cell")[0]
-    assert len(row) == 5 and row[4] == "a \0 b<br>two<br>lines<br>\\*all\\* of \\_it\\_, use_auth_token"
+    assert len(row) == 6 and row[5] == "a \0 b<br>two<br>lines<br>\\*all\\* of \\_it\\_, use_auth_token"
 
 
 # ---------------------------------------------------------------------------------------------- verdicts first
@@ -286,10 +287,10 @@ def test_markdown_renders_parts_partials_context_and_unobserved(sample: dict[str
     cells = {r[0].strip("`"): r for r in _table_rows(md, "cell")}
     incomplete = next(c["id"] for c in newer["cells"] if c["verdict"] == "incomplete")
     assert (
-        cells[incomplete][2]
+        cells[incomplete][3]
         == "pass<br>not observed: GPU part: not run (no GPU: nvidia-smi not found, no /dev/nvidia\\* device nodes)"
     )
-    assert cells[incomplete][3] == "incomplete"  # not bold: nothing unexpected happened
+    assert cells[incomplete][4] == "incomplete"  # not bold: nothing unexpected happened
     assert "**9 cells: 3 as expected, 3 unexpected, 2 not testable here, 1 incomplete (target sm_120)**" in md
 
 

@@ -20,6 +20,7 @@ from .fmt import wrap
 from .pipeline import pipeline_block, trellis_block
 from .readme import (
     _suite_cell,
+    arm_block,
     audit_block,
     bench_block,
     build_block,
@@ -43,6 +44,7 @@ DOCUMENTS: dict[str, dict[str, Renderer]] = {
         "figures:pipeline": pipeline_block,
         "figures:trellis": trellis_block,
         "figures:gpu-cu130": gpu_cu130,
+        "figures:arm": arm_block,
         "bench": bench_block,
         "figures:build-noop": build_noop,
         "figures:audit": audit_block,

@@ -474,3 +474,74 @@ def gpu_front_door_bench(r: Results) -> str:
         f"Files: [`{tiny.name}`]({RESULTS_DIR}/{tiny.name}), [`{large.name}`]({RESULTS_DIR}/{large.name})."
     )
     return text
+
+
+# ------------------------------------------------------------------------------------------ ARM (linux-aarch64)
+
+# The ARM GPUs the aarch64 cells are judged for, by compute capability (cudafacts.KNOWN_GPUS names them).
+ARM_TARGETS = ("GH200", "GB200", "Jetson AGX Thor", "DGX Spark (GB10)")
+
+
+def _arm_cell_line(c: Mapping[str, Any]) -> str:
+    """One aarch64 cell: what its lock took, and what the static audits found on each ARM GPU."""
+    from ..cudafacts import KNOWN_GPUS
+    from ..doctor import Kernels, kernel_fit
+
+    v = c.get("versions") or {}
+    head = f"`{c['id']}` (Python {c.get('python')}" + (f", torch {v['torch']}" if v.get("torch") else "") + ")"
+    lock = (c.get("lock") or {}).get("unresolvable")
+    if lock:
+        return wrap(f"- {head}: does not install: {lock}", indent="  ")
+    torch = ((c.get("arch") or {}).get("packages") or {}).get("torch") or {}
+    kernels = Kernels(tuple(torch.get("sass") or []), tuple(p.split()[0] for p in torch.get("ptx") or []), "")
+    fits = {name: kernel_fit(kernels, KNOWN_GPUS[name])[0] for name in ARM_TARGETS}
+    runs = [f"{n} (sm_{KNOWN_GPUS[n]})" for n, f in fits.items() if f in ("sass", "ptx")]
+    not_runs = [f"{n} (sm_{KNOWN_GPUS[n]})" for n, f in fits.items() if f not in ("sass", "ptx")]
+    parts = [
+        (f"torch's kernels run on {', '.join(runs)}" if runs else "torch carries no kernel for any of them")
+        + (f", not on {', '.join(not_runs)}" if runs and not_runs else "")
+    ]
+    closure = (c.get("checks") or {}).get("closure") or {}
+    parts.append(
+        "its libraries all resolve with `LD_LIBRARY_PATH` unset"
+        if closure.get("status") == "pass"
+        else f"its closure lacks {closure.get('detail')}"
+    )
+    for name in (c.get("arch") or {}).get("cpu_only") or []:
+        parts.append(f"{name} {v.get(name, '')} is a CPU-only build (no GPU code at all)".replace("  ", " "))
+    return wrap(f"- {head}: " + "; ".join(parts) + f"; verdict {c.get('verdict')}.", indent="  ")
+
+
+def arm_block(r: Results) -> str:
+    """What an ARM GPU user should install today, from the report's aarch64 cells (judged statically)."""
+    cells = [c for c in r["report"].get("cells") if str(c.get("platform") or "").startswith("aarch64")]
+    if not cells:
+        return wrap(f"`{REPORT}` holds no linux-aarch64 cell yet: run `nox -s matrix` to judge them.")
+    out = [
+        wrap(
+            f"{len(cells)} linux-aarch64 cells, judged on an x86_64 machine from the wheels each lock takes for "
+            "aarch64-manylinux_2_28: their GPU kernels (per ARM GPU, the doctor's rule) and their library closure "
+            "with an aarch64 host's loader. Nothing was built or run on ARM, so no cell there can be confirmed, only "
+            f"failed (`{REPORT}`):"
+        ),
+        "",
+        *(_arm_cell_line(c) for c in cells),
+        "",
+    ]
+    installable = [c for c in cells if not (c.get("lock") or {}).get("unresolvable")]
+    gpu_asr = [c for c in installable if "ctranslate2" not in ((c.get("arch") or {}).get("cpu_only") or [])]
+    if installable and not gpu_asr:
+        best = min(installable, key=lambda c: (c.get("python") != "3.12", len(c["id"])))
+        out.append(
+            wrap(
+                "So today: no aarch64 cell gives WhisperX GPU transcription, because every one that installs takes a "
+                f"CPU-only CTranslate2. The nearest is `{best['id']}` (`nox -s env-{best['id']}` on the ARM "
+                f"machine builds it from `constraints/{best['id']}.txt`): torch on the GPU for "
+                'alignment and diarization, faster-whisper on the CPU (`compute_type="int8"`), unless CTranslate2 is '
+                "built from source with CUDA, which this matrix does not judge."
+            )
+        )
+    elif gpu_asr:
+        ids = ", ".join(f"`{c['id']}`" for c in gpu_asr)
+        out.append(wrap(f"Cells whose whole stack carries GPU code: {ids}."))
+    return "\n".join(out).rstrip() + "\n"

@@ -130,6 +130,17 @@ def headline(result: Mapping[str, Any]) -> str:
     )
 
 
+DEFAULT_PLATFORM = "x86_64-manylinux_2_28"  # what results written before the platform axis were locked for
+
+
+def platform_text(cell: Mapping[str, Any]) -> str:
+    """The cell's machine, and how it was judged: ``x86_64``, or ``aarch64 (static)`` for wheels of another
+    platform whose build and suite were not run here."""
+    arch = str(cell.get("platform") or DEFAULT_PLATFORM).split("-", 1)[0]
+    build = ((cell.get("checks") or {}).get("build") or {}).get("detail") or ""
+    return f"{arch} (static)" if "not-run: platform" in build else arch
+
+
 def _expected_text(exp: Mapping[str, Any] | None) -> tuple[str, str]:
     """(status, reason) of a cell's expectation."""
     exp = exp or {}

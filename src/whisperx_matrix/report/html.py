@@ -27,6 +27,7 @@ from .data import (
     claim_verdict,
     headline,
     observed_notes,
+    platform_text,
     probe_rows,
     redacted,
 )
@@ -59,7 +60,7 @@ p.legend span.sq:first-child{margin-left:0}
 # Column widths (percent of the page), per table.
 _WIDTHS = {
     "claims": (13, 20, 13, 9, 45),
-    "cells": (15, 15, 17, 11, 42),
+    "cells": (15, 7, 14, 16, 10, 38),
     "checks": (12, 12, 12, 12, 12, 12, 12, 16),
     "probes": (15, 18, 22, 45),
 }
@@ -127,7 +128,7 @@ def _cells(result: Mapping[str, Any]) -> list[str]:
     out = [
         "<h2>Cells</h2>",
         _legend(CELL_LEGEND, "cells"),
-        _table_head("cells", ["cell", "expected", "observed", "verdict", "evidence"]),
+        _table_head("cells", ["cell", "platform", "expected", "observed", "verdict", "evidence"]),
     ]
     for c in result.get("cells", []):
         es, er = _expected_text(c.get("expected"))
@@ -135,7 +136,7 @@ def _cells(result: Mapping[str, Any]) -> list[str]:
         verdict = str(c.get("verdict", "?"))
         out.append(
             f'<tr id="cell-{_h(c.get("id", "?"))}"><td>{_h_code(c.get("id", "?"))}<br><small>{_h(c.get("summary", ""))}'
-            f"</small></td><td>{_h(es)} {_h_code(er)}</td>"
+            f"</small></td><td>{_h(platform_text(c))}</td><td>{_h(es)} {_h_code(er)}</td>"
             f'<td class="obs">{_h(os_)} {", ".join(_h_code(r) for r in ors)}'
             f"{_h_lines(observed_notes(c))}</td>"
             f'<td class="v {VERDICT_KIND.get(verdict, "none")}">{_h(verdict)}</td>'

@@ -24,6 +24,7 @@ from .data import (
     claim_verdict,
     headline,
     observed_notes,
+    platform_text,
     probe_rows,
     redacted,
 )
@@ -77,6 +78,7 @@ def cells_markdown(result: Mapping[str, Any]) -> str:
         rows.append(
             [
                 _md_code(c.get("id", "?")),
+                _md(platform_text(c)),
                 _md(es) + (f" {_md_code(er)}" if er else ""),
                 "<br>".join(
                     [
@@ -88,7 +90,7 @@ def cells_markdown(result: Mapping[str, Any]) -> str:
                 _md_lines(_lines(c.get("evidence"))),
             ]
         )
-    return "\n".join(_md_table(["cell", "expected", "observed", "verdict", "evidence"], rows)) + "\n"
+    return "\n".join(_md_table(["cell", "platform", "expected", "observed", "verdict", "evidence"], rows)) + "\n"
 
 
 def claims_markdown(result: Mapping[str, Any]) -> str:
