@@ -4,6 +4,7 @@
 scripts/list_cells.py                      # every cell
 scripts/list_cells.py 'stable-* *-cu130'   # ids, aliases or globs, space-separated (one argument is fine)
 scripts/list_cells.py --github-output 'stable-*'   # also append cells=<json> to $GITHUB_OUTPUT
+scripts/list_cells.py --platform x86_64    # only the cells for that machine (the GPU runner's)
 """
 
 from __future__ import annotations
@@ -21,18 +22,24 @@ from whisperx_matrix import matrix  # noqa: E402
 from whisperx_matrix.errors import FatalError  # noqa: E402
 
 
-def cell_ids(selectors: list[str], matrix_path: Path | None = None) -> list[str]:
+def cell_ids(selectors: list[str], matrix_path: Path | None = None, platform: str | None = None) -> list[str]:
     m = matrix.load(matrix_path or ROOT / "matrix.toml")
-    return [c.id for c in m.select(" ".join(selectors).split())]
+    return [c.id for c in m.select(" ".join(selectors).split()) if platform is None or c.arch == platform]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("selectors", nargs="*", help="cell ids, aliases or globs (empty: every cell)")
     parser.add_argument("--github-output", action="store_true", help="append cells=<json> to $GITHUB_OUTPUT")
+    parser.add_argument(
+        "--platform",
+        choices=("x86_64", "aarch64"),
+        help="only the cells for this machine (the GPU runner judges its own; other platforms' cells are judged "
+        "statically by `nox -s matrix` anywhere)",
+    )
     args = parser.parse_args(argv)
     try:
-        ids = cell_ids(args.selectors)
+        ids = cell_ids(args.selectors, platform=args.platform)
     except FatalError as exc:
         print(exc.render(), file=sys.stderr)
         return exc.exit_code

@@ -251,3 +251,11 @@ def test_list_cells_script_prints_json_for_fromjson(tmp_path: Path) -> None:
         [sys.executable, str(ROOT / "scripts" / "list_cells.py"), "nope"], capture_output=True, text=True
     )
     assert bad.returncode == 3 and "matches no cell" in bad.stderr
+    # the GPU runner's list: its own platform only (the aarch64 cells are judged statically anywhere)
+    runner = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "list_cells.py"), "--platform", "x86_64", "stable-cu132*"],
+        capture_output=True,
+        text=True,
+    )
+    listed = json.loads(runner.stdout)
+    assert "stable-cu132" in listed and not any(c.endswith("-aarch64") for c in listed)
