@@ -585,6 +585,8 @@ def fit_cell(
         limited.append(dwhy)
     kernels = cell_kernels(matrix, cell, sm, use_audit=use_audit)
     kfit, kwhy = kernel_fit(kernels, sm)
+    if kernels is None and cell.arch != native_arch():  # never built here: only its wheels' static audit can say
+        kwhy = f"its torch's kernels are unknown: no static audit of its {cell.arch} wheels in {MATRIX_REPORT} (a lock that does not install has none; else nox -s matrix -- {cell.id})"
     details.append(kwhy)
     if kfit == "none":
         reasons.append(kwhy)
