@@ -175,19 +175,24 @@ def wer(reference: str, texts: Any) -> float:
 # ------------------------------------------------------------------------------------------ the stages
 
 
-def cold_start(r: Run, first_audio: Any) -> bool:
-    """Load, then the first transcription of 30 s (CT2's PTX JIT on a fresh H100, cuDNN/cuBLAS init), then a
-    second one. False (the data says why) when the load or the first call failed: every later stage would too."""
+def load_asr(r: Run, compute_type: str) -> tuple[dict[str, Any], Any]:
+    """whisperx.load_model of the run's model in ``compute_type``, measured as the stage ``load[<type>]``."""
     import whisperx
 
-    bench, args, primary = r.bench, r.args, r.primary
-    rec, model = bench.measure(
-        f"load[{primary}]",
+    return r.bench.measure(
+        f"load[{compute_type}]",
         None,
-        lambda: whisperx.load_model(r.model_path, compute_type=primary, **r.load_kw),
+        lambda: whisperx.load_model(r.model_path, compute_type=compute_type, **r.load_kw),
         engine="ctranslate2+torch",
         weights=r.model_weights,
     )
+
+
+def cold_start(r: Run, first_audio: Any) -> bool:
+    """Load, then the first transcription of 30 s (CT2's PTX JIT on a fresh H100, cuDNN/cuBLAS init), then a
+    second one. False (the data says why) when the load or the first call failed: every later stage would too."""
+    bench, args, primary = r.bench, r.args, r.primary
+    rec, model = load_asr(r, primary)
     if rec["status"] != "ok":
         r.data["ok"] = False
         r.data["error"] = rec.get("error")
@@ -447,18 +452,11 @@ def one_file(r: Run, a: dict[str, Any], longest: bool) -> None:
 def compute_type(r: Run, ct: str, a: dict[str, Any]) -> None:
     """Another compute type (a second model load), batched at the first batch size on one file."""
     import torch
-    import whisperx
 
     args, bench = r.args, r.bench
     name, secs, samples = where(a)
     bs0 = r.sizes[0]
-    _, m2 = bench.measure(
-        f"load[{ct}]",
-        None,
-        lambda: whisperx.load_model(r.model_path, compute_type=ct, **r.load_kw),
-        engine="ctranslate2+torch",
-        weights=r.model_weights,
-    )
+    _, m2 = load_asr(r, ct)
     if m2 is None:
         return
     if args.max_new_tokens:
