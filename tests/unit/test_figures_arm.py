@@ -54,6 +54,8 @@ def test_the_arm_section_names_each_cells_findings_and_the_nearest_install() -> 
         in text
     )
     assert "ctranslate2 4.8.5 is a CPU-only build" in text
+    # a finding shared by several cells (a cell's Python variants) is one item naming them all
+    assert "- `stable-cu132-aarch64`, `stable-cu132-py312-aarch64` (Python 3.11, 3.12; torch 2.15.0): torch's" in text
     assert "The nearest is `stable-cu132-py312-aarch64`" in text  # Python 3.12 first: what the ARM OSes ship
 
 

@@ -482,16 +482,16 @@ def gpu_front_door_bench(r: Results) -> str:
 ARM_TARGETS = ("GH200", "GB200", "Jetson AGX Thor", "DGX Spark (GB10)")
 
 
-def _arm_cell_line(c: Mapping[str, Any]) -> str:
-    """One aarch64 cell: what its lock took, and what the static audits found on each ARM GPU."""
+def _arm_finding(c: Mapping[str, Any]) -> str:
+    """What the static audits found for one aarch64 cell: its lock's refusal, or torch's kernels per ARM GPU, the
+    closure and any CPU-only package, with the verdict."""
     from ..cudafacts import KNOWN_GPUS
     from ..doctor import Kernels, kernel_fit
 
-    v = c.get("versions") or {}
-    head = f"`{c['id']}` (Python {c.get('python')}" + (f", torch {v['torch']}" if v.get("torch") else "") + ")"
     lock = (c.get("lock") or {}).get("unresolvable")
     if lock:
-        return wrap(f"- {head}: does not install: {lock}", indent="  ")
+        return f"does not install: {lock}"
+    v = c.get("versions") or {}
     torch = ((c.get("arch") or {}).get("packages") or {}).get("torch") or {}
     kernels = Kernels(tuple(torch.get("sass") or []), tuple(p.split()[0] for p in torch.get("ptx") or []), "")
     fits = {name: kernel_fit(kernels, KNOWN_GPUS[name])[0] for name in ARM_TARGETS}
@@ -503,13 +503,28 @@ def _arm_cell_line(c: Mapping[str, Any]) -> str:
     ]
     closure = (c.get("checks") or {}).get("closure") or {}
     parts.append(
-        "its libraries all resolve with `LD_LIBRARY_PATH` unset"
+        "every library resolves with `LD_LIBRARY_PATH` unset"
         if closure.get("status") == "pass"
-        else f"its closure lacks {closure.get('detail')}"
+        else f"the closure lacks {closure.get('detail')}"
     )
     for name in (c.get("arch") or {}).get("cpu_only") or []:
         parts.append(f"{name} {v.get(name, '')} is a CPU-only build (no GPU code at all)".replace("  ", " "))
-    return wrap(f"- {head}: " + "; ".join(parts) + f"; verdict {c.get('verdict')}.", indent="  ")
+    return "; ".join(parts) + f"; verdict {c.get('verdict')}."
+
+
+def _arm_lines(cells: list[Mapping[str, Any]]) -> list[str]:
+    """One list item per finding, naming every cell that shares it (a cell's Python variants mostly do)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for c in cells:
+        groups.setdefault(_arm_finding(c), []).append(c)
+    out = []
+    for finding, group in groups.items():
+        pythons = ", ".join(dict.fromkeys(str(c.get("python")) for c in group))
+        torches = ", ".join(dict.fromkeys(t for c in group if (t := (c.get("versions") or {}).get("torch"))))
+        ids = ", ".join(f"`{c['id']}`" for c in group)
+        head = f"{ids} (Python {pythons}" + (f"; torch {torches}" if torches else "") + ")"
+        out.append(wrap(f"- {head}: {finding}", indent="  "))
+    return out
 
 
 def arm_block(r: Results) -> str:
@@ -525,7 +540,7 @@ def arm_block(r: Results) -> str:
             f"failed (`{REPORT}`):"
         ),
         "",
-        *(_arm_cell_line(c) for c in cells),
+        *_arm_lines(cells),
         "",
     ]
     installable = [c for c in cells if not (c.get("lock") or {}).get("unresolvable")]
