@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from importlib import resources
+from pathlib import Path
 
 import pytest
 import wheelcache
@@ -74,3 +75,20 @@ def test_the_fatbin_audit_agrees_with_cuobjdump_on_torchs_aarch64_library() -> N
     ours = as_cuobjdump_names(lib)
     assert ours and sorted(ours) == sorted(cuobjdump_list(tool, lib))
     assert {"sm_90", "sm_100", "sm_110", "sm_121a"} <= set(ours)  # GH200, GB200, Jetson Thor, DGX Spark
+
+
+def test_a_build_that_only_opens_cublas_is_not_cpu_only(tmp_path: Path) -> None:
+    """No kernels of its own is not enough to call a package CPU-only: one that opens cuBLAS (a dlopen string) is a
+    CUDA build; one that names no CUDA library is not. Tiny real ELF objects, built with gcc."""
+    from audit_elves import build_so
+
+    for name, strings, cpu_only in (
+        ("cuda-user", ["libcublas.so.13"], ()),
+        ("cpu", ["libgomp.so.1"], ("ctranslate2",)),
+    ):
+        site = tmp_path / name
+        (site / "ctranslate2-9.9.9.dist-info").mkdir(parents=True)
+        (site / "ctranslate2-9.9.9.dist-info" / "RECORD").write_text("ctranslate2/libct2.so,,\n")
+        (site / "ctranslate2-9.9.9.dist-info" / "METADATA").write_text("Name: ctranslate2\nVersion: 9.9.9\n")
+        build_so(site / "ctranslate2" / "libct2.so", soname="libct2.so", strings=strings)
+        assert audit_arch(site, 121, progress=False).cpu_only == cpu_only, name

@@ -218,12 +218,31 @@ def arch_origins(libs: Iterable[LibraryArch]) -> tuple[tuple[tuple[str, ...], tu
 GPU_STACK = ("torch", "ctranslate2")
 
 
-def cpu_only_packages(root: Path, packages: Iterable[PackageArch]) -> tuple[str, ...]:
-    """The GPU stack's packages installed under ``root`` (a dist-info of that name) with no GPU code in any of their
-    libraries: ``device="cuda"`` cannot work with them, whatever the GPU."""
+# A CUDA library a GPU build links or opens, even one with no kernels of its own (it may only call cuBLAS).
+_CUDA_LIBRARY = re.compile(r"^lib(cudart|cublas|cublasLt|cudnn)\.so(\.\d+)*$")
+
+
+def _names_cuda(path: Path) -> bool:
+    """Whether an object needs or names (a dlopen string) a CUDA library."""
+    try:
+        names = set(elf.dynamic(path).needed) | elf.soname_strings(path)
+    except (OSError, elf.NotElfError):
+        return False
+    return any(_CUDA_LIBRARY.match(n) for n in names)
+
+
+def cpu_only_packages(root: Path, packages: Iterable[PackageArch], libs: Iterable[LibraryArch]) -> tuple[str, ...]:
+    """The GPU stack's packages installed under ``root`` (a dist-info of that name) that are CPU-only builds: no GPU
+    code in any of their libraries, and none of them needs or opens a CUDA library. ``device="cuda"`` cannot work
+    with them, whatever the GPU (PyPI's torch 2.8.0 and CTranslate2 4.8.5 for linux-aarch64)."""
     with_gpu = {p.package.split()[0] for p in packages if p.status != NO_GPU_CODE}
     installed = {name for name in GPU_STACK if any(root.glob(f"{name}-*.dist-info"))}
-    return tuple(name for name in GPU_STACK if name in installed and name not in with_gpu)
+    suspects = [name for name in GPU_STACK if name in installed and name not in with_gpu]
+    return tuple(
+        name
+        for name in suspects
+        if not any(_names_cuda(root / lib.path) for lib in libs if lib.package.split()[0] == name)
+    )
 
 
 def audit_arch(
@@ -278,7 +297,7 @@ def audit_arch(
         seconds=round(time.perf_counter() - start, 3),
         torch_arch_list=tuple(torch_list) if torch_list is not None else None,
         notes=tuple(notes),
-        cpu_only=cpu_only_packages(root, packages),
+        cpu_only=cpu_only_packages(root, packages, libs),
     )
 
 

@@ -20,7 +20,7 @@ from ..audit import elf as elf_files
 from ..audit.fatbin import Arch
 from ..audit.loader import SearchEnv
 from ..lock import LockStatus, compile_lock, read_pins
-from ..matrix import Cell, Matrix
+from ..matrix import Cell, Matrix, native_arch
 from ..matrix_run import Stage, _arch_summary, _closure_summary, _named_by_library, finish_cell
 from ..wheelsite import install_site
 
@@ -79,12 +79,18 @@ def audit(
     ``nox -s audit`` runs, on the candidate's wheels. ``env``: the loader's system side (tests isolate it)."""
     files = list(elf_files.iter_files(site))
     preload = [site / p for p in cell.preload] if cell.preload else None
+    if env is None and cell.arch != native_arch():  # another platform's wheels: that platform's loader
+        env = SearchEnv.foreign(cell.arch)
     closure = audit_closure(site, preload=preload, files=files, env=env, progress=False)
     used = {item.path for item in closure.process.loaded} if closure.process.entries else None
     reports = {}
     for sm in sms:
         arch = audit_arch(site, sm, files=files, progress=False, used=used)
-        reasons = ([arch.reason] if arch.reason else []) + [f"missing-soname:{n}" for n in closure.missing]
+        reasons = (
+            ([arch.reason] if arch.reason else [])
+            + [f"no-cuda-build:{name}" for name in arch.cpu_only]
+            + [f"missing-soname:{n}" for n in closure.missing]
+        )
         reports[sm] = AuditReport(
             target=cell.id,
             site=str(site),
