@@ -175,7 +175,7 @@ def torch_base(matrix: Matrix) -> Cell | None:
     from packaging.version import Version
 
     for cell in matrix.cells:
-        if not cell.aliases or cell.floating:
+        if not cell.aliases or cell.floating or cell.arch != "x86_64":  # a platform variant is not a base
             continue
         torch = locked_pins(matrix, cell).get(TORCH)
         if torch and (best is None or Version(torch) > best[0]):
