@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import re
 import subprocess
@@ -483,14 +484,26 @@ def audit_kernels(matrix: Matrix, cell: Cell, sm: int) -> Kernels | None:
 MATRIX_REPORT = Path("reports") / "matrix.json"
 
 
+@functools.lru_cache(maxsize=4)
+def _report_cells(path: Path, mtime_ns: int) -> dict[str, Any]:
+    """The cell records of a matrix report by id, read once per version of the file (the doctor asks per cell)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    cells = data.get("cells", []) if isinstance(data, dict) else []
+    return {str(c.get("id")): c for c in cells if isinstance(c, dict)}
+
+
 def report_kernels(matrix: Matrix, cell: Cell) -> Kernels | None:
     """torch's kernels as the committed matrix report's static audit read them from the cell's own wheels, or None
     (no report, no record of the cell, or a torch without GPU code)."""
+    path = matrix.root / MATRIX_REPORT
     try:
-        data = json.loads((matrix.root / MATRIX_REPORT).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        mtime = path.stat().st_mtime_ns
+    except OSError:
         return None
-    rec = next((c for c in data.get("cells", []) if c.get("id") == cell.id), None) if isinstance(data, dict) else None
+    rec = _report_cells(path, mtime).get(cell.id)
     torch = (((rec or {}).get("arch") or {}).get("packages") or {}).get("torch") or {}
     if not torch.get("sass") and not torch.get("ptx"):
         return None

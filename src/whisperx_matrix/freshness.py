@@ -111,6 +111,6 @@ def lines(record: Mapping[str, Any] | None) -> list[str]:
         + (f" ({p['judged_in']})" if p.get("judged_in") else "")
         + f"; newest on the index {p.get('index') or 'not found'}"
         + (" (behind)" if p.get("behind") else "")
-        for name, p in pkgs.items()
+        for name, p in sorted(pkgs.items())  # by name: a report re-rendered from its JSON (keys sorted) reads the same
     ]
     return [head, *rows, f"Release dates: {record.get('dates')}."]

@@ -268,8 +268,9 @@ def stage_lock(m: matrices.Matrix, cell: matrices.Cell, cell_work: Path) -> tupl
         why = f"lock {status.state}: {status.detail}; regenerate: {locks.REGENERATE} -- {cell.id}"
         return Stage("lock", "infra", skipped=why), None
     path = locks.lock_path(m, cell)
-    lock = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(path.read_bytes())}
-    refused = locks.unresolvable(path.read_text(encoding="utf-8"))
+    data = path.read_bytes()
+    lock = {"file": f"constraints/{path.name}", "sha256": locks.sha256_bytes(data)}
+    refused = locks.unresolvable(data.decode("utf-8"))
     if refused is not None:
         # The resolver's answer, recorded in the lock: the cell's pins have no wheel for its platform.
         reason = locks.unresolvable_reason(refused, cell.lock_id)
@@ -594,7 +595,7 @@ def _static_stages(
     from .wheelsite import install_site
 
     here = matrices.native_arch()
-    not_run = f"not-run: platform {cell.arch} (this machine is {here})"
+    not_run = f"{verdict.NOT_RUN_PLATFORM} {cell.arch} (this machine is {here})"
     lock_path = lock_file or locks.lock_path(m, cell)
     t0 = time.perf_counter()
     site, why = install_site(lock_path, cell)

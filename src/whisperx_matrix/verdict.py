@@ -315,6 +315,16 @@ def suite_parts(rec: Mapping[str, Any]) -> dict[str, dict[str, Any]] | None:
     }
 
 
+# How a cell of another platform says its build, self-test and suite were not run here (judged statically).
+NOT_RUN_PLATFORM = "not-run: platform"
+
+
+def judged_statically(rec: Mapping[str, Any]) -> bool:
+    """A cell whose wheels were audited but never built or run here (another platform's)."""
+    build = ((rec.get("checks") or {}).get("build") or {}).get("detail") or ""
+    return build.startswith(NOT_RUN_PLATFORM)
+
+
 def unobserved(rec: Mapping[str, Any]) -> list[str]:
     """What of a cell was not observed, each with why: the suite (not run), its CPU tests (every one skipped),
     its GPU part (no GPU test ran). Empty when everything ran. A missing part is never counted as passing."""

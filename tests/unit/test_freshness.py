@@ -81,3 +81,13 @@ def test_judged_again_on_other_cells_and_read_from_their_locks(tmp_path) -> None
     judged = freshness.judge(cells, record, tmp_path)
     assert judged["behind"] == [] and judged["packages"]["torchvision"]["judged_in"] == "stable-cu132"
     assert freshness.judge(cells[1:], judged, tmp_path)["behind"] == ["torch", "torchvision"]
+
+
+def test_the_lines_read_the_same_whatever_order_the_record_holds_its_packages() -> None:
+    """A report is written from the run's record and re-rendered from its JSON (keys sorted): the same lines."""
+    run = _pip({"whisperx": "3.8.6", "torch": "2.15.0"})
+    record = freshness.judge(CELLS, freshness.collect(("whisperx", "torch"), run=run), None)
+    assert list(record["packages"]) == ["whisperx", "torch"]  # the order the index was asked in
+    reordered = record | {"packages": dict(sorted(record["packages"].items()))}
+    assert freshness.lines(record) == freshness.lines(reordered)
+    assert [ln.split(":")[0] for ln in freshness.lines(record)[1:3]] == ["torch", "whisperx"]

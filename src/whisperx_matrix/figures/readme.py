@@ -546,6 +546,8 @@ def arm_block(r: Results) -> str:
     installable = [c for c in cells if not (c.get("lock") or {}).get("unresolvable")]
     gpu_asr = [c for c in installable if "ctranslate2" not in ((c.get("arch") or {}).get("cpu_only") or [])]
     if installable and not gpu_asr:
+        # Python 3.12 first (what Ubuntu 24.04-based ARM systems ship), then the plainest cell: its shortest id, the
+        # base rather than a child with add-ons
         best = min(installable, key=lambda c: (c.get("python") != "3.12", len(c["id"])))
         out.append(
             wrap(

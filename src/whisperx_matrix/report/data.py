@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import FatalError
 from ..secrets import redact
-from ..verdict import evidence_line, totals
+from ..verdict import evidence_line, judged_statically, totals
 
 SCHEMA = 1
 CHECKS = ("lock", "build", "selftest", "arch", "closure", "suite")
@@ -137,8 +137,7 @@ def platform_text(cell: Mapping[str, Any]) -> str:
     """The cell's machine, and how it was judged: ``x86_64``, or ``aarch64 (static)`` for wheels of another
     platform whose build and suite were not run here."""
     arch = str(cell.get("platform") or DEFAULT_PLATFORM).split("-", 1)[0]
-    build = ((cell.get("checks") or {}).get("build") or {}).get("detail") or ""
-    return f"{arch} (static)" if "not-run: platform" in build else arch
+    return f"{arch} (static)" if judged_statically(cell) else arch
 
 
 def _expected_text(exp: Mapping[str, Any] | None) -> tuple[str, str]:
